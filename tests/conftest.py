@@ -1,0 +1,20 @@
+"""Shared test helpers: a missing service skips locally but fails in CI."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def require(ok: bool, why: str) -> None:
+    """Skip (locally) or fail (CI=true) when a service or tool the test needs is missing."""
+    if ok:
+        return
+    if IN_CI:
+        pytest.fail(f"required in CI: {why}", pytrace=False)
+    pytest.skip(why)
