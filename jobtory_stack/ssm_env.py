@@ -1,0 +1,113 @@
+"""The one loader of an environment's settings from SSM Parameter Store.
+
+Used at app start (replica and EC2) and to render a host's env file, so both
+see exactly the same values. Secrets are decrypted in memory only: they never
+go on a command line, and nothing here logs a value.
+
+    python -m jobtory_stack.ssm_env --prefix /jobtory/local/ --exec -- gunicorn ...
+    python -m jobtory_stack.ssm_env --prefix /jobtory/prod/ --write /etc/jobtory/env
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
+
+
+def ssm_client(region: str | None = None, endpoint_url: str | None = None) -> Any:
+    """An SSM client; AWS_ENDPOINT_URL (boto3's own variable) points it at an emulator."""
+    return boto3.client("ssm", region_name=region, endpoint_url=endpoint_url)
+
+
+def load_env(prefix: str, client: Any | None = None) -> dict[str, str]:
+    """Every parameter under `prefix` (recursive, decrypted) as {NAME: value}.
+
+    NAME is the path below the prefix with '/' turned into '_', so
+    /jobtory/prod/DB_HOST becomes DB_HOST.
+    """
+    if not prefix.startswith("/") or not prefix.endswith("/"):
+        raise ValueError(f"SSM prefix must start and end with '/': {prefix!r}")
+    client = client or ssm_client()
+    env: dict[str, str] = {}
+    paginator = client.get_paginator("get_parameters_by_path")
+    for page in paginator.paginate(Path=prefix, Recursive=True, WithDecryption=True):
+        for param in page["Parameters"]:
+            name = param["Name"][len(prefix) :].replace("/", "_")
+            env[name] = param["Value"]
+    return env
+
+
+def load_env_with_retry(prefix: str, timeout: float = 60.0) -> dict[str, str]:
+    """load_env, retried while the parameter store is still starting (replica boot)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return load_env(prefix)
+        except (BotoCoreError, ClientError) as exc:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"ssm_env: cannot read {prefix} from SSM: {exc}") from None
+            time.sleep(1)
+
+
+def render_env_file(env: dict[str, str]) -> str:
+    """systemd EnvironmentFile syntax; values are double-quoted and escaped."""
+    lines = []
+    for name in sorted(env):
+        value = env[name].replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+        lines.append(f'{name}="{value}"')
+    return "\n".join(lines) + "\n"
+
+
+def write_env_file(path: Path, env: dict[str, str]) -> bool:
+    """Atomically write the env file with mode 0600; returns True when it changed."""
+    content = render_env_file(env)
+    if path.exists() and path.read_text() == content:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".env.")
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(content)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m jobtory_stack.ssm_env", description=__doc__)
+    parser.add_argument(
+        "--prefix", default=os.environ.get("SSM_PREFIX"), help="e.g. /jobtory/prod/"
+    )
+    parser.add_argument("--wait", type=float, default=60.0, help="seconds to wait for SSM")
+    action = parser.add_mutually_exclusive_group(required=True)
+    action.add_argument("--write", type=Path, metavar="PATH", help="write a 0600 env file")
+    action.add_argument("--exec", dest="command", nargs=argparse.REMAINDER, help="run a command")
+    args = parser.parse_args(argv)
+    if not args.prefix:
+        parser.error("--prefix (or SSM_PREFIX) is required")
+    env = load_env_with_retry(args.prefix, timeout=args.wait)
+    if args.write:
+        changed = write_env_file(args.write, env)
+        print(f"{args.write}: {len(env)} parameters, {'changed' if changed else 'unchanged'}")
+        return 0
+    command = list(args.command or [])
+    if command[:1] == ["--"]:
+        command = command[1:]
+    if not command:
+        parser.error("--exec needs a command")
+    os.execvpe(command[0], command, {**os.environ, **env})
+
+
+if __name__ == "__main__":
+    sys.exit(main())
