@@ -1,0 +1,815 @@
+"""The stack spec: one TOML file, shared defaults plus one section per environment.
+
+    load_stack(path) -> Stack          parse + structure (unknown keys refused)
+    stack.env(name)  -> Environment    merged, typed and validated
+
+Validation runs before any side effect. Every problem names the field (its path
+in stack.toml) and the fix; all problems are reported at once in a SpecError.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import re
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from jobtory_stack.rds_parameters import CATALOG
+
+ENV_NAME = re.compile(r"^[a-z][a-z0-9-]{0,15}$")
+REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
+HOST_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+SSM_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
+SECRET_NAME = re.compile(r"(SECRET|PASSWORD|PASSWD|TOKEN|PRIVATE|API_KEY|CREDENTIAL)", re.I)
+SECRET_VALUE = re.compile(
+    r"(AKIA[0-9A-Z]{16}|-----BEGIN|ghp_[A-Za-z0-9]{20,}|xox[bap]-|sk_live_|GOCSPX-)"
+)
+MATCHER = re.compile(r"^\d{3}(-\d{3})?(,\d{3}(-\d{3})?)*$")
+TLS_POLICIES = frozenset(
+    {
+        "ELBSecurityPolicy-TLS13-1-2-2021-06",
+        "ELBSecurityPolicy-TLS13-1-2-Res-2021-06",
+        "ELBSecurityPolicy-TLS13-1-2-Ext1-2021-06",
+        "ELBSecurityPolicy-TLS13-1-2-Ext2-2021-06",
+        "ELBSecurityPolicy-TLS13-1-3-2021-06",
+        "ELBSecurityPolicy-TLS-1-2-2017-01",
+        "ELBSecurityPolicy-TLS-1-2-Ext-2018-06",
+        "ELBSecurityPolicy-FS-1-2-Res-2020-10",
+        "ELBSecurityPolicy-2016-08",
+    }
+)
+SUPPORTED_POSTGRES_MAJORS = range(13, 18)
+ENVIRONMENTS_KEY = "environments"
+
+
+class SpecError(Exception):
+    """The spec is unusable; `problems` holds one line per problem (field: what, fix)."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+# ---- the typed model (one class per section of stack.toml) -------------------------------
+
+
+class Stack_(Section):
+    name: str = "jobtory"
+    region: str = "ap-northeast-2"
+
+
+class Domain(Section):
+    apex: str
+    aliases: list[str] = []
+    public_port: int = 443
+    registrar: Literal["porkbun", "cloudflare", "gabia", "route53", "other"] = "porkbun"
+
+
+class Subnet(Section):
+    name: str
+    cidr: str
+    az: str
+    public: bool
+
+
+class Network(Section):
+    vpc_cidr: str
+    subnets: list[Subnet]
+    admin_cidr: str | None = None
+
+
+class Rds(Section):
+    engine: Literal["postgres"] = "postgres"
+    engine_version: str
+    parameter_group_family: str | None = None
+    instance_class: str = "db.t4g.micro"
+    allocated_storage_gb: int = 20
+    storage_encrypted: bool = True
+    backup_retention_days: int = 7
+    deletion_protection: bool = False
+    multi_az: bool = False
+    publicly_accessible: bool = False
+    allow_public_for_testing: bool = False
+    database: str = "jobtory"
+    master_username: str = "jobtory"
+    parameters: dict[str, str | int | bool] = {}
+
+    @property
+    def major_version(self) -> int:
+        return int(self.engine_version.split(".")[0])
+
+    @property
+    def family(self) -> str:
+        """The parameter-group family RDS requires for this engine version."""
+        return f"{self.engine}{self.major_version}"
+
+
+class HealthCheck(Section):
+    path: str = "/healthz"
+    interval_seconds: int = 15
+    timeout_seconds: int = 5
+    healthy_threshold: int = 3
+    unhealthy_threshold: int = 2
+    matcher: str = "200"
+
+
+class Alb(Section):
+    region: str | None = None
+    ssl_policy: str = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+    subnets: list[str]
+    health_check: HealthCheck = HealthCheck()
+    deregistration_delay_seconds: int = 30
+    idle_timeout_seconds: int = 60
+    deletion_protection: bool = False
+
+
+class Certificate(Section):
+    region: str | None = None
+    names: list[str] | None = None
+
+
+class Asg(Section):
+    min_size: int = 1
+    desired_capacity: int = 1
+    max_size: int = 2
+    instance_type: str = "t3.small"
+    target_cpu_percent: int = 50
+    ami_id: str | None = None
+    ami_ssm_parameter: str = "/aws/service/debian/release/13/latest/amd64"
+    subnets: list[str]
+
+
+class Caddy(Section):
+    mode: Literal["alb", "direct"] = "alb"
+    duckdns_name: str | None = None
+    tls_internal: bool = False
+    upstream: str = "127.0.0.1:8000"
+    static_root: str = "/srv/jobtory/current/app/frontend"
+    trusted_proxies: list[str] | None = None
+
+
+class Ssm(Section):
+    prefix: str | None = None
+    values: dict[str, str] = {}
+    secrets: list[str] = []
+
+
+class Aws(Section):
+    endpoint_url: str | None = None
+
+
+class EnvironmentDoc(Section):
+    """One environment after merging the shared defaults with its overrides."""
+
+    stack: Stack_ = Stack_()
+    domain: Domain
+    network: Network
+    rds: Rds
+    alb: Alb
+    certificate: Certificate = Certificate()
+    asg: Asg
+    caddy: Caddy = Caddy()
+    ssm: Ssm = Ssm()
+    aws: Aws = Aws()
+
+
+@dataclass(frozen=True)
+class Environment:
+    """A validated environment: the typed sections plus its name and warnings."""
+
+    name: str
+    doc: EnvironmentDoc
+    warnings: tuple[str, ...] = ()
+
+    # Short accessors so callers write env.rds, env.domain, ...
+    @property
+    def stack_name(self) -> str:
+        return self.doc.stack.name
+
+    @property
+    def region(self) -> str:
+        return self.doc.stack.region
+
+    @property
+    def domain(self) -> Domain:
+        return self.doc.domain
+
+    @property
+    def network(self) -> Network:
+        return self.doc.network
+
+    @property
+    def rds(self) -> Rds:
+        return self.doc.rds
+
+    @property
+    def alb(self) -> Alb:
+        return self.doc.alb
+
+    @property
+    def certificate(self) -> Certificate:
+        return self.doc.certificate
+
+    @property
+    def asg(self) -> Asg:
+        return self.doc.asg
+
+    @property
+    def caddy(self) -> Caddy:
+        return self.doc.caddy
+
+    @property
+    def ssm(self) -> Ssm:
+        return self.doc.ssm
+
+    @property
+    def aws(self) -> Aws:
+        return self.doc.aws
+
+    @property
+    def alb_region(self) -> str:
+        return self.alb.region or self.region
+
+    @property
+    def certificate_region(self) -> str:
+        return self.certificate.region or self.region
+
+    @property
+    def ssm_prefix(self) -> str:
+        return self.ssm.prefix or f"/{self.stack_name}/{self.name}/"
+
+
+@dataclass(frozen=True)
+class Stack:
+    """The parsed file: shared defaults and the raw overrides of each environment."""
+
+    path: Path
+    defaults: dict[str, Any]
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def env_names(self) -> list[str]:
+        return list(self.overrides)
+
+    def env(self, name: str) -> Environment:
+        if name not in self.overrides:
+            known = ", ".join(self.overrides) or "none"
+            raise SpecError(
+                [
+                    f"{ENVIRONMENTS_KEY}.{name}: unknown environment; known: {known} "
+                    f"(add [{ENVIRONMENTS_KEY}.{name}] to {self.path.name} or pick one of them)"
+                ]
+            )
+        merged = deep_merge(self.defaults, self.overrides[name])
+        where = Locator(name, self.overrides[name])
+        try:
+            doc = EnvironmentDoc.model_validate(merged)
+        except ValidationError as exc:
+            raise SpecError([where.describe(err) for err in exc.errors()]) from None
+        env = Environment(name, doc)
+        problems, warnings = check(env)
+        if problems:
+            raise SpecError([f"{where.field(path)}: {msg}" for path, msg in problems])
+        return Environment(name, doc, tuple(f"{where.field(p)}: {m}" for p, m in warnings))
+
+
+def load_stack(path: Path) -> Stack:
+    """Read and structure stack.toml; raises SpecError with a one-line reason."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SpecError(
+            [f"{path}: file not found (pass --spec PATH or run from the repo root)"]
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError([f"{path}: not valid TOML: {exc}"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError([f"{path}: cannot read: {exc}"]) from None
+    envs = raw.pop(ENVIRONMENTS_KEY, None)
+    if not isinstance(envs, dict) or not envs:
+        raise SpecError(
+            [f"{ENVIRONMENTS_KEY}: missing; add at least one [{ENVIRONMENTS_KEY}.<name>] table"]
+        )
+    problems = []
+    for name, body in envs.items():
+        if not ENV_NAME.match(name):
+            problems.append(
+                f"{ENVIRONMENTS_KEY}.{name}: bad environment name; use lowercase letters, "
+                "digits and '-', starting with a letter, at most 16 characters"
+            )
+        elif not isinstance(body, dict):
+            problems.append(f"{ENVIRONMENTS_KEY}.{name}: must be a table of overrides")
+    if problems:
+        raise SpecError(problems)
+    return Stack(path, raw, envs)
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Tables merge key by key; any other value (lists included) replaces the default."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+@dataclass(frozen=True)
+class Locator:
+    """Names a field where the user wrote it: in the env's overrides or the shared defaults."""
+
+    env: str
+    override: dict[str, Any]
+
+    def field(self, path: tuple[str | int, ...]) -> str:
+        node: Any = self.override
+        for part in path:
+            if isinstance(node, dict) and part in node:
+                node = node[part]
+            else:
+                return dotted(path)
+        return f"{ENVIRONMENTS_KEY}.{self.env}.{dotted(path)}"
+
+    def describe(self, err: Any) -> str:
+        path = tuple(err["loc"])
+        where = self.field(path)
+        kind = err["type"]
+        if kind == "extra_forbidden":
+            key = str(path[-1])
+            if SECRET_NAME.search(key):
+                return (
+                    f"{where}: secrets are never values in the spec; remove it, list its "
+                    "name under ssm.secrets and set it with `deploy.py params set`"
+                )
+            allowed = allowed_keys(path[:-1])
+            close = difflib.get_close_matches(key, allowed, n=1)
+            hint = f"did you mean '{close[0]}'?" if close else "remove it"
+            return f"{where}: unknown key; {hint} (allowed: {', '.join(allowed)})"
+        if kind == "missing":
+            return f"{where}: required; add it to the shared section or to every environment"
+        got = err.get("input")
+        shown = "" if isinstance(got, dict | list) else f" (got {got!r})"
+        return f"{where}: {err['msg'].lower()}{shown}; fix the value's type"
+
+
+def dotted(path: tuple[str | int, ...]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def allowed_keys(path: tuple[str | int, ...]) -> list[str]:
+    """The keys a table at `path` accepts (for 'did you mean' hints)."""
+    model: Any = EnvironmentDoc
+    for part in path:
+        if isinstance(part, int):
+            continue
+        info = model.model_fields.get(part) if hasattr(model, "model_fields") else None
+        if info is None:
+            return []
+        model = next((a for a in _model_args(info.annotation)), None)
+        if model is None:
+            return []
+    return sorted(model.model_fields) if hasattr(model, "model_fields") else []
+
+
+def _model_args(annotation: Any) -> Iterator[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        yield annotation
+    for arg in getattr(annotation, "__args__", ()):
+        yield from _model_args(arg)
+
+
+# ---- semantic rules -------------------------------------------------------------------------
+
+Path_ = tuple[str | int, ...]
+
+
+def check(env: Environment) -> tuple[list[tuple[Path_, str]], list[tuple[Path_, str]]]:
+    """Every cross-field rule; returns (problems, warnings)."""
+    problems: list[tuple[Path_, str]] = []
+    warnings: list[tuple[Path_, str]] = []
+
+    def bad(path: Path_, message: str) -> None:
+        problems.append((path, message))
+
+    _check_names(env, bad)
+    _check_network(env, bad)
+    _check_rds(env, bad, warnings)
+    _check_load_balancer(env, bad)
+    _check_scaling(env, bad)
+    _check_caddy(env, bad)
+    _check_ssm(env, bad)
+    return problems, warnings
+
+
+Bad = Any  # Callable[[Path_, str], None]; kept loose for readability
+
+
+def valid_hostname(name: str) -> bool:
+    if len(name) > 253 or "." not in name:
+        return False
+    labels = name.split(".")
+    return all(HOST_LABEL.match(label) for label in labels) and not labels[-1].isdigit()
+
+
+def parse_cidr(value: str, path: Path_, bad: Bad) -> ipaddress.IPv4Network | None:
+    try:
+        net = ipaddress.ip_network(value, strict=True)
+    except ValueError:
+        try:
+            loose = ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            bad(path, f"{value!r} is not a CIDR block; write it like 10.20.0.0/16")
+            return None
+        bad(path, f"{value!r} has host bits set; use {loose}")
+        return None
+    if not isinstance(net, ipaddress.IPv4Network):
+        bad(path, f"{value!r} is IPv6; use an IPv4 block like 10.20.0.0/16")
+        return None
+    return net
+
+
+def _check_names(env: Environment, bad: Bad) -> None:
+    if not re.match(r"^[a-z][a-z0-9-]{1,20}$", env.stack_name):
+        bad(("stack", "name"), "use 2-21 lowercase letters, digits or '-' (it prefixes names)")
+    for where, region in (
+        (("stack", "region"), env.region),
+        (("alb", "region"), env.alb.region),
+        (("certificate", "region"), env.certificate.region),
+    ):
+        if region is not None and not REGION.match(region):
+            bad(where, f"{region!r} is not an AWS region name; write it like ap-northeast-2")
+    hosts = (env.domain.apex, *env.domain.aliases)
+    for i, host in enumerate(hosts):
+        path: Path_ = ("domain", "apex") if i == 0 else ("domain", "aliases", i - 1)
+        if host != host.lower() or not valid_hostname(host):
+            bad(path, f"{host!r} is not a domain name; use lowercase labels like jobtory.com")
+    if len(set(hosts)) != len(hosts):
+        bad(("domain", "aliases"), "repeats a host name; list each name once")
+    if not 1 <= env.domain.public_port <= 65535:
+        bad(("domain", "public_port"), "must be a TCP port (1-65535); 443 in the cloud")
+    if env.domain.registrar == "cloudflare":
+        bad(
+            ("domain", "registrar"),
+            "Cloudflare Registrar requires Cloudflare DNS, so its NS cannot be delegated to "
+            "Route 53; transfer the domain (e.g. to porkbun) or use another registrar",
+        )
+    url = env.aws.endpoint_url
+    if url is not None and not re.match(r"^https?://[^/\s]+/?$", url):
+        bad(("aws", "endpoint_url"), f"{url!r} must be a base URL like http://127.0.0.1:4566")
+
+
+def _check_network(env: Environment, bad: Bad) -> None:
+    net = env.network
+    vpc = parse_cidr(net.vpc_cidr, ("network", "vpc_cidr"), bad)
+    if vpc is not None and not 16 <= vpc.prefixlen <= 28:
+        bad(("network", "vpc_cidr"), f"a VPC block must be /16 to /28, not /{vpc.prefixlen}")
+    seen: dict[str, int] = {}
+    blocks: list[tuple[int, ipaddress.IPv4Network]] = []
+    for i, subnet in enumerate(net.subnets):
+        base: Path_ = ("network", "subnets", i)
+        if subnet.name in seen:
+            bad((*base, "name"), f"{subnet.name!r} is used twice; give each subnet its own name")
+        seen[subnet.name] = i
+        if not (
+            subnet.az.startswith(env.region)
+            and re.match(r"^[a-z]$", subnet.az[-1:])
+            and len(subnet.az) == len(env.region) + 1
+        ):
+            bad(
+                (*base, "az"),
+                f"{subnet.az!r} is not a zone of {env.region}; "
+                f"use {env.region}a, {env.region}c, ...",
+            )
+        block = parse_cidr(subnet.cidr, (*base, "cidr"), bad)
+        if block is None:
+            continue
+        if vpc is not None and not block.subnet_of(vpc):
+            bad((*base, "cidr"), f"{block} is outside the VPC {vpc}; pick a block inside it")
+        for j, other in blocks:
+            if block.overlaps(other):
+                bad(
+                    (*base, "cidr"),
+                    f"{block} overlaps subnet {net.subnets[j].name!r} "
+                    f"({other}); use a block that does not overlap",
+                )
+        blocks.append((i, block))
+    private = [s for s in net.subnets if not s.public]
+    if len({s.az for s in private}) < 2:
+        bad(
+            ("network", "subnets"),
+            "RDS needs private subnets in at least two AZs; add a private subnet in a second zone",
+        )
+    if net.admin_cidr is not None:
+        admin = parse_cidr(net.admin_cidr, ("network", "admin_cidr"), bad)
+        if admin is not None and admin.prefixlen == 0:
+            bad(
+                ("network", "admin_cidr"),
+                "0.0.0.0/0 would open SSH to the internet; "
+                "use your office or VPN block (e.g. 203.0.113.7/32) or leave it unset",
+            )
+
+
+def _subnet_refs(env: Environment, section: str, names: list[str], bad: Bad) -> list[Subnet]:
+    by_name = {s.name: s for s in env.network.subnets}
+    found = []
+    for i, name in enumerate(names):
+        if name not in by_name:
+            bad(
+                (section, "subnets", i),
+                f"no subnet named {name!r} in network.subnets; known: {', '.join(by_name)}",
+            )
+        else:
+            found.append(by_name[name])
+    return found
+
+
+def _check_rds(env: Environment, bad: Bad, warnings: list[tuple[Path_, str]]) -> None:
+    rds = env.rds
+    if not re.match(r"^\d+(\.\d+)?$", rds.engine_version):
+        bad(
+            ("rds", "engine_version"),
+            f"{rds.engine_version!r} is not a version; write it like 17.6 (major.minor)",
+        )
+        return
+    if rds.major_version not in SUPPORTED_POSTGRES_MAJORS:
+        bad(
+            ("rds", "engine_version"),
+            f"PostgreSQL {rds.major_version} is not offered by RDS "
+            f"here; use {SUPPORTED_POSTGRES_MAJORS.start}-{SUPPORTED_POSTGRES_MAJORS.stop - 1}",
+        )
+    family = rds.parameter_group_family
+    if family is not None and family != rds.family:
+        bad(
+            ("rds", "parameter_group_family"),
+            f"{family!r} does not match engine "
+            f"{rds.engine} {rds.engine_version}; use {rds.family!r} (or remove the key: it "
+            "is derived)",
+        )
+    if not re.match(r"^db\.[a-z0-9]+\.[a-z0-9]+$", rds.instance_class):
+        bad(
+            ("rds", "instance_class"),
+            f"{rds.instance_class!r} is not an RDS class; write it like db.t4g.micro",
+        )
+    if not 20 <= rds.allocated_storage_gb <= 65536:
+        bad(("rds", "allocated_storage_gb"), "gp3 storage is 20 to 65536 GiB")
+    if not 0 <= rds.backup_retention_days <= 35:
+        bad(("rds", "backup_retention_days"), "RDS keeps backups 0 to 35 days")
+    if env.name == "prod":
+        if not rds.deletion_protection:
+            bad(("rds", "deletion_protection"), "prod must be protected; set it to true")
+        if rds.backup_retention_days < 1:
+            bad(("rds", "backup_retention_days"), "prod needs backups; set at least 1 day")
+        if not rds.storage_encrypted:
+            bad(("rds", "storage_encrypted"), "prod data must be encrypted; set it to true")
+    if rds.publicly_accessible:
+        if not rds.allow_public_for_testing:
+            bad(
+                ("rds", "publicly_accessible"),
+                "the database must stay private; set it to "
+                "false, or for a throwaway test also set allow_public_for_testing = true",
+            )
+        else:
+            warnings.append(
+                (
+                    ("rds", "publicly_accessible"),
+                    "WARNING: the database is "
+                    "reachable from the internet (testing flag set); never in prod",
+                )
+            )
+    for ident, path in ((rds.database, "database"), (rds.master_username, "master_username")):
+        if not re.match(r"^[a-z][a-z0-9_]{0,62}$", ident):
+            bad(("rds", path), f"{ident!r}: use lowercase letters, digits and '_'")
+    for name, value in rds.parameters.items():
+        _check_parameter(name, value, bad)
+
+
+def _check_parameter(name: str, value: str | int | bool, bad: Bad) -> None:
+    path: Path_ = ("rds", "parameters", name)
+    info = CATALOG.get(name)
+    if info is None:
+        close = difflib.get_close_matches(name, CATALOG, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else "check the name in the RDS console"
+        bad(
+            path,
+            f"not a PostgreSQL parameter this tool knows; {hint} (or add it to "
+            "jobtory_stack/rds_parameters.py)",
+        )
+        return
+    if info.kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            bad(path, f"must be a whole number, not {value!r}")
+        elif (info.minimum is not None and value < info.minimum) or (
+            info.maximum is not None and value > info.maximum
+        ):
+            bad(path, f"{value} is out of range; use {info.minimum} to {info.maximum}")
+    elif info.kind == "bool":
+        if not isinstance(value, bool):
+            bad(path, f"must be true or false, not {value!r}")
+    elif info.kind == "timezone":
+        if not isinstance(value, str) or not _is_timezone(value):
+            bad(path, f"{value!r} is not an IANA time zone; use e.g. 'Asia/Seoul'")
+    elif info.kind == "enum" and value not in info.choices:
+        bad(path, f"{value!r} is not allowed; use one of: {', '.join(info.choices)}")
+
+
+def _is_timezone(name: str) -> bool:
+    import zoneinfo
+
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+def _check_load_balancer(env: Environment, bad: Bad) -> None:
+    alb, hc = env.alb, env.alb.health_check
+    if alb.ssl_policy not in TLS_POLICIES:
+        close = difflib.get_close_matches(alb.ssl_policy, TLS_POLICIES, n=1)
+        bad(
+            ("alb", "ssl_policy"),
+            f"{alb.ssl_policy!r} is not an ELB security policy; use "
+            f"{(close or ['ELBSecurityPolicy-TLS13-1-2-2021-06'])[0]!r}",
+        )
+    subnets = _subnet_refs(env, "alb", alb.subnets, bad)
+    if any(not s.public for s in subnets):
+        bad(("alb", "subnets"), "an internet-facing ALB needs public subnets; list public ones")
+    if len({s.az for s in subnets}) < 2:
+        bad(
+            ("alb", "subnets"),
+            "an ALB needs subnets in at least two AZs; add a subnet in a second zone",
+        )
+    if not hc.path.startswith("/"):
+        bad(("alb", "health_check", "path"), f"{hc.path!r} must start with '/'; e.g. /healthz")
+    if not 5 <= hc.interval_seconds <= 300:
+        bad(("alb", "health_check", "interval_seconds"), "must be 5 to 300 seconds")
+    if not 2 <= hc.timeout_seconds <= 120 or hc.timeout_seconds >= hc.interval_seconds:
+        bad(
+            ("alb", "health_check", "timeout_seconds"),
+            "must be 2 to 120 seconds and shorter than interval_seconds",
+        )
+    for key in ("healthy_threshold", "unhealthy_threshold"):
+        if not 2 <= getattr(hc, key) <= 10:
+            bad(("alb", "health_check", key), "must be 2 to 10 checks")
+    if not MATCHER.match(hc.matcher) or any(
+        not 200 <= int(code) <= 499 for code in re.findall(r"\d{3}", hc.matcher)
+    ):
+        bad(
+            ("alb", "health_check", "matcher"),
+            f"{hc.matcher!r}: use HTTP codes 200-499 like '200', '200-299' or '200,302'",
+        )
+    if not 0 <= alb.deregistration_delay_seconds <= 3600:
+        bad(("alb", "deregistration_delay_seconds"), "must be 0 to 3600 seconds")
+    if not 1 <= alb.idle_timeout_seconds <= 4000:
+        bad(("alb", "idle_timeout_seconds"), "must be 1 to 4000 seconds")
+    if env.name == "prod" and not alb.deletion_protection:
+        bad(("alb", "deletion_protection"), "prod must be protected; set it to true")
+    if env.certificate_region != env.alb_region:
+        bad(
+            ("certificate", "region"),
+            f"ACM certificates must be in the ALB's region "
+            f"({env.alb_region}), not {env.certificate_region}; set it to {env.alb_region}",
+        )
+    names = env.certificate.names
+    if names is not None:
+        for i, name in enumerate(names):
+            bare = name[2:] if name.startswith("*.") else name
+            if not valid_hostname(bare):
+                bad(("certificate", "names", i), f"{name!r} is not a domain name")
+        for host in (env.domain.apex, *env.domain.aliases):
+            if not any(covers(name, host) for name in names):
+                bad(
+                    ("certificate", "names"),
+                    f"does not cover {host!r}, which the ALB serves; "
+                    f"add {host!r} (or remove the key: it defaults to every served name)",
+                )
+
+
+def covers(cert_name: str, host: str) -> bool:
+    """ACM semantics: '*.a.com' covers 'www.a.com' but not 'a.com' nor 'x.y.a.com'."""
+    if cert_name.startswith("*."):
+        head, _, rest = host.partition(".")
+        return bool(head) and rest == cert_name[2:]
+    return cert_name == host
+
+
+def _check_scaling(env: Environment, bad: Bad) -> None:
+    asg = env.asg
+    if asg.min_size < 0:
+        bad(("asg", "min_size"), "cannot be negative")
+    if asg.min_size > asg.desired_capacity:
+        bad(
+            ("asg", "desired_capacity"),
+            f"{asg.desired_capacity} is below min_size "
+            f"{asg.min_size}; need min_size <= desired_capacity <= max_size",
+        )
+    if asg.desired_capacity > asg.max_size:
+        bad(
+            ("asg", "desired_capacity"),
+            f"{asg.desired_capacity} is above max_size "
+            f"{asg.max_size}; need min_size <= desired_capacity <= max_size",
+        )
+    if asg.max_size < 1:
+        bad(("asg", "max_size"), "must be at least 1")
+    if not 1 <= asg.target_cpu_percent <= 100:
+        bad(("asg", "target_cpu_percent"), "must be 1 to 100 (percent)")
+    if not re.match(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$", asg.instance_type):
+        bad(("asg", "instance_type"), f"{asg.instance_type!r}: write it like t3.small")
+    if asg.ami_id is not None and not re.match(r"^ami-[0-9a-f]{8,17}$", asg.ami_id):
+        bad(
+            ("asg", "ami_id"),
+            f"{asg.ami_id!r} is not an AMI id; write ami-0123456789abcdef0 "
+            "or remove it to use ami_ssm_parameter",
+        )
+    if not asg.ami_ssm_parameter.startswith("/"):
+        bad(
+            ("asg", "ami_ssm_parameter"),
+            "must be an SSM path like /aws/service/debian/release/13/latest/amd64",
+        )
+    _subnet_refs(env, "asg", asg.subnets, bad)
+
+
+def _check_caddy(env: Environment, bad: Bad) -> None:
+    caddy = env.caddy
+    if caddy.mode == "direct" and not caddy.duckdns_name:
+        bad(
+            ("caddy", "duckdns_name"),
+            "direct mode serves the DuckDNS name; set it (e.g. "
+            "'jobtory' for jobtory.duckdns.org) or use mode = 'alb'",
+        )
+    if caddy.duckdns_name is not None and not HOST_LABEL.match(caddy.duckdns_name):
+        bad(
+            ("caddy", "duckdns_name"),
+            f"{caddy.duckdns_name!r}: give the bare DuckDNS "
+            "subdomain, e.g. 'jobtory' (not jobtory.duckdns.org)",
+        )
+    if not re.match(r"^[A-Za-z0-9.-]+:\d{1,5}$", caddy.upstream):
+        bad(("caddy", "upstream"), f"{caddy.upstream!r}: write it as host:port of gunicorn")
+    for i, cidr in enumerate(caddy.trusted_proxies or ()):
+        parse_cidr(cidr, ("caddy", "trusted_proxies", i), bad)
+
+
+def _check_ssm(env: Environment, bad: Bad) -> None:
+    from jobtory_stack.derived import DERIVED_PARAMETERS
+
+    prefix = env.ssm.prefix
+    if prefix is not None and not re.match(r"^(/[A-Za-z0-9_.-]+)+/$", prefix):
+        bad(("ssm", "prefix"), f"{prefix!r} must start and end with '/', like /jobtory/prod/")
+    for name, value in env.ssm.values.items():
+        path: Path_ = ("ssm", "values", name)
+        if not SSM_NAME.match(name):
+            bad(path, "parameter names are UPPER_SNAKE_CASE, like GOOGLE_CLIENT_ID")
+        elif SECRET_NAME.search(name):
+            bad(
+                path,
+                "looks like a secret; secrets are never values in the spec: move the "
+                "name to ssm.secrets and set it with `deploy.py params set`",
+            )
+        elif name in DERIVED_PARAMETERS:
+            bad(
+                path,
+                "is derived from the spec (domain, rds); remove it and change the "
+                "source field instead",
+            )
+        elif looks_secret(value):
+            bad(
+                path,
+                "the value looks like a credential; secrets are never values in the "
+                "spec: list the name under ssm.secrets and set it with `deploy.py params set`",
+            )
+    for i, name in enumerate(env.ssm.secrets):
+        if not SSM_NAME.match(name):
+            bad(
+                ("ssm", "secrets", i),
+                f"{name!r}: list secret NAMES only (UPPER_SNAKE_CASE); "
+                "values go to SSM with `deploy.py params set`",
+            )
+        elif name in env.ssm.values:
+            bad(
+                ("ssm", "secrets", i),
+                f"{name} is also in ssm.values; a secret has no value in the spec, remove it there",
+            )
+
+
+def looks_secret(value: str) -> bool:
+    """Known credential shapes, or a long random-looking token (no spaces, mixed classes)."""
+    if SECRET_VALUE.search(value):
+        return True
+    if len(value) < 32 or re.search(r"[\s/:]", value):
+        return False
+    classes = sum(bool(re.search(p, value)) for p in (r"[a-z]", r"[A-Z]", r"\d"))
+    return classes == 3
