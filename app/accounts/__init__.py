@@ -1,0 +1,1 @@
+"""Users keyed by their Google subject, and Google sign-in (OIDC)."""

@@ -1,0 +1,1 @@
+"""Cross-cutting pieces: health checks, JSON helpers, request info, locked migrate."""

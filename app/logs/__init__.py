@@ -1,0 +1,1 @@
+"""Log metadata (level, source, message, time, user): never request bodies or secrets."""

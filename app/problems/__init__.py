@@ -1,0 +1,1 @@
+"""Problems and submissions, with a small JSON API."""
