@@ -71,7 +71,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             print(warning, file=sys.stderr)
         out(f"{name}: ok")
     if problems:
-        raise SpecError(problems)
+        raise SpecError(list(dict.fromkeys(problems)))  # a shared-section problem once
     return EXIT_OK
 
 
