@@ -1,0 +1,105 @@
+"""The AWS commands of deploy.py: params, plan, apply, destroy, status.
+
+Every command takes --env/--spec and --endpoint-url; the endpoint is the flag, else
+AWS_ENDPOINT_URL, else the spec's aws.endpoint_url (the `local` env: the emulator).
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+from pathlib import Path
+from typing import Any
+
+from jobtory_stack.aws import params
+from jobtory_stack.aws.core import Ctx, aws_errors, new_ctx
+from jobtory_stack.cli import EXIT_OK, env_options, out, resolve_env
+
+
+def endpoint_options() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument(
+        "--endpoint-url",
+        metavar="URL",
+        help="AWS API endpoint (an emulator); default: AWS_ENDPOINT_URL, then the spec's",
+    )
+    return parent
+
+
+def context(args: argparse.Namespace) -> Ctx:
+    return new_ctx(resolve_env(args), args.endpoint_url, out)
+
+
+# ---- params --------------------------------------------------------------------------------
+
+
+def cmd_params_sync(args: argparse.Namespace) -> int:
+    ctx = context(args)
+    with aws_errors():
+        params.sync(ctx, args.secrets_file)
+    return EXIT_OK
+
+
+def cmd_params_get(args: argparse.Namespace) -> int:
+    ctx = context(args)
+    with aws_errors():
+        lines = params.get_lines(ctx, args.name)
+    for line in lines:
+        out(line)
+    return EXIT_OK
+
+
+def read_value(name: str) -> str:
+    """The value from stdin (never argv): a prompt without echo on a terminal."""
+    if sys.stdin.isatty():
+        return getpass.getpass(f"{name}: ")
+    return sys.stdin.read().rstrip("\r\n")
+
+
+def cmd_params_set(args: argparse.Namespace) -> int:
+    ctx = context(args)
+    value = read_value(args.name)
+    with aws_errors():
+        out(params.set_secret(ctx, args.name, value))
+    return EXIT_OK
+
+
+def cmd_params_diff(args: argparse.Namespace) -> int:
+    ctx = context(args)
+    with aws_errors():
+        lines = params.diff_lines(ctx, args.secrets_file)
+    for line in lines:
+        out(line)
+    return EXIT_OK
+
+
+# ---- wiring --------------------------------------------------------------------------------
+
+
+def register_cli(sub: Any) -> None:
+    common = [env_options(), endpoint_options()]
+    p = sub.add_parser("params", help="SSM parameters: sync / get / set / diff")
+    psub = p.add_subparsers(dest="params_command", required=True, metavar="ACTION")
+
+    q = psub.add_parser("sync", parents=common, help="write every parameter the spec names")
+    q.add_argument(
+        "--secrets-file",
+        type=Path,
+        metavar="PATH",
+        help="local replica only: secret values from this JSON file; missing ones are "
+        "generated and written back (0600)",
+    )
+    q.set_defaults(handler=cmd_params_sync)
+
+    q = psub.add_parser("get", parents=common, help="show parameters (secrets never shown)")
+    q.add_argument("name", nargs="?", help="one parameter's short name, e.g. DB_HOST")
+    q.set_defaults(handler=cmd_params_get)
+
+    q = psub.add_parser("set", parents=common, help="set a secret; the value is read from stdin")
+    q.add_argument("name", help="the secret's short name, e.g. DJANGO_SECRET_KEY")
+    q.set_defaults(handler=cmd_params_set)
+
+    q = psub.add_parser("diff", parents=common, help="spec vs SSM (+ add, ~ change, - remove)")
+    q.add_argument("--secrets-file", type=Path, metavar="PATH", help="compare secrets too")
+    q.set_defaults(handler=cmd_params_diff)

@@ -1,0 +1,386 @@
+"""The small shared core of the reconciler.
+
+- `Change`: one planned create / update / delete, with field diffs; `render_plan` prints
+  them like Terraform and ends with the `Plan: ...` / `No changes.` line.
+- `Ctx`: the environment, its derived values, boto3 clients (endpoint + retries), the ids
+  discovered so far (families look each other's resources up here) and a counter of
+  mutating API calls (every operation not named Describe*/Get*/List*).
+- tag helpers: every resource carries {"stack": ..., "env": ...}; that is ownership.
+- `aws_errors()`: turns botocore failures into one-line `CommandError`s.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, cast
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    NoRegionError,
+    ProfileNotFound,
+)
+
+from jobtory_stack.cli import CommandError
+from jobtory_stack.derived import Derived, derive
+from jobtory_stack.spec import Environment
+
+if TYPE_CHECKING:
+    from mypy_boto3_acm import ACMClient
+    from mypy_boto3_autoscaling import AutoScalingClient
+    from mypy_boto3_ec2 import EC2Client
+    from mypy_boto3_elbv2 import ElasticLoadBalancingv2Client
+    from mypy_boto3_iam import IAMClient
+    from mypy_boto3_rds import RDSClient
+    from mypy_boto3_route53 import Route53Client
+    from mypy_boto3_ssm import SSMClient
+
+Action = Literal["create", "update", "delete"]
+SYMBOLS: dict[str, str] = {"create": "+", "update": "~", "delete": "-"}
+READ_PREFIXES = ("Describe", "Get", "List")
+RETRY_CONFIG = Config(
+    retries={"mode": "standard", "max_attempts": 8}, connect_timeout=10, read_timeout=60
+)
+DUMMY_CREDENTIALS = ("testing", "testing")  # what moto and LocalStack accept
+
+# Called with every client the reconciler creates (after its own hooks): tests and the
+# benchmark register botocore event handlers here (count calls, inject faults).
+CLIENT_HOOKS: list[Callable[[Any], None]] = []
+
+
+# ---- changes and the plan ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Change:
+    """One planned change. `data` is what apply() needs (the desired item); never printed."""
+
+    action: Action
+    resource: str
+    name: str
+    diffs: tuple[str, ...] = ()
+    data: Any = field(default=None, compare=False, repr=False)
+
+
+def fmt(value: object) -> str:
+    if value is None:
+        return "(none)"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple | set | frozenset):
+        return "[" + ", ".join(fmt(v) for v in value) + "]"
+    return str(value)
+
+
+def field_diffs(desired: Mapping[str, object], observed: Mapping[str, object]) -> tuple[str, ...]:
+    """`key: old -> new` for every desired field whose observed value differs."""
+    return tuple(
+        f"{key}: {fmt(observed.get(key))} -> {fmt(value)}"
+        for key, value in desired.items()
+        if observed.get(key) != value
+    )
+
+
+def render_plan(changes: Iterable[Change]) -> list[str]:
+    lines: list[str] = []
+    items = list(changes)
+    for change in items:
+        lines.append(f"{SYMBOLS[change.action]} {change.action} {change.resource} {change.name}")
+        lines.extend(f"    {d}" for d in change.diffs)
+    lines.append(summary(items))
+    return lines
+
+
+def summary(changes: Iterable[Change]) -> str:
+    items = list(changes)
+    if not items:
+        return "No changes."
+    add = sum(c.action == "create" for c in items)
+    change = sum(c.action == "update" for c in items)
+    destroy = sum(c.action == "delete" for c in items)
+    return f"Plan: {add} to add, {change} to change, {destroy} to destroy."
+
+
+# ---- tags ----------------------------------------------------------------------------------
+
+
+def tag_list(tags: Mapping[str, str]) -> list[dict[str, str]]:
+    """[{"Key": k, "Value": v}] (EC2, ELBv2, RDS, ACM, IAM, SSM all take this shape)."""
+    return [{"Key": k, "Value": v} for k, v in tags.items()]
+
+
+def tag_dict(tags: Iterable[Mapping[str, Any]] | None) -> dict[str, str]:
+    return {str(t["Key"]): str(t["Value"]) for t in tags or ()}
+
+
+def owned(tags: Mapping[str, str], ownership: Mapping[str, str]) -> bool:
+    return all(tags.get(k) == v for k, v in ownership.items())
+
+
+# ---- endpoint, credentials, region ---------------------------------------------------------
+
+
+def resolve_endpoint(flag: str | None, env: Environment) -> str | None:
+    """--endpoint-url, else AWS_ENDPOINT_URL (set inside compose), else the spec's value."""
+    return flag or os.environ.get("AWS_ENDPOINT_URL") or env.aws.endpoint_url
+
+
+def known_regions() -> set[str]:
+    session = boto3.session.Session()
+    regions: set[str] = set()
+    for partition in session.get_available_partitions():
+        regions.update(session.get_available_regions("ec2", partition_name=partition))
+    return regions
+
+
+def check_regions(env: Environment) -> None:
+    """Refuse a region AWS does not have before any call (the spec only checks its shape)."""
+    known = known_regions()
+    for where, region in (
+        ("stack.region", env.region),
+        ("alb.region", env.alb_region),
+        ("certificate.region", env.certificate_region),
+    ):
+        if region not in known:
+            raise CommandError(
+                f"unknown AWS region {region!r} ({where} in the spec): "
+                "use a region AWS offers, e.g. ap-northeast-2"
+            )
+
+
+def make_session(region: str, endpoint_url: str | None) -> boto3.session.Session:
+    try:
+        session = boto3.session.Session(region_name=region)
+    except ProfileNotFound as exc:
+        raise CommandError(f"AWS profile not found ({exc}): check AWS_PROFILE") from None
+    if endpoint_url and session.get_credentials() is None:
+        session = boto3.session.Session(
+            aws_access_key_id=DUMMY_CREDENTIALS[0],
+            aws_secret_access_key=DUMMY_CREDENTIALS[1],
+            region_name=region,
+        )
+    return session
+
+
+# ---- the context ---------------------------------------------------------------------------
+
+
+@dataclass
+class Ctx:
+    env: Environment
+    endpoint_url: str | None = None
+    out: Callable[[str], None] = field(default=lambda line: print(line, flush=True))
+    wait_timeout: float = float(os.environ.get("JOBTORY_WAIT_TIMEOUT", "900"))
+    poll_seconds: float | None = None
+    ids: dict[str, str] = field(default_factory=dict)
+    mutations: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    _session: boto3.session.Session | None = None
+    _clients: dict[tuple[str, str], Any] = field(default_factory=dict)
+
+    @property
+    def d(self) -> Derived:
+        return derive(self.env)
+
+    @property
+    def tags(self) -> dict[str, str]:
+        return self.d.tags
+
+    @property
+    def emulator(self) -> bool:
+        return self.endpoint_url is not None
+
+    @property
+    def poll(self) -> float:
+        if self.poll_seconds is not None:
+            return self.poll_seconds
+        env_value = os.environ.get("JOBTORY_POLL_SECONDS")
+        if env_value:
+            return float(env_value)
+        return 0.2 if self.emulator else 5.0
+
+    def session(self) -> boto3.session.Session:
+        if self._session is None:
+            self._session = make_session(self.env.region, self.endpoint_url)
+        return self._session
+
+    def client(self, service: str, region: str | None = None) -> Any:
+        region = region or self.env.region
+        key = (service, region)
+        if key not in self._clients:
+            client = self.session().client(
+                service,  # type: ignore[call-overload]
+                region_name=region,
+                endpoint_url=self.endpoint_url,
+                config=RETRY_CONFIG,
+            )
+            client.meta.events.register("before-call", self._count)
+            for hook in CLIENT_HOOKS:
+                hook(client)
+            self._clients[key] = client
+        return self._clients[key]
+
+    def _count(self, model: Any, **_: Any) -> None:
+        name = str(model.name)
+        if not name.startswith(READ_PREFIXES):
+            self.mutations.append(name)
+
+    def note(self, line: str) -> None:
+        """A remark worth repeating at the end (an emulator gap, a manual step)."""
+        self.notes.append(line)
+        self.out(line)
+
+    # typed clients
+    @property
+    def ec2(self) -> EC2Client:
+        return cast("EC2Client", self.client("ec2"))
+
+    @property
+    def rds(self) -> RDSClient:
+        return cast("RDSClient", self.client("rds"))
+
+    @property
+    def ssm(self) -> SSMClient:
+        return cast("SSMClient", self.client("ssm"))
+
+    @property
+    def route53(self) -> Route53Client:
+        return cast("Route53Client", self.client("route53"))
+
+    @property
+    def acm(self) -> ACMClient:
+        return cast("ACMClient", self.client("acm", self.env.certificate_region))
+
+    @property
+    def elbv2(self) -> ElasticLoadBalancingv2Client:
+        return cast("ElasticLoadBalancingv2Client", self.client("elbv2", self.env.alb_region))
+
+    @property
+    def autoscaling(self) -> AutoScalingClient:
+        return cast("AutoScalingClient", self.client("autoscaling"))
+
+    @property
+    def iam(self) -> IAMClient:
+        return cast("IAMClient", self.client("iam"))
+
+    def wait_for(
+        self, what: str, check: Callable[[], str | None], timeout: float | None = None
+    ) -> None:
+        """Poll `check` (None = done, else a status) with progress lines; bounded."""
+        limit = self.wait_timeout if timeout is None else timeout
+        start = time.monotonic()
+        last_status: str | None = None
+        last_print = 0.0
+        while True:
+            status = check()
+            if status is None:
+                return
+            elapsed = time.monotonic() - start
+            if status != last_status or elapsed - last_print >= 30:
+                self.out(f"  waiting for {what}: {status} ({elapsed:.0f}s)")
+                last_status, last_print = status, elapsed
+            if elapsed >= limit:
+                raise CommandError(
+                    f"timed out after {limit:.0f}s waiting for {what} (still {status}); "
+                    "re-run apply later: it resumes where it stopped"
+                )
+            time.sleep(self.poll)
+
+
+def new_ctx(
+    env: Environment,
+    endpoint_flag: str | None = None,
+    out: Callable[[str], None] | None = None,
+) -> Ctx:
+    check_regions(env)
+    ctx = Ctx(env, endpoint_url=resolve_endpoint(endpoint_flag, env))
+    if out is not None:
+        ctx.out = out
+    return ctx
+
+
+# ---- errors --------------------------------------------------------------------------------
+
+CREDENTIAL_CODES = frozenset(
+    {
+        "InvalidClientTokenId",
+        "UnrecognizedClientException",
+        "AuthFailure",
+        "SignatureDoesNotMatch",
+        "InvalidAccessKeyId",
+        "IncompleteSignature",
+        "InvalidSignatureException",
+        "ExpiredToken",
+        "ExpiredTokenException",
+    }
+)
+THROTTLE_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestLimitExceeded",
+        "TooManyRequestsException",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "PriorRequestNotComplete",
+        "SlowDown",
+    }
+)
+DENIED_CODES = frozenset({"AccessDenied", "AccessDeniedException", "UnauthorizedOperation"})
+
+
+def error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+@contextmanager
+def aws_errors() -> Iterator[None]:
+    """Translate botocore failures into one-line CommandErrors (after botocore's retries)."""
+    try:
+        yield
+    except NoCredentialsError:
+        raise CommandError(
+            "no AWS credentials found: set AWS_PROFILE or AWS_ACCESS_KEY_ID / "
+            "AWS_SECRET_ACCESS_KEY (the emulator needs none: pass --endpoint-url)"
+        ) from None
+    except NoRegionError:
+        raise CommandError("no AWS region: set stack.region in the spec") from None
+    except EndpointConnectionError as exc:
+        raise CommandError(
+            f"cannot reach the AWS endpoint {exc.kwargs.get('endpoint_url')}: "
+            "is the emulator running / the network up?"
+        ) from None
+    except ClientError as exc:
+        code = error_code(exc)
+        op = exc.operation_name
+        if code in CREDENTIAL_CODES:
+            raise CommandError(
+                f"AWS rejected the credentials ({code}): check AWS_PROFILE / AWS_ACCESS_KEY_ID"
+            ) from None
+        if code in THROTTLE_CODES:
+            raise CommandError(
+                f"AWS kept throttling {op} ({code}) after {RETRY_ATTEMPTS} attempts with "
+                "backoff: wait a minute and re-run (apply resumes where it stopped)"
+            ) from None
+        if code in DENIED_CODES:
+            raise CommandError(
+                f"AWS denied {op} ({code}): the credentials lack permission for it"
+            ) from None
+        message = str(exc.response.get("Error", {}).get("Message", "")).splitlines()
+        raise CommandError(
+            f"{op} failed ({code}): {message[0] if message else 'no detail'}"
+        ) from None
+    except BotoCoreError as exc:
+        raise CommandError(f"AWS call failed: {str(exc).splitlines()[0]}") from None
+
+
+RETRY_ATTEMPTS = 8
