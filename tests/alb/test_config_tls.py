@@ -1,0 +1,213 @@
+"""Rendering, validation and TLS generation of the ALB stand-in (no HAProxy process)."""
+
+from __future__ import annotations
+
+import shutil
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from jobtory_stack.alb_standin import (
+    AlbError,
+    AlbRuntime,
+    AlbStandin,
+    TargetGroup,
+    ca_instructions,
+    generate_tls,
+    main,
+    render_haproxy_cfg,
+)
+from tests.conftest import free_port
+from tests.helpers import require
+
+
+def _alb(**group: object) -> AlbStandin:
+    return AlbStandin(
+        hostnames=("jobtory.localhost", "www.jobtory.localhost"),
+        targets=("ec2-1:80", "ec2-2"),
+        target_group=TargetGroup(name="jobtory-web", **group),  # type: ignore[arg-type]
+        public_https_port=8443,
+    )
+
+
+def test_render_models_the_target_group() -> None:
+    cfg = render_haproxy_cfg(
+        _alb(interval_seconds=7, timeout_seconds=3, healthy_threshold=4, matcher="200-299,301")
+    )
+    assert "http-check send meth GET uri /healthz ver HTTP/1.1" in cfg
+    assert "http-check expect status 200-299,301" in cfg
+    assert "default-server inter 7s fall 2 rise 4 init-addr last,libc,none resolvers docker" in cfg
+    assert "timeout check 3s" in cfg
+    assert "set-var proc.deregistration_delay int(30)" in cfg
+    # A target without a port gets the target group's port; each has a fail-open twin.
+    assert "    server ec2-1:80 ec2-1:80 check\n" in cfg
+    assert "    server ec2-2:80 ec2-2:80 check\n" in cfg
+    assert "    server ec2-2:80-failopen ec2-2:80 backup\n" in cfg
+    assert "stats socket ipv4@0.0.0.0:9999 level admin" in cfg
+    assert "nameserver dns 127.0.0.11:53" in cfg
+    assert ":8443%[pathq] code 301" in cfg
+    assert "X-Forwarded-Port 8443" in cfg
+    assert 'Strict-Transport-Security "max-age=31536000"' in cfg
+
+
+def test_render_without_hsts_or_port_suffix() -> None:
+    alb = AlbStandin(
+        hostnames=("jobtory.localhost",),
+        targets=("web:80",),
+        target_group=TargetGroup(name="tg"),
+        hsts_max_age=0,
+        resolver="",
+    )
+    cfg = render_haproxy_cfg(alb)
+    assert "Strict-Transport-Security" not in cfg
+    assert "https://jobtory.localhost%[pathq] code 301" in cfg
+    assert "resolvers" not in cfg
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"matcher": "200-"}, "matcher"),
+        ({"matcher": "299-200"}, "ascending"),
+        ({"matcher": "500"}, "200-499"),
+        ({"timeout_seconds": 11}, "timeout"),
+        ({"healthy_threshold": 0}, "healthy_threshold"),
+        ({"health_check_path": "healthz"}, "must start with '/'"),
+        ({"deregistration_delay_seconds": 4000}, "deregistration delay"),
+    ],
+)
+def test_target_group_validation(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(AlbError, match=message):
+        TargetGroup(name="tg", **kwargs)  # type: ignore[arg-type]
+
+
+def test_standin_validation() -> None:
+    group = TargetGroup(name="tg")
+    with pytest.raises(AlbError, match="host:port"):
+        AlbStandin(hostnames=("a.localhost",), targets=("web:http",), target_group=group)
+    with pytest.raises(AlbError, match="duplicates"):
+        AlbStandin(hostnames=("a.localhost",), targets=("web", "web:80"), target_group=group)
+    with pytest.raises(AlbError, match="at least one"):
+        AlbStandin(hostnames=(), targets=("web",), target_group=group)
+
+
+def test_from_env_reads_every_setting() -> None:
+    alb = AlbStandin.from_env(
+        {
+            "ALB_HOSTNAMES": "jobtory.localhost, www.jobtory.localhost",
+            "ALB_TARGETS": "ec2-1:80,ec2-2:80",
+            "ALB_PUBLIC_HTTPS_PORT": "8443",
+            "HC_PATH": "/readyz",
+            "HC_INTERVAL": "5",
+            "HC_TIMEOUT": "2",
+            "HC_HEALTHY": "2",
+            "HC_UNHEALTHY": "3",
+            "HC_MATCHER": "200-299",
+            "DEREGISTRATION_DELAY": "15",
+        }
+    )
+    assert alb.hostnames == ("jobtory.localhost", "www.jobtory.localhost")
+    assert alb.targets == ("ec2-1:80", "ec2-2:80")
+    assert alb.public_https_port == 8443
+    assert alb.target_group == TargetGroup(
+        name="jobtory-web",
+        health_check_path="/readyz",
+        interval_seconds=5,
+        timeout_seconds=2,
+        healthy_threshold=2,
+        unhealthy_threshold=3,
+        matcher="200-299",
+        deregistration_delay_seconds=15,
+    )
+    with pytest.raises(AlbError, match="HC_INTERVAL"):
+        AlbStandin.from_env({"HC_INTERVAL": "ten"})
+    assert AlbStandin.from_env({}).targets == ("web:80",)
+
+
+def test_rendered_config_is_valid_haproxy(tmp_path: Path) -> None:
+    exe = shutil.which("haproxy")
+    require(exe is not None, "haproxy is not installed (apt-get install -y haproxy)")
+    assert exe is not None
+    tls = generate_tls(tmp_path / "tls", ["jobtory.localhost"])
+    alb = AlbStandin(
+        hostnames=("jobtory.localhost",),
+        # Targets that do not resolve (yet) must not stop HAProxy from starting.
+        targets=("web:80", "ec2-1.invalid:80"),
+        target_group=TargetGroup(name="jobtory-web", matcher="200-299"),
+        cert_path=str(tls.bundle),
+    )
+    cfg = tmp_path / "haproxy.cfg"
+    cfg.write_text(render_haproxy_cfg(alb))
+    done = subprocess.run([exe, "-c", "-f", str(cfg)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def _openssl(*args: str) -> str:
+    return subprocess.run(["openssl", *args], capture_output=True, text=True, check=True).stdout
+
+
+def test_generate_tls_is_idempotent_and_private(tmp_path: Path) -> None:
+    require(shutil.which("openssl") is not None, "openssl is not installed")
+    first = generate_tls(tmp_path, ["jobtory.localhost", "www.jobtory.localhost"])
+    for key in (first.ca_key, first.key, first.bundle):
+        assert stat.S_IMODE(key.stat().st_mode) == 0o600, key
+    text = _openssl("x509", "-in", str(first.cert), "-noout", "-text")
+    for san in ("DNS:jobtory.localhost", "DNS:www.jobtory.localhost", "DNS:localhost"):
+        assert san in text
+    assert "IP Address:127.0.0.1" in text
+    assert "TLS Web Server Authentication" in text
+    assert "CA:TRUE" in _openssl("x509", "-in", str(first.ca_cert), "-noout", "-text")
+    _openssl("verify", "-CAfile", str(first.ca_cert), str(first.cert))
+
+    ca_before, leaf_before = first.ca_cert.read_bytes(), first.cert.read_bytes()
+    again = generate_tls(tmp_path, ["jobtory.localhost", "www.jobtory.localhost"])
+    assert again == first
+    assert first.ca_cert.read_bytes() == ca_before
+    assert first.cert.read_bytes() == leaf_before
+
+    # Another hostname: a new leaf from the SAME CA (a trusted CA stays trusted).
+    generate_tls(tmp_path, ["jobtory.localhost", "api.jobtory.localhost"])
+    assert first.ca_cert.read_bytes() == ca_before
+    assert first.cert.read_bytes() != leaf_before
+    leaf_text = _openssl("x509", "-in", str(first.cert), "-noout", "-text")
+    assert "DNS:api.jobtory.localhost" in leaf_text
+    _openssl("verify", "-CAfile", str(first.ca_cert), str(first.cert))
+
+    first.ca_key.unlink()
+    with pytest.raises(AlbError, match=r"only one of ca\.crt/ca\.key"):
+        generate_tls(tmp_path, ["jobtory.localhost"])
+
+
+def test_ca_instructions(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    require(shutil.which("openssl") is not None, "openssl is not installed")
+    with pytest.raises(AlbError, match="does not exist yet"):
+        ca_instructions(tmp_path / "ca.crt")
+    paths = generate_tls(tmp_path, ["jobtory.localhost"])
+    text = ca_instructions(paths.ca_cert)
+    assert "update-ca-certificates" in text and "SHA-256" in text
+    assert main(["ca-instructions", "--dir", str(tmp_path), "--pem"]) == 0
+    assert capsys.readouterr().out == paths.ca_cert.read_text()
+
+
+def test_runtime_errors_clearly_when_socket_is_down(capsys: pytest.CaptureFixture[str]) -> None:
+    port = free_port()  # nothing listens here
+    runtime = AlbRuntime(port=port, timeout=1.0)
+    with pytest.raises(AlbError, match=rf"127\.0\.0\.1:{port} is unreachable") as err:
+        runtime.targets()
+    assert "\n" not in str(err.value)
+    assert main(["status", "--port", str(port)]) == 2
+    err_text = capsys.readouterr().err
+    assert err_text.startswith("alb: ALB runtime API at") and err_text.count("\n") == 1
+
+
+@pytest.mark.parametrize("host", ["8.8.8.8", "example.com", "alb.example.org"])
+def test_runtime_refuses_non_local_hosts(host: str) -> None:
+    with pytest.raises(AlbError, match="only loopback or compose-network"):
+        AlbRuntime(host=host)
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "alb", "172.18.0.4", "::1"])
+def test_runtime_accepts_local_hosts(host: str) -> None:
+    AlbRuntime(host=host)
