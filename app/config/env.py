@@ -56,11 +56,6 @@ _PLACEHOLDERS = {
 }
 
 
-def missing_required() -> list[str]:
-    """Required variables that are unset or empty in the environment right now."""
-    return [name for name in REQUIRED if not os.environ.get(name, "").strip()]
-
-
 def required(name: str) -> str:
     value = os.environ.get(name, "").strip()
     if value:

@@ -121,7 +121,15 @@ def django_app(app_environment: dict[str, str]) -> Iterator[dict[str, str]]:
     import django
     from django.core.management import call_command
 
-    django.setup()
+    try:
+        django.setup()  # settings are read from the environment here, once
+    finally:
+        # Nothing leaks into other test groups: Django keeps what it read.
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
     call_command("migrate", verbosity=0, interactive=False)
     call_command("collectstatic", verbosity=0, interactive=False)
     try:
@@ -130,11 +138,6 @@ def django_app(app_environment: dict[str, str]) -> Iterator[dict[str, str]]:
         from django.db import connections
 
         connections.close_all()
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
         shutil.rmtree(static_root, ignore_errors=True)
 
 
