@@ -57,7 +57,7 @@ def postgres() -> Iterator[Postgres]:
     pg = Postgres(bin_dir, data_dir, socket_dir, base / "postgres.log", free_port(), as_user)
     init = pg.run(
         "initdb", "-D", str(data_dir), "-U", "postgres", "-A", "trust", "-E", "UTF8",
-        "--locale=C.UTF-8", "--no-sync",
+        "--locale=C", "--no-sync",
     )  # fmt: skip
     if init.returncode != 0:
         shutil.rmtree(base, ignore_errors=True)
