@@ -1,0 +1,132 @@
+"""The fake OIDC provider on its own: public vs internal URLs, codes, tokens."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import importlib.util
+import json
+import threading
+from collections.abc import Iterator
+from types import ModuleType
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+
+from tests.app.support import APP_DIR
+
+
+def load_fake() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("fake_oidc", APP_DIR / "fake_oidc.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def provider() -> Iterator[str]:
+    fake = load_fake()
+    server = fake.make_server(
+        "127.0.0.1", 0, "http://public.example:9400", "http://oidc:9400", quiet=True
+    )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def authorize(url: str, **params: str) -> httpx.Response:
+    query = {
+        "client_id": "cid",
+        "redirect_uri": "https://app.example/auth/google/callback?x=1",
+        "response_type": "code",
+        "scope": "openid email profile",
+        "state": "st",
+        "nonce": "no",
+        **params,
+    }
+    return httpx.get(f"{url}/authorize", params=query, timeout=10)
+
+
+def token(url: str, code: str, **extra: str) -> httpx.Response:
+    form = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": "https://app.example/auth/google/callback?x=1",
+        "client_id": "cid",
+        "client_secret": "shh",
+        **extra,
+    }
+    return httpx.post(f"{url}/token", data=form, timeout=10)
+
+
+def test_discovery_splits_public_and_internal_urls(provider: str) -> None:
+    doc = httpx.get(f"{provider}/.well-known/openid-configuration", timeout=10).json()
+    assert doc["issuer"] == "http://oidc:9400"
+    assert doc["authorization_endpoint"] == "http://public.example:9400/authorize"
+    assert doc["token_endpoint"] == "http://oidc:9400/token"
+    assert doc["userinfo_endpoint"] == "http://oidc:9400/userinfo"
+
+
+def test_authorize_redirects_with_code_and_state_and_is_remembered(provider: str) -> None:
+    response = authorize(provider, login_hint="dana@example.test")
+    assert response.status_code == 302
+    location = urlsplit(response.headers["location"])
+    query = parse_qs(location.query)
+    assert location.netloc == "app.example" and query["x"] == ["1"]
+    assert query["state"] == ["st"] and query["code"][0]
+    last = httpx.get(f"{provider}/last-authorize", timeout=10).json()
+    assert last["redirect_uri"] == "https://app.example/auth/google/callback?x=1"
+    assert last["login_hint"] == "dana@example.test"
+
+
+def test_token_returns_a_signed_id_token_once(provider: str) -> None:
+    code = parse_qs(urlsplit(authorize(provider).headers["location"]).query)["code"][0]
+    response = token(provider, code)
+    assert response.status_code == 200, response.text
+    id_token = response.json()["id_token"]
+    header, claims, signature = id_token.split(".")
+
+    def decode(part: str) -> dict[str, object]:
+        return json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+
+    assert decode(header)["alg"] == "HS256"
+    body = decode(claims)
+    assert body["iss"] == "http://oidc:9400" and body["aud"] == "cid"
+    assert body["nonce"] == "no" and body["email"] == "test.user@example.test"
+    expected = hmac.new(b"shh", f"{header}.{claims}".encode(), hashlib.sha256).digest()
+    assert base64.urlsafe_b64encode(expected).rstrip(b"=").decode() == signature
+    userinfo = httpx.get(
+        f"{provider}/userinfo",
+        headers={"Authorization": f"Bearer {response.json()['access_token']}"},
+        timeout=10,
+    )
+    assert userinfo.json()["sub"] == body["sub"]
+    assert token(provider, code).json() == {"error": "invalid_grant"}  # one use only
+
+
+def test_token_checks_redirect_uri_and_client(provider: str) -> None:
+    code = parse_qs(urlsplit(authorize(provider).headers["location"]).query)["code"][0]
+    wrong = token(provider, code, redirect_uri="https://evil.example/cb")
+    assert wrong.status_code == 400
+    code = parse_qs(urlsplit(authorize(provider).headers["location"]).query)["code"][0]
+    assert token(provider, code, client_secret="").status_code == 401
+
+
+def test_authorize_rejects_bad_requests(provider: str) -> None:
+    assert authorize(provider, redirect_uri="not a url").status_code == 400
+    assert authorize(provider, response_type="token").status_code == 400
+    assert authorize(provider, scope="email").status_code == 400
+
+
+def test_login_hint_users_are_stable() -> None:
+    fake = load_fake()
+    alice = fake.user_from_hint("Alice@Example.test")
+    assert alice == fake.user_from_hint("alice@example.test")
+    assert alice["email"] == "alice@example.test" and alice["sub"].isdigit()
+    assert fake.user_from_hint("bob")["sub"] == "bob"
+    assert fake.user_from_hint("") == fake.DEFAULT_USER
