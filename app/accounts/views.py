@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 import logging
 import secrets
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from core.http import error
 from django.conf import settings
@@ -28,6 +28,13 @@ SCOPE = "openid email profile"
 @require_GET
 @never_cache
 def google_login(request: HttpRequest) -> HttpResponse:
+    # The state/nonce live in a host-only session cookie, and the provider returns
+    # to GOOGLE_REDIRECT_URI's host: start there (e.g. www.example.com -> example.com).
+    callback = urlsplit(settings.GOOGLE_REDIRECT_URI)
+    if request.get_host().lower() != callback.netloc.lower():
+        query = request.META.get("QUERY_STRING", "")
+        target = f"{callback.scheme}://{callback.netloc}{request.path}"
+        return HttpResponseRedirect(target + (f"?{query}" if query else ""))
     try:
         document = oidc.discover()
     except oidc.OIDCError as exc:
@@ -103,10 +110,12 @@ def _upsert_user(claims: dict[str, object]) -> User:
         if created:
             user.set_unusable_password()
             user.save(update_fields=["password"])
-        elif (user.email, user.name) != (email, name or user.name):
-            user.email = email
-            user.name = name or user.name
-            user.save(update_fields=["email", "name"])
+        else:
+            # Refresh what Google may have changed; keep old values it did not send.
+            fresh = (email or user.email, name or user.name)
+            if (user.email, user.name) != fresh:
+                user.email, user.name = fresh
+                user.save(update_fields=["email", "name"])
     if not user.is_active:
         raise oidc.OIDCError("this account is disabled", status=403)
     return user

@@ -109,6 +109,24 @@ def test_signed_in_user_can_write_then_log_out(django_app: dict[str, str]) -> No
     assert client.get("/api/me/").status_code == 401
 
 
+def test_login_on_an_alias_host_moves_to_the_callback_host(django_app: dict[str, str]) -> None:
+    alias = Client(HTTP_HOST=f"www.{HOST}", HTTP_X_FORWARDED_PROTO="https")
+    response = alias.get("/auth/google/login?login_hint=x")
+    assert response.status_code == 302
+    assert response["Location"] == f"{ORIGIN}/auth/google/login?login_hint=x"
+
+
+def test_email_and_name_are_refreshed_at_sign_in(django_app: dict[str, str]) -> None:
+    from accounts.models import User
+    from accounts.views import _upsert_user
+
+    user = _upsert_user({"sub": "refresh-1", "email": "old@example.test", "name": "Old"})
+    again = _upsert_user({"sub": "refresh-1", "email": "new@example.test"})
+    assert again.pk == user.pk
+    stored = User.objects.get(pk=user.pk)
+    assert (stored.email, stored.name) == ("new@example.test", "Old")
+
+
 def test_state_mismatch_is_400(django_app: dict[str, str]) -> None:
     client = browser()
     params = authorize(start_login(client))
