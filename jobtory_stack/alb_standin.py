@@ -111,6 +111,7 @@ class AlbStandin:
     `bind_address` "" listens on every interface (the container); tests use 127.0.0.1.
     `resolver` is Docker's embedded DNS; "" leaves targets to libc resolution only.
     `run_as` drops HAProxy workers to that user (the image uses "haproxy").
+    `server_state_file` keeps targets' drain/maint/health across reloads (`save_state`).
     """
 
     hostnames: tuple[str, ...]
@@ -126,6 +127,7 @@ class AlbStandin:
     runtime_address: str = "0.0.0.0"
     resolver: str = "127.0.0.11:53"
     run_as: str = ""
+    server_state_file: str = ""
 
     def __post_init__(self) -> None:
         if not self.hostnames:
@@ -197,6 +199,7 @@ class AlbStandin:
             hsts_max_age=get_int("ALB_HSTS_MAX_AGE", 31536000),
             resolver=env.get("ALB_RESOLVER", "127.0.0.11:53"),
             run_as=env.get("ALB_RUN_AS", ""),
+            server_state_file=env.get("ALB_SERVER_STATE_FILE", ""),
         )
 
 
@@ -214,10 +217,10 @@ global
     ssl-default-bind-options ssl-min-ver TLSv1.2 no-tls-tickets
     # Read back by the runtime client (`get var`), so drains use the spec's delay.
     set-var proc.deregistration_delay int(${deregistration_delay})
-${run_as}
+${run_as}${state_global}
 defaults
     mode http
-    log global
+${state_defaults}    log global
     option httplog
     option dontlognull
     timeout connect 10s         # ALB: 10 s connect timeout to targets
@@ -281,19 +284,28 @@ def render_haproxy_cfg(alb: AlbStandin) -> str:
             "    hold nx 2s\n"
             "    hold valid 10s\n"
         )
-        server_resolvers = " resolvers docker"
+        # allow-dup-ip: a target and its fail-open twin share one address (HAProxy
+        # otherwise withholds a resolved IP already used in the backend).
+        server_resolvers = " resolvers docker resolve-prefer ipv4 resolve-opts allow-dup-ip"
     run_as = f"    user {alb.run_as}\n    group {alb.run_as}\n" if alb.run_as else ""
     hsts = ""
     if alb.hsts_max_age:
         hsts = (
             f'    http-response set-header Strict-Transport-Security "max-age={alb.hsts_max_age}"\n'
         )
+    state_global = state_defaults = ""
+    if alb.server_state_file:
+        # A reload (SIGUSR2) keeps registered/deregistered/draining targets and their health.
+        state_global = f"    server-state-file {alb.server_state_file}\n"
+        state_defaults = "    load-server-state-from-file global\n"
     port_suffix = "" if alb.public_https_port == 443 else f":{alb.public_https_port}"
     return string.Template(HAPROXY_TEMPLATE).substitute(
         runtime_address=alb.runtime_address,
         runtime_port=alb.runtime_port,
         deregistration_delay=group.deregistration_delay_seconds,
         run_as=run_as,
+        state_global=state_global,
+        state_defaults=state_defaults,
         resolvers=resolvers,
         bind_address=alb.bind_address,
         http_port=alb.http_port,
@@ -524,6 +536,8 @@ def _check_runtime_host(host: str) -> None:
 
 
 def _health(status: str) -> Health:
+    if status.startswith("MAINT (resolution)"):
+        return "unhealthy"  # registered, but its name does not resolve (container missing)
     if status.startswith("MAINT"):
         return "unused"
     if status.startswith(("DRAIN", "NOLB")):
@@ -620,6 +634,14 @@ class AlbRuntime:
 
     def _set(self, name: str, *commands: str) -> None:
         self.command("; ".join(c.format(srv=f"{self.backend}/{name}") for c in commands))
+
+    def save_state(self, path: str | Path) -> None:
+        """Write `show servers state` to `path` (the config's server-state-file) before a
+        reload, so drained/deregistered targets and their health survive it."""
+        text = self.command("show servers state")
+        part = Path(str(path) + ".new")
+        part.write_text(text)
+        part.replace(path)
 
     def deregistration_delay(self) -> int:
         out = self.command("get var proc.deregistration_delay")
@@ -745,6 +767,11 @@ def _cmd_register(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_save_state(args: argparse.Namespace) -> int:
+    _runtime(args).save_state(args.file)
+    return 0
+
+
 def _with_runtime_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default=os.environ.get("ALB_RUNTIME_HOST", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("ALB_RUNTIME_PORT", "9999")))
@@ -781,6 +808,11 @@ def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     p.add_argument("--delay", type=float, help="override the deregistration delay (s)")
     _with_runtime_options(p)
     p.set_defaults(func=_cmd_deregister)
+
+    p = subparsers.add_parser("save-state", help="save targets' state before a reload")
+    p.add_argument("--file", required=True, help="the config's server-state-file")
+    _with_runtime_options(p)
+    p.set_defaults(func=_cmd_save_state)
 
     p = subparsers.add_parser("register", help="put a target back (healthy after the threshold)")
     p.add_argument("target", help="host:port (or host)")

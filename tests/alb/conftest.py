@@ -204,6 +204,7 @@ def start_alb(
             bind_address="127.0.0.1",
             runtime_address="127.0.0.1",
             resolver="",
+            server_state_file=str(tmp_path / f"state-{len(started)}"),
         )
         cfg = tmp_path / f"haproxy-{len(started)}.cfg"
         cfg.write_text(render_haproxy_cfg(config))

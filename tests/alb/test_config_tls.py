@@ -39,6 +39,7 @@ def test_render_models_the_target_group() -> None:
     assert "http-check send meth GET uri /healthz ver HTTP/1.1" in cfg
     assert "http-check expect status 200-299,301" in cfg
     assert "default-server inter 7s fall 2 rise 4 init-addr last,libc,none resolvers docker" in cfg
+    assert "resolve-opts allow-dup-ip" in cfg
     assert "timeout check 3s" in cfg
     assert "set-var proc.deregistration_delay int(30)" in cfg
     # A target without a port gets the target group's port; each has a fail-open twin.

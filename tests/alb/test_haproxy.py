@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import socket
 import threading
 import time
@@ -223,7 +224,7 @@ def test_deregister_without_wait_and_a_second_call_finishes(start_alb: StartAlb)
 def test_unresolvable_target_does_not_stop_haproxy(start_alb: StartAlb) -> None:
     alb = start_alb(n_targets=1, extra_targets=("ec2-9.invalid:80",))
     states = {s.name: s for s in alb.runtime.targets()}
-    assert states["ec2-9.invalid:80"].health == "unused"
+    assert states["ec2-9.invalid:80"].health == "unhealthy"
     assert states["ec2-9.invalid:80"].status.startswith("MAINT")
     assert alb.hit(3) == {"t1": 3}
 
@@ -243,3 +244,24 @@ def test_cli_status_register_deregister(
     assert "healthy" in capsys.readouterr().out
     assert main(["deregister", "nope:80", *port]) == 2
     assert "no single target 'nope:80'" in capsys.readouterr().err
+
+
+def test_reload_keeps_deregistered_targets_out(start_alb: StartAlb) -> None:
+    alb = start_alb()
+    t1, t2 = alb.targets
+    alb.runtime.deregister(t1.address, delay=0)
+    worker_pid = alb.runtime.command("show info").split("Pid: ", 1)[1].split()[0]
+    alb.runtime.save_state(alb.config.server_state_file)
+    alb.proc.send_signal(signal.SIGUSR2)  # master-worker reload, as `alb-reload` does
+
+    def reloaded() -> bool:
+        try:
+            info = alb.runtime.command("show info")
+        except Exception:
+            return False
+        return info.split("Pid: ", 1)[1].split()[0] != worker_pid
+
+    wait_for(reloaded, 10, "the reloaded worker")
+    assert alb.runtime.target(t1.address).health == "unused"
+    assert alb.runtime.target(t2.address).health == "healthy"
+    assert alb.hit(4) == {"t2": 4}
