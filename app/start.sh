@@ -8,4 +8,4 @@ set -eu
 cd "$(dirname "$0")"
 PYTHON="${PYTHON:-python}"
 "$PYTHON" manage.py migrate --noinput
-exec "$PYTHON" -m gunicorn -c gunicorn.conf.py
+exec "$PYTHON" -m gunicorn -c gunicorn.conf.py config.wsgi:application
