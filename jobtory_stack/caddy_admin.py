@@ -1,0 +1,612 @@
+"""A small typed client for Caddy's admin API (httpx), and the `deploy.py caddy` CLI.
+
+The admin API is local only: a loopback TCP address (``localhost:2019``,
+``127.0.0.1:2019``, ``[::1]:2019``) or a unix socket (``unix//run/caddy/admin.sock``).
+Anything else is refused before a request is made.
+
+Every failure is a :class:`CaddyError` with a one-line message; a refused config
+carries Caddy's own error text, and Caddy keeps running the previous config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import ipaddress
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from jobtory_stack.caddyfile import APP_PROXY_ID, CaddySite, CaddySiteError, render_caddyfile
+
+DEFAULT_ADMIN = "localhost:2019"
+JSON = Any
+
+
+class CaddyError(RuntimeError):
+    """Any failure talking to Caddy; the message is one line."""
+
+
+class CaddyConflict(CaddyError):
+    """412 Precondition Failed: the config changed since its ETag was read."""
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """One entry of /reverse_proxy/upstreams."""
+
+    address: str
+    num_requests: int
+    fails: int
+
+
+def _is_loopback_host(host: str) -> bool:
+    host = host.strip("[]")
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_admin_address(address: str) -> tuple[str, str | None]:
+    """(base_url, unix_socket_path or None) for a local admin address; refuses the rest."""
+    addr = address.strip()
+    if addr.startswith("unix//"):
+        path = addr[len("unix/") :]
+        if not path.startswith("/") or len(path) < 2:
+            raise CaddyError(f"admin address {address!r}: unix socket path must be absolute")
+        return "http://localhost", path
+    for prefix in ("http://", "tcp/"):
+        if addr.startswith(prefix):
+            addr = addr[len(prefix) :]
+    addr = addr.rstrip("/")
+    if addr.startswith("["):
+        host, _, port = addr[1:].partition("]:")
+        host = f"[{host}]"
+    else:
+        host, _, port = addr.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise CaddyError(f"admin address {address!r} is not host:port or unix//path")
+    if not _is_loopback_host(host):
+        raise CaddyError(
+            f"refusing admin address {address!r}: the Caddy admin API must stay local "
+            "(localhost, 127.0.0.1, [::1] or unix//path)"
+        )
+    return f"http://{host}:{port}", None
+
+
+def _config_url(path: str) -> str:
+    """'apps/http/servers' -> /config/apps/http/servers; /id/... and /config/... stay."""
+    if path.startswith(("/id/", "/config/")) or path in ("/config", "/id"):
+        return path
+    return "/config/" + path.strip("/")
+
+
+def _caddy_message(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("error"), str):
+        text = body["error"]
+    else:
+        text = response.text.strip() or response.reason_phrase
+    return " ".join(text.split())
+
+
+def tag_app_proxy(config: JSON) -> JSON:
+    """Give the first reverse_proxy handler the @id APP_PROXY_ID (in place; returns config).
+
+    The Caddyfile cannot set @id; the helper adds it after adapting, so upstreams can
+    be managed at /id/app_proxy/upstreams.
+    """
+    for _path, node in _walk_handlers(config):
+        if node.get("@id") == APP_PROXY_ID:
+            return config
+    for _path, node in _walk_handlers(config):
+        node["@id"] = APP_PROXY_ID
+        break
+    return config
+
+
+def _walk_handlers(node: JSON, path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
+    """(config path, handler) of every reverse_proxy handler, depth first."""
+    if isinstance(node, dict):
+        if node.get("handler") == "reverse_proxy":
+            yield path, node
+        for key, value in node.items():
+            yield from _walk_handlers(value, f"{path}/{key}")
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from _walk_handlers(value, f"{path}/{index}")
+
+
+class CaddyAdmin:
+    """Caddy's admin API over httpx; local addresses only."""
+
+    def __init__(
+        self,
+        address: str = DEFAULT_ADMIN,
+        timeout: float = 5.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.address = address
+        self.timeout = timeout
+        base_url, uds = parse_admin_address(address)
+        if transport is None:
+            transport = httpx.HTTPTransport(uds=uds) if uds else httpx.HTTPTransport()
+        self._client = httpx.Client(
+            base_url=base_url, transport=transport, timeout=timeout, trust_env=False
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> CaddyAdmin:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- transport --------------------------------------------------------
+
+    def _request(
+        self,
+        method: str,
+        url: str,
+        *,
+        body: JSON = None,
+        raw: bytes | None = None,
+        content_type: str = "application/json",
+        etag: str | None = None,
+        what: str | None = None,
+    ) -> httpx.Response:
+        headers: dict[str, str] = {}
+        content: bytes | None = raw
+        if body is not None and raw is None:
+            content = json.dumps(body).encode()
+        if content is not None:
+            headers["Content-Type"] = content_type
+        if etag is not None:
+            headers["If-Match"] = etag
+        try:
+            response = self._client.request(method, url, content=content, headers=headers)
+        except httpx.TimeoutException:
+            raise CaddyError(
+                f"Caddy admin API at {self.address} did not answer within {self.timeout:g} s"
+            ) from None
+        except (httpx.ConnectError, httpx.RemoteProtocolError) as exc:
+            reason = _connect_reason(exc)
+            raise CaddyError(
+                f"Caddy admin API at {self.address} is not reachable ({reason}) - is caddy running?"
+            ) from None
+        except httpx.HTTPError as exc:
+            raise CaddyError(f"Caddy admin API at {self.address}: {exc}") from None
+        if response.status_code == 412:
+            raise CaddyConflict(
+                f"{method} {url}: the config changed since it was read (ETag mismatch)"
+            )
+        if response.status_code >= 400:
+            raise CaddyError(
+                f"Caddy refused {what or f'{method} {url}'}: {_caddy_message(response)}"
+            )
+        return response
+
+    # -- config by path -----------------------------------------------------
+
+    def get(self, path: str = "") -> tuple[JSON, str]:
+        """(value, etag) at a config path ('' = the whole config)."""
+        response = self._request("GET", _config_url(path))
+        etag = response.headers.get("etag", "")
+        return (response.json() if response.content.strip() else None), etag
+
+    def config(self, path: str = "") -> JSON:
+        return self.get(path)[0]
+
+    def patch(self, path: str, value: JSON, etag: str | None = None) -> None:
+        """Replace an existing value (If-Match when etag is given)."""
+        self._request("PATCH", _config_url(path), body=value, etag=etag)
+
+    def put(self, path: str, value: JSON, etag: str | None = None) -> None:
+        """Create a new value (insert at an array index)."""
+        self._request("PUT", _config_url(path), body=value, etag=etag)
+
+    def post(self, path: str, value: JSON, etag: str | None = None) -> None:
+        """Create or replace; on an array, append."""
+        self._request("POST", _config_url(path), body=value, etag=etag)
+
+    def delete(self, path: str, etag: str | None = None) -> None:
+        self._request("DELETE", _config_url(path), etag=etag)
+
+    def update(
+        self,
+        path: str,
+        fn: Callable[[JSON], JSON],
+        retries: int = 5,
+        backoff: float = 0.05,
+    ) -> JSON:
+        """Read-modify-write with If-Match: on 412, re-read and re-apply `fn`.
+
+        A concurrent change is never overwritten: `fn` always sees the latest value.
+        Returns the value written; raises CaddyConflict after `retries` conflicts.
+        """
+        for attempt in range(retries + 1):
+            value, etag = self.get(path)
+            new = fn(copy.deepcopy(value))
+            if new == value:
+                return value
+            try:
+                self.patch(path, new, etag=etag)
+                return new
+            except CaddyConflict:
+                if attempt == retries:
+                    break
+                time.sleep(backoff * (attempt + 1))
+        raise CaddyConflict(
+            f"{_config_url(path)}: still conflicting after {retries} retries - "
+            "someone else keeps changing it"
+        )
+
+    # -- whole configs -------------------------------------------------------
+
+    def adapt(self, caddyfile: str) -> JSON:
+        """The JSON config of a Caddyfile (Caddy's own adapter and error message)."""
+        response = self._request(
+            "POST",
+            "/adapt",
+            raw=caddyfile.encode(),
+            content_type="text/caddyfile",
+            what="the Caddyfile",
+        )
+        data = response.json()
+        if not isinstance(data, dict) or "result" not in data:
+            raise CaddyError(f"unexpected /adapt answer from {self.address}")
+        return data["result"]
+
+    def load(self, config: JSON) -> bool:
+        """Load a JSON config; False (and no request) when it is already running.
+
+        Sent as POST /config/ with the running config's ETag (If-Match), so a
+        concurrent change is reported (CaddyConflict) rather than overwritten.
+        When Caddy refuses the config it keeps running the old one.
+        """
+        current, etag = self.get("")
+        if current == config:
+            return False
+        self._request("POST", "/config/", body=config, etag=etag or None, what="the config")
+        return True
+
+    def load_caddyfile(self, caddyfile: str) -> bool:
+        """adapt + tag the app proxy + load."""
+        return self.load(tag_app_proxy(self.adapt(caddyfile)))
+
+    def switch_mode(self, site: CaddySite) -> bool:
+        """Render `site`, adapt and load it: a graceful reload, no restart.
+
+        Listeners both configs share (http_port) are handed over, not closed;
+        in-flight requests finish on the old config (grace_period).
+        """
+        return self.load_caddyfile(render_caddyfile(site))
+
+    # -- upstreams -----------------------------------------------------------
+
+    def upstreams(self) -> list[Upstream]:
+        """Every reverse-proxy upstream with its in-flight request and failure counts."""
+        response = self._request("GET", "/reverse_proxy/upstreams")
+        return [
+            Upstream(str(u.get("address")), int(u.get("num_requests", 0)), int(u.get("fails", 0)))
+            for u in (response.json() or [])
+        ]
+
+    def app_proxy_path(self) -> str:
+        """Config path of the app's reverse_proxy handler (@id, else the first one)."""
+        try:
+            self.get(f"/id/{APP_PROXY_ID}")
+            return f"/id/{APP_PROXY_ID}"
+        except CaddyConflict:
+            raise
+        except CaddyError as exc:
+            if "not reachable" in str(exc) or "did not answer" in str(exc):
+                raise
+        for path, _node in _walk_handlers(self.config("")):
+            return "/config" + path
+        raise CaddyError("the running config has no reverse_proxy handler")
+
+    def proxy_upstreams(self) -> list[str]:
+        """The dial addresses configured on the app proxy."""
+        value = self.config(self.app_proxy_path() + "/upstreams") or []
+        return [str(u.get("dial")) for u in value]
+
+    def add_upstream(self, dial: str) -> bool:
+        """Put `dial` (host:port) into rotation; False when already there."""
+        path = self.app_proxy_path() + "/upstreams"
+        before = self.config(path) or []
+        if any(u.get("dial") == dial for u in before):
+            return False
+        self.update(path, lambda ups: [*(ups or []), {"dial": dial}])
+        return True
+
+    def remove_upstream(self, dial: str) -> bool:
+        """Take `dial` out of rotation (new requests only); False when not there."""
+        path = self.app_proxy_path() + "/upstreams"
+        before = self.config(path) or []
+        if not any(u.get("dial") == dial for u in before):
+            return False
+        if len(before) == 1:
+            raise CaddyError(f"refusing to remove {dial}: it is the last upstream")
+        self.update(path, lambda ups: [u for u in ups if u.get("dial") != dial])
+        return True
+
+    def drain(self, dial: str, timeout: float = 30.0, poll: float = 0.1) -> None:
+        """Remove `dial` from rotation, then wait until it has no request in flight."""
+        self.remove_upstream(dial)
+        deadline = time.monotonic() + timeout
+        while True:
+            busy = [u for u in self.upstreams() if u.address == dial and u.num_requests > 0]
+            if not busy:
+                return
+            if time.monotonic() > deadline:
+                raise CaddyError(
+                    f"{dial} still has {busy[0].num_requests} request(s) in flight "
+                    f"after {timeout:g} s"
+                )
+            time.sleep(poll)
+
+    # -- health --------------------------------------------------------------
+
+    def wait_healthy(self, url: str | None = None, timeout: float = 30.0) -> None:
+        """Wait until the admin API answers and, if given, `url` returns 2xx."""
+        deadline = time.monotonic() + timeout
+        last = "not tried"
+        while True:
+            try:
+                self.get("")
+                if url is None:
+                    return
+                with httpx.Client(timeout=min(self.timeout, 5.0), verify=False) as client:
+                    response = client.get(url)
+                if response.is_success:
+                    return
+                last = f"{url} answered {response.status_code}"
+            except CaddyError as exc:
+                last = str(exc)
+            except httpx.HTTPError as exc:
+                last = f"{url}: {type(exc).__name__}"
+            if time.monotonic() > deadline:
+                raise CaddyError(f"Caddy not healthy after {timeout:g} s: {last}")
+            time.sleep(0.2)
+
+
+def _connect_reason(exc: Exception) -> str:
+    text = str(exc).lower()
+    if "refused" in text:
+        return "connection refused"
+    if "no such file" in text:
+        return "no such socket"
+    if "permission" in text:
+        return "permission denied"
+    if "disconnected" in text or "reset" in text:
+        return "connection closed"
+    return text.split("\n")[0] or type(exc).__name__
+
+
+# -- CLI -------------------------------------------------------------------------
+
+
+def _read_source(arg: str) -> str:
+    return sys.stdin.read() if arg == "-" else Path(arg).read_text()
+
+
+def _print_json(value: JSON) -> None:
+    print(json.dumps(value, indent=2, sort_keys=False))
+
+
+def _site_from_args(args: argparse.Namespace) -> CaddySite:
+    return CaddySite(
+        mode=args.mode,
+        hosts=tuple(args.host or ()),
+        upstreams=tuple(args.upstream or ()),
+        trusted_proxies=tuple(args.trusted_proxy or ()),
+        static_root=args.static_root,
+        admin=args.site_admin or args.admin,
+        http_port=args.http_port,
+        https_port=args.https_port,
+        tls_internal=args.tls_internal,
+        acme_email=args.email,
+    )
+
+
+def _cmd_adapt(admin: CaddyAdmin, args: argparse.Namespace) -> int:
+    _print_json(tag_app_proxy(admin.adapt(_read_source(args.caddyfile))))
+    return 0
+
+
+def _cmd_load(admin: CaddyAdmin, args: argparse.Namespace) -> int:
+    text = _read_source(args.file)
+    changed = admin.load(json.loads(text)) if args.json else admin.load_caddyfile(text)
+    print("loaded: config changed" if changed else "unchanged: already running")
+    return 0
+
+
+def _cmd_get(admin: CaddyAdmin, args: argparse.Namespace) -> int:
+    value, etag = admin.get(args.path)
+    _print_json(value)
+    if args.etag:
+        print(f"ETag: {etag}", file=sys.stderr)
+    return 0
+
+
+def _cmd_patch(admin: CaddyAdmin, args: argparse.Namespace) -> int:
+    value = json.loads(args.value)
+    if args.if_match:
+        admin.patch(args.path, value, etag=args.if_match)
+    else:
+        admin.update(args.path, lambda _old: value)
+    print(f"patched {_config_url(args.path)}")
+    return 0
+
+
+def _cmd_upstreams(admin: CaddyAdmin, args: argparse.Namespace) -> int:
+    configured = set(admin.proxy_upstreams())
+    print(f"{'address':<30} {'in rotation':<12} {'in flight':>9} {'fails':>6}")
+    for up in admin.upstreams():
+        rotation = "yes" if up.address in configured else "no"
+        print(f"{up.address:<30} {rotation:<12} {up.num_requests:>9} {up.fails:>6}")
+    return 0
+
+
+def _cmd_add(admin: CaddyAdmin, args: argparse.Namespace) -> int:
+    changed = admin.add_upstream(args.upstream)
+    print(f"{args.upstream}: {'added' if changed else 'already in rotation'}")
+    return 0
+
+
+def _cmd_remove(admin: CaddyAdmin, args: argparse.Namespace) -> int:
+    changed = admin.remove_upstream(args.upstream)
+    print(f"{args.upstream}: {'removed' if changed else 'not in rotation'}")
+    return 0
+
+
+def _cmd_drain(admin: CaddyAdmin, args: argparse.Namespace) -> int:
+    admin.drain(args.upstream, timeout=args.drain_timeout)
+    print(f"{args.upstream}: drained (out of rotation, nothing in flight)")
+    return 0
+
+
+def _cmd_switch(admin: CaddyAdmin, args: argparse.Namespace) -> int:
+    changed = admin.switch_mode(_site_from_args(args))
+    print(f"mode {args.mode}: {'switched' if changed else 'already running'}")
+    return 0
+
+
+def _cmd_render(admin: CaddyAdmin | None, args: argparse.Namespace) -> int:
+    sys.stdout.write(render_caddyfile(_site_from_args(args)))
+    return 0
+
+
+def _cmd_wait(admin: CaddyAdmin, args: argparse.Namespace) -> int:
+    admin.wait_healthy(args.url, timeout=args.wait_timeout)
+    print("caddy is healthy")
+    return 0
+
+
+Handler = Callable[[CaddyAdmin, argparse.Namespace], int]
+
+
+def _runner(handler: Handler, needs_admin: bool = True) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        try:
+            if not needs_admin:
+                return handler(None, args)  # type: ignore[arg-type]
+            with CaddyAdmin(args.admin, timeout=args.timeout) as admin:
+                return handler(admin, args)
+        except (CaddyError, CaddySiteError, OSError, ValueError) as exc:
+            print(f"caddy: error: {exc}", file=sys.stderr)
+            return 1
+
+    return run
+
+
+def _add_site_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--mode", choices=("alb", "direct"), required=True)
+    parser.add_argument("--host", action="append", help="served host (direct: the DuckDNS name)")
+    parser.add_argument("--upstream", action="append", required=True, help="gunicorn host:port")
+    parser.add_argument("--trusted-proxy", action="append", help="CIDR (alb: the VPC range)")
+    parser.add_argument("--static-root", required=True, help="the front end's directory")
+    parser.add_argument("--http-port", type=int, default=80)
+    parser.add_argument("--https-port", type=int, default=443)
+    parser.add_argument("--tls-internal", action="store_true", help="local CA (replica)")
+    parser.add_argument("--email", help="ACME account email (direct)")
+    parser.add_argument(
+        "--site-admin", help="admin address written into the config (default: --admin)"
+    )
+
+
+def register_cli(subparsers: Any) -> argparse.ArgumentParser:
+    """Add `caddy` and its sub-commands to an argparse subparsers object.
+
+    Each leaf sets ``func(args) -> int`` (0 ok, 1 error) via set_defaults.
+    """
+    caddy: argparse.ArgumentParser = subparsers.add_parser(
+        "caddy", help="Caddy admin API (local only)", description=__doc__.split("\n")[0]
+    )
+    caddy.add_argument(
+        "--admin",
+        default=os.environ.get("CADDY_ADMIN", DEFAULT_ADMIN),
+        help="admin address: localhost:2019 or unix//path (env CADDY_ADMIN)",
+    )
+    caddy.add_argument("--timeout", type=float, default=5.0, help="seconds per admin request")
+    sub = caddy.add_subparsers(dest="caddy_command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("adapt", help="Caddyfile -> JSON (Caddy's adapter)")
+    p.add_argument("caddyfile", help="path or - for stdin")
+    p.set_defaults(func=_runner(_cmd_adapt))
+
+    p = sub.add_parser("load", help="load a Caddyfile (or --json config); no-op when identical")
+    p.add_argument("file", help="path or - for stdin")
+    p.add_argument("--json", action="store_true", help="the file is JSON config")
+    p.set_defaults(func=_runner(_cmd_load))
+
+    p = sub.add_parser("get", help="read config at a path (e.g. apps/http/servers)")
+    p.add_argument("path", nargs="?", default="")
+    p.add_argument("--etag", action="store_true", help="print the ETag to stderr")
+    p.set_defaults(func=_runner(_cmd_get))
+
+    p = sub.add_parser("patch", help="replace the value at a path (If-Match, retried on 412)")
+    p.add_argument("path")
+    p.add_argument("value", help="JSON value")
+    p.add_argument("--if-match", help="fail on conflict instead of re-reading")
+    p.set_defaults(func=_runner(_cmd_patch))
+
+    p = sub.add_parser("upstreams", help="list reverse-proxy upstreams")
+    p.set_defaults(func=_runner(_cmd_upstreams))
+
+    for name, fn, text in (
+        ("add-upstream", _cmd_add, "put host:port into rotation"),
+        ("remove-upstream", _cmd_remove, "take host:port out of rotation"),
+    ):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("upstream", help="host:port")
+        p.set_defaults(func=_runner(fn))
+
+    p = sub.add_parser("drain", help="remove from rotation, wait until nothing is in flight")
+    p.add_argument("upstream", help="host:port")
+    p.add_argument("--drain-timeout", type=float, default=30.0)
+    p.set_defaults(func=_runner(_cmd_drain))
+
+    p = sub.add_parser("switch-mode", help="render, adapt and load alb or direct mode")
+    _add_site_args(p)
+    p.set_defaults(func=_runner(_cmd_switch))
+
+    p = sub.add_parser("render", help="print the Caddyfile for a mode (no Caddy needed)")
+    _add_site_args(p)
+    p.set_defaults(func=_runner(_cmd_render, needs_admin=False))
+
+    p = sub.add_parser("wait", help="wait until the admin API (and --url) answer")
+    p.add_argument("--url", help="e.g. http://127.0.0.1/healthz")
+    p.add_argument("--wait-timeout", type=float, default=30.0)
+    p.set_defaults(func=_runner(_cmd_wait))
+    return caddy
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m jobtory_stack.caddy_admin caddy ...` (deploy.py wires register_cli)."""
+    parser = argparse.ArgumentParser(prog="python -m jobtory_stack.caddy_admin")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    register_cli(subparsers)
+    args = parser.parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

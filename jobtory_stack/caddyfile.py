@@ -1,0 +1,158 @@
+"""The Caddyfile of both modes, rendered from ONE template (caddy/Caddyfile.tmpl).
+
+- ``alb``: Caddy serves plain HTTP on ``http_port`` behind the ALB (which terminates
+  TLS). Forwarded headers are trusted only from ``trusted_proxies`` (the VPC CIDR),
+  with ``trusted_proxies_strict`` so the client IP is the right-most untrusted
+  X-Forwarded-For entry (the one the ALB appended), not a spoofable left-most one.
+- ``direct``: today's production: Caddy terminates HTTPS for the DuckDNS name with
+  automatic certificates (``tls internal`` locally); HTTP -> HTTPS is automatic.
+
+The spec -> CaddySite mapping lives with the spec (``site_from_spec``); this module
+only knows the site.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from string import Template
+from typing import Literal
+
+TEMPLATE_PATH = Path(__file__).resolve().parent.parent / "caddy" / "Caddyfile.tmpl"
+
+#: The ``@id`` given to the app's reverse_proxy handler in the loaded JSON config,
+#: so upstreams can be managed at ``/id/app_proxy/upstreams``.
+APP_PROXY_ID = "app_proxy"
+
+Mode = Literal["alb", "direct"]
+
+_HOST_RE = re.compile(
+    r"^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$"
+)
+_UPSTREAM_RE = re.compile(r"^[A-Za-z0-9.\-]+:\d{1,5}$|^\[[0-9A-Fa-f:]+\]:\d{1,5}$")
+_PATH_RE = re.compile(r"^/[A-Za-z0-9._~/*-]*$")
+
+
+class CaddySiteError(ValueError):
+    """A CaddySite that cannot be rendered (names the field and the fix)."""
+
+
+@dataclass(frozen=True)
+class CaddySite:
+    """Everything the Caddyfile needs, for either mode."""
+
+    mode: Mode
+    hosts: tuple[str, ...]
+    upstreams: tuple[str, ...]  # host:port of gunicorn
+    trusted_proxies: tuple[str, ...]  # CIDRs (the VPC range behind the ALB)
+    static_root: str
+    admin: str = "localhost:2019"  # or "unix//run/caddy/admin.sock"
+    http_port: int = 80
+    https_port: int = 443
+    tls_internal: bool = False
+    acme_email: str | None = None
+    health_paths: tuple[str, ...] = ("/healthz", "/readyz")
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("alb", "direct"):
+            raise CaddySiteError(f"mode: {self.mode!r} is not 'alb' or 'direct'")
+        if not self.upstreams:
+            raise CaddySiteError("upstreams: at least one gunicorn host:port is required")
+        for up in self.upstreams:
+            if not _UPSTREAM_RE.match(up):
+                raise CaddySiteError(f"upstreams: {up!r} is not host:port")
+        for cidr in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise CaddySiteError(f"trusted_proxies: {cidr!r} is not a CIDR") from None
+        for host in self.hosts:
+            if not _HOST_RE.match(host):
+                raise CaddySiteError(f"hosts: {host!r} is not a host name")
+        for port_name in ("http_port", "https_port"):
+            port = getattr(self, port_name)
+            if not 0 < port < 65536:
+                raise CaddySiteError(f"{port_name}: {port} is not a TCP port")
+        if self.http_port == self.https_port:
+            raise CaddySiteError("http_port and https_port must differ")
+        if not self.static_root.startswith("/") or any(c.isspace() for c in self.static_root):
+            raise CaddySiteError(
+                f"static_root: {self.static_root!r} must be an absolute path without spaces"
+            )
+        for path in self.health_paths:
+            if not _PATH_RE.match(path):
+                raise CaddySiteError(f"health_paths: {path!r} is not an absolute URL path")
+        if not self.admin.startswith("unix//") and not re.match(
+            r"^[A-Za-z0-9.\-\[\]:]+$", self.admin
+        ):
+            raise CaddySiteError(f"admin: {self.admin!r} is not host:port or unix//path")
+        if self.acme_email is not None and ("@" not in self.acme_email or " " in self.acme_email):
+            raise CaddySiteError(f"acme_email: {self.acme_email!r} is not an email address")
+        if self.mode == "alb" and not self.trusted_proxies:
+            raise CaddySiteError(
+                "trusted_proxies: alb mode needs the VPC CIDR, or client IPs and "
+                "https detection are lost behind the ALB"
+            )
+        if self.mode == "direct" and not self.hosts:
+            raise CaddySiteError("hosts: direct mode needs the DuckDNS name to get a certificate")
+
+
+def _site_address(site: CaddySite) -> str:
+    if site.mode == "alb":
+        # Any Host (ALB health checks use the private IP); plain HTTP only.
+        return f"http://:{site.http_port}"
+    port = "" if site.https_port == 443 else f":{site.https_port}"
+    return ", ".join(f"{host}{port}" for host in site.hosts)
+
+
+def _global_mode_options(site: CaddySite) -> str:
+    lines: list[str] = []
+    if site.mode == "alb":
+        lines.append("\t# TLS ends at the ALB: no certificates, no redirects here.")
+        lines.append("\tauto_https off")
+    else:
+        if site.acme_email:
+            lines.append(f"\temail {site.acme_email}")
+        if site.tls_internal:
+            # Local CA for the replica and tests; never touch the system trust store.
+            lines.append("\tskip_install_trust")
+    if site.trusted_proxies:
+        lines += [
+            "\tservers {",
+            f"\t\ttrusted_proxies static {' '.join(site.trusted_proxies)}",
+            "\t\ttrusted_proxies_strict",
+            "\t}",
+        ]
+    return "".join(line + "\n" for line in lines)
+
+
+def _site_mode_directives(site: CaddySite) -> str:
+    if site.mode == "alb":
+        return "\t# Behind the ALB: X-Forwarded-Proto (https) from it passes through.\n"
+    lines: list[str] = []
+    if site.tls_internal:
+        lines.append("\ttls internal")
+    lines.append('\theader Strict-Transport-Security "max-age=31536000"')
+    return "".join(line + "\n" for line in lines)
+
+
+def render_caddyfile(site: CaddySite, template: str | None = None) -> str:
+    """The Caddyfile for `site`, from caddy/Caddyfile.tmpl (or `template`)."""
+    text = TEMPLATE_PATH.read_text() if template is None else template
+    values = {
+        "mode": site.mode,
+        "admin": site.admin,
+        "http_port": str(site.http_port),
+        "https_port": str(site.https_port),
+        "trusted_proxies_text": " ".join(site.trusted_proxies) or "none",
+        "hosts_text": " ".join(site.hosts) or "any",
+        "global_mode_options": _global_mode_options(site),
+        "site_address": _site_address(site),
+        "site_mode_directives": _site_mode_directives(site),
+        "health_paths": " ".join(site.health_paths),
+        "upstreams": " ".join(site.upstreams),
+        "static_root": site.static_root,
+    }
+    return Template(text).substitute(values)
