@@ -17,7 +17,6 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -121,7 +120,9 @@ def new_client(**kwargs: Any) -> httpx.Client:
 # --- docker compose ------------------------------------------------------------------
 
 
-def compose(*args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess[str]:
+def compose(
+    *args: str, timeout: float = 120, check: bool = True
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["docker", "compose", "-f", str(COMPOSE_FILE), *args],
         capture_output=True,
@@ -153,7 +154,7 @@ def wait_until(
         try:
             if probe():
                 return time.monotonic() - start
-        except Exception as exc:  # noqa: BLE001 (anything means "not yet")
+        except Exception as exc:
             last = exc
         time.sleep(interval)
     pytest.fail(f"{what}: not within {timeout:.0f}s (last error: {last!r})")
@@ -200,8 +201,10 @@ class Replica:
         )
 
     def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        """Run one statement as the app's database user; rows (empty when none)."""
         with self.connect_db() as conn:
-            return conn.execute(sql, params).fetchall()
+            cur = conn.execute(sql, params)
+            return cur.fetchall() if cur.description is not None else []
 
     def ready(self) -> bool:
         with new_client() as http:

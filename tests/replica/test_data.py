@@ -21,10 +21,16 @@ def test_postgres_runs_the_spec_parameter_group(replica: Replica) -> None:
     with replica.connect_db() as conn:
         for name, value in params.items():
             # pg_settings.setting is the raw value in the parameter's base unit (like RDS)
-            row = conn.execute("SELECT setting FROM pg_settings WHERE lower(name) = lower(%s)", (name,))
+            row = conn.execute(
+                "SELECT setting FROM pg_settings WHERE lower(name) = lower(%s)", (name,)
+            )
             shown = row.fetchone()
             assert shown is not None, f"{name}: not a server parameter"
-            want = {True: "on", False: "off"}.get(value, str(value)) if isinstance(value, bool) else str(value)
+            want = (
+                {True: "on", False: "off"}.get(value, str(value))
+                if isinstance(value, bool)
+                else str(value)
+            )
             assert shown[0] == want, f"{name}: {shown[0]!r} != spec {value!r}"
         assert conn.execute("SHOW timezone").fetchone()[0] == "Asia/Seoul"
         assert conn.execute("SHOW max_connections").fetchone()[0] == str(params["max_connections"])
