@@ -162,7 +162,12 @@ class AlbStandin:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> AlbStandin:
-        """The stand-in described by ALB_* / HC_* / DEREGISTRATION_DELAY variables."""
+        """The stand-in described by ALB_* / HC_* / DEREGISTRATION_DELAY variables.
+
+        Listener ports inside the container are ALB_LISTEN_*_PORT; ALB_PUBLIC_HTTPS_PORT
+        is what clients use (the replica publishes 8443). ALB_HTTPS_PORT/ALB_RUNTIME_PORT
+        are the host-side published ports (compose, host CLI) and are NOT read here.
+        """
         env = os.environ if env is None else env
 
         def get_list(key: str, default: str) -> tuple[str, ...]:
@@ -191,11 +196,11 @@ class AlbStandin:
             hostnames=get_list("ALB_HOSTNAMES", "jobtory.localhost,www.jobtory.localhost"),
             targets=get_list("ALB_TARGETS", "web:80"),
             target_group=group,
-            https_port=get_int("ALB_HTTPS_PORT", 443),
-            http_port=get_int("ALB_HTTP_PORT", 80),
+            https_port=get_int("ALB_LISTEN_HTTPS_PORT", 443),
+            http_port=get_int("ALB_LISTEN_HTTP_PORT", 80),
             public_https_port=get_int("ALB_PUBLIC_HTTPS_PORT", 443),
             cert_path=env.get("ALB_CERT_PATH", "/etc/alb/tls/site.pem"),
-            runtime_port=get_int("ALB_RUNTIME_PORT", 9999),
+            runtime_port=get_int("ALB_LISTEN_RUNTIME_PORT", 9999),
             hsts_max_age=get_int("ALB_HSTS_MAX_AGE", 31536000),
             resolver=env.get("ALB_RESOLVER", "127.0.0.11:53"),
             run_as=env.get("ALB_RUN_AS", ""),

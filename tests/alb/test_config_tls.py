@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import shutil
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -20,7 +22,7 @@ from jobtory_stack.alb_standin import (
     render_haproxy_cfg,
 )
 from tests.conftest import free_port
-from tests.helpers import require
+from tests.helpers import ROOT, require
 
 
 def _alb(**group: object) -> AlbStandin:
@@ -122,6 +124,11 @@ def test_from_env_reads_every_setting() -> None:
         matcher="200-299",
         deregistration_delay_seconds=15,
     )
+    # Host-side published ports (compose) never move the listeners inside the container.
+    moved = AlbStandin.from_env({"ALB_HTTPS_PORT": "8443", "ALB_RUNTIME_PORT": "19999"})
+    assert (moved.https_port, moved.runtime_port) == (443, 9999)
+    inside = AlbStandin.from_env({"ALB_LISTEN_HTTPS_PORT": "8444", "ALB_LISTEN_HTTP_PORT": "81"})
+    assert (inside.https_port, inside.http_port) == (8444, 81)
     with pytest.raises(AlbError, match="HC_INTERVAL"):
         AlbStandin.from_env({"HC_INTERVAL": "ten"})
     assert AlbStandin.from_env({}).targets == ("web:80",)
@@ -212,3 +219,25 @@ def test_runtime_refuses_non_local_hosts(host: str) -> None:
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "alb", "172.18.0.4", "::1"])
 def test_runtime_accepts_local_hosts(host: str) -> None:
     AlbRuntime(host=host)
+
+
+def test_module_is_stdlib_only_for_the_image() -> None:
+    """The alb image runs the module as a script with Debian's python3: stdlib only."""
+    source = (ROOT / "jobtory_stack" / "alb_standin.py").read_text()
+    imported = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            imported |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            imported.add(node.module.split(".")[0])
+    assert imported - set(sys.stdlib_module_names) == set()
+
+
+def test_image_entrypoint_and_dockerfile() -> None:
+    entrypoint = ROOT / "compose" / "alb" / "entrypoint"
+    assert subprocess.run(["sh", "-n", str(entrypoint)]).returncode == 0
+    assert entrypoint.stat().st_mode & stat.S_IXUSR
+    dockerfile = (ROOT / "compose" / "alb" / "Dockerfile").read_text()
+    assert "COPY .generated/src/jobtory_stack/alb_standin.py" in dockerfile
+    assert 'ENTRYPOINT ["alb-entrypoint"]' in dockerfile
+    assert "exec haproxy -W -db" in entrypoint.read_text()
