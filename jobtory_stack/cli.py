@@ -183,10 +183,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _command_modules() -> list[Callable[[Any], None]]:
     """register_cli of every module that adds commands (imported lazily: fast startup)."""
-    from jobtory_stack import render
+    from jobtory_stack import hosts, render
     from jobtory_stack.aws import cli as aws_cli
 
-    return [render.register_cli, aws_cli.register_cli]
+    return [render.register_cli, aws_cli.register_cli, hosts.register_cli]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
