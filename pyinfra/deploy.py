@@ -1,0 +1,31 @@
+"""The jobtory host deploy (pyinfra 3): one release of the app on a Debian/Ubuntu host.
+
+    pyinfra inventory/fleet.py deploy.py --limit ec2-1 \
+        --data jobtory_env=local --data jobtory_version=v1 --data jobtory_artifacts=.local/releases
+
+Normally run by `deploy.py hosts --env E [--version V]` (rolling, drained, locked);
+on a new ASG instance the same file runs against @local from the user data.
+Idempotent: a second run with nothing new reports no changed operations.
+
+Order: base (packages, users, directories, AWS settings) -> release (artifacts,
+venv, env file from SSM, migrations) -> services (units, Caddyfile) -> activate
+(/readyz before the switch, rollback on failure) -> prune (keep N releases).
+The settings come from the spec through jobtory_stack.hosts.HostSettings.
+"""
+
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+for extra in (HERE / "lib", HERE.parent):  # our facts/operations, and jobtory_stack
+    if str(extra) not in sys.path:
+        sys.path.insert(0, str(extra))
+
+from jobtory_stack.hosts import HostSettings  # noqa: E402
+from pyinfra import host, local  # noqa: E402
+
+settings = HostSettings.from_host_data(host.data, deploy_dir=HERE)
+host.data.jobtory = settings  # the task files read it from here
+
+for task in ("base", "release", "services", "activate"):
+    local.include(str(HERE / "tasks" / f"{task}.py"))

@@ -1,0 +1,113 @@
+"""Facts of the jobtory host deploy: read-only questions about a host's state.
+
+Every command here changes nothing and always exits 0 (a missing piece is an
+answer, not an error), so the same facts work on a fresh host. Operations
+(jobtory_ops.py) ask them twice: when pyinfra plans the run, and again just
+before they execute (pyinfra 3 re-evaluates operations then), so a step that
+depends on an earlier one (the release venv, the env file) sees the real state.
+"""
+
+from __future__ import annotations
+
+import shlex
+from typing import Any
+
+from pyinfra.api import FactBase
+
+SYSTEMD_RUN = "systemd-run --pipe --wait --quiet --collect --service-type=exec"
+
+
+class Releases(FactBase[dict[str, Any]]):
+    """{"current": "<version>" | None, "ready": [versions, oldest first]} under `root`.
+
+    A release is ready when its `.ready` marker exists (written last by the build).
+    """
+
+    def command(self, root: str) -> str:
+        r = shlex.quote(root)
+        return (
+            f"cd {r} 2>/dev/null || exit 0; "
+            'echo "current=$(readlink current 2>/dev/null)"; '
+            "for d in releases/*/; do "
+            '[ -f "$d.ready" ] && echo "ready=$(stat -c %Y "$d.ready") $(basename "$d")"; '
+            "done; true"
+        )
+
+    @staticmethod
+    def default() -> dict[str, Any]:
+        return {"current": None, "ready": []}
+
+    def process(self, output: list[str]) -> dict[str, Any]:
+        current: str | None = None
+        ready: list[tuple[int, str]] = []
+        for line in output:
+            key, _, value = line.partition("=")
+            if key == "current" and value:
+                current = value.rstrip("/").rpartition("/")[2]
+            elif key == "ready" and value:
+                stamp, _, version = value.partition(" ")
+                ready.append((int(stamp), version))
+        return {"current": current, "ready": [v for _, v in sorted(ready)]}
+
+
+class EnvFileStatus(FactBase[str]):
+    """Whether the env file holds exactly what SSM holds under `prefix` now.
+
+    "in-sync", "differs", "missing" (no file yet) or "unknown" (the release that
+    reads SSM is not built yet). Runs the release's own loader with the host's own
+    AWS credentials; prints a word, never a value.
+    """
+
+    def command(self, release: str, prefix: str, path: str, owner: str, aws_env_file: str) -> str:
+        py = f"{release}/venv/bin/python"
+        return (
+            f"if [ ! -x {shlex.quote(py)} ]; then echo unknown; exit 0; fi; "
+            f"{SYSTEMD_RUN} -p EnvironmentFile=-{shlex.quote(aws_env_file)} "
+            f"-E PYTHONPATH={shlex.quote(release)} {shlex.quote(py)} "
+            f"-m jobtory_stack.hosts env-status --prefix {shlex.quote(prefix)} "
+            f"--path {shlex.quote(path)} --owner {shlex.quote(owner)} 2>&1 || echo unknown"
+        )
+
+    def process(self, output: list[str]) -> str:
+        for word in ("in-sync", "differs", "missing"):
+            if word in output:
+                return word
+        return "unknown"
+
+
+class PendingMigrations(FactBase[bool]):
+    """True when the release has migrations the database has not applied (or the
+    answer is unknown yet: no venv, no env file, database not reachable)."""
+
+    def command(self, release: str, user: str, env_file: str) -> str:
+        py = f"{release}/venv/bin/python"
+        return (
+            f"if [ ! -x {shlex.quote(py)} ] || [ ! -s {shlex.quote(env_file)} ]; "
+            "then echo pending; exit 0; fi; "
+            f"{SYSTEMD_RUN} -p User={shlex.quote(user)} "
+            f"-p EnvironmentFile={shlex.quote(env_file)} "
+            f"-p WorkingDirectory={shlex.quote(release + '/app')} "
+            f"{shlex.quote(py)} manage.py migrate --check --noinput >/dev/null 2>&1 "
+            "&& echo applied || echo pending"
+        )
+
+    @staticmethod
+    def default() -> bool:
+        return True
+
+    def process(self, output: list[str]) -> bool:
+        return "applied" not in output
+
+
+class UnitActive(FactBase[bool]):
+    """Whether a systemd unit is active (running) right now."""
+
+    def command(self, unit: str) -> str:
+        return f"systemctl is-active {shlex.quote(unit)} 2>/dev/null || true"
+
+    @staticmethod
+    def default() -> bool:
+        return False
+
+    def process(self, output: list[str]) -> bool:
+        return output[:1] == ["active"]

@@ -1,0 +1,140 @@
+"""Operations of the jobtory host deploy (the facts they ask are in jobtory_facts.py).
+
+Each yields commands only when the host is not yet in the wanted state, so a run
+with nothing to do reports no change. All paths are quoted; no secret is ever
+part of a command (the env file is written on the host from SSM by the host).
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Iterator
+from typing import Any
+
+from jobtory_facts import SYSTEMD_RUN, EnvFileStatus, PendingMigrations, Releases, UnitActive
+from pyinfra.api import operation
+from pyinfra.facts.files import Directory
+
+from pyinfra import host
+
+q = shlex.quote
+
+
+@operation()
+def wheelhouse(archive: str, dest: str) -> Iterator[str]:
+    """Unpack the wheel archive into `dest` once (dest is content-addressed)."""
+    if host.get_fact(Directory, path=dest):
+        return
+    tmp = f"{dest}.tmp"
+    yield (
+        f"rm -rf {q(tmp)} && mkdir -p {q(tmp)} && tar -xf {q(archive)} -C {q(tmp)} "
+        f"&& mv -T {q(tmp)} {q(dest)}"
+    )
+
+
+@operation()
+def release(root: str, version: str, archive: str, wheels: str) -> Iterator[str]:
+    """Build releases/<version>: sources, a venv from the local wheelhouse only (no
+    index: works air-gapped), collected static files; `.ready` is written last."""
+    if version in host.get_fact(Releases, root=root)["ready"]:
+        return
+    rel = f"{root}/releases/{version}"
+    pip = f"{rel}/venv/bin/pip install --quiet --no-index --find-links {q(wheels)}"
+    yield " && ".join(
+        [
+            "set -e",
+            f"rm -rf {q(rel)}",
+            f"mkdir -p {q(rel)}",
+            f"tar -xzf {q(archive)} -C {q(rel)}",
+            f"python3 -m venv {q(rel + '/venv')}",
+            f"{pip} --require-hashes -r {q(rel + '/requirements.txt')}",
+            f"{pip} -r {q(rel + '/requirements-host.txt')}",
+            f"cd {q(rel + '/app')}",
+            "DJANGO_BUILD_ONLY=1 DJANGO_SECRET_KEY=build-only-not-a-secret "
+            f"{q(rel + '/venv/bin/python')} manage.py collectstatic --noinput -v 0",
+            f"{q(rel + '/venv/bin/python')} -m compileall -q {q(rel + '/app')} "
+            f"{q(rel + '/jobtory_stack')} >/dev/null",
+            f"printf 'APP_VERSION=%s\\n' {q(version)} >{q(rel + '/release.env')}",
+            f"chmod -R go-w {q(rel)}",
+            f"touch {q(rel + '/.ready')}",
+        ]
+    )
+
+
+@operation()
+def env_file(release: str, prefix: str, path: str, owner: str, aws_env_file: str) -> Iterator[str]:
+    """Render `path` from SSM under `prefix` with the host's own credentials:
+    mode 0600, owned by the app user. Changes only when SSM changed."""
+    status = host.get_fact(
+        EnvFileStatus,
+        release=release,
+        prefix=prefix,
+        path=path,
+        owner=owner,
+        aws_env_file=aws_env_file,
+    )
+    if status == "in-sync":
+        return
+    yield (
+        f"{SYSTEMD_RUN} -p EnvironmentFile=-{q(aws_env_file)} -E PYTHONPATH={q(release)} "
+        f"{q(release + '/venv/bin/python')} -m jobtory_stack.ssm_env --prefix {q(prefix)} "
+        f"--wait 30 --write {q(path)}"
+    )
+    yield f"chown {q(owner)}:{q(owner)} {q(path)} && chmod 0600 {q(path)}"
+
+
+@operation()
+def migrations(release: str, user: str, env_file: str) -> Iterator[str]:
+    """Apply the release's migrations once: only when some are pending. The app's
+    `migrate` holds a PostgreSQL advisory lock, so hosts never migrate concurrently;
+    the second host finds nothing pending and does nothing."""
+    if not host.get_fact(PendingMigrations, release=release, user=user, env_file=env_file):
+        return
+    yield (
+        f"{SYSTEMD_RUN} -p User={q(user)} -p EnvironmentFile={q(env_file)} "
+        f"-p WorkingDirectory={q(release + '/app')} "
+        f"{q(release + '/venv/bin/python')} manage.py migrate --noinput"
+    )
+
+
+@operation()
+def activated(root: str, version: str, script: str) -> Iterator[str]:
+    """Make `version` current: /readyz of a candidate first, then switch, restart,
+    check again; the script rolls back to the previous release when a check fails."""
+    if host.get_fact(Releases, root=root)["current"] == version:
+        return
+    yield f"{q(script)} {q(version)}"
+
+
+def _changed(meta: Any) -> bool:
+    """An earlier operation's change: its result once executed, its plan before."""
+    return bool(meta.did_change() if meta.is_complete() else meta.will_change)
+
+
+@operation()
+def daemon_reloaded(after: list[Any]) -> Iterator[str]:
+    """systemctl daemon-reload, only when one of the `after` (unit file) operations changed."""
+    if any(_changed(meta) for meta in after):
+        yield "systemctl daemon-reload"
+
+
+@operation()
+def restarted_if_running(unit: str, after: list[Any], unless: list[Any]) -> Iterator[str]:
+    """Restart `unit` when one of `after` changed (its env file, unit, config) and none of
+    `unless` did (activation restarts it itself), and only if it is running."""
+    if not any(_changed(m) for m in after) or any(_changed(m) for m in unless):
+        return
+    if host.get_fact(UnitActive, unit=unit):
+        yield f"systemctl restart {q(unit)}"
+
+
+@operation()
+def pruned(root: str, keep: int, protect: list[str]) -> Iterator[str]:
+    """Remove the oldest ready releases beyond `keep`, never current or `protect`."""
+    state = host.get_fact(Releases, root=root)
+    keepers = {state["current"], *protect}
+    ready = [v for v in state["ready"] if v not in keepers]
+    budget = max(keep - len([k for k in keepers if k]), 0)
+    doomed = ready[: max(len(ready) - budget, 0)]
+    for version in doomed:
+        yield f"rm -rf {q(root + '/releases/' + version)}"

@@ -1,0 +1,49 @@
+"""Activate: make the release current (checked, rolled back on failure), keep the
+services running, restart what a changed setting needs, prune old releases."""
+
+import jobtory_ops
+from pyinfra.operations import systemd
+
+from pyinfra import host
+
+s = host.data.jobtory
+env_op = host.data.jobtory_env_op
+caddyfile_op = host.data.jobtory_caddyfile_op
+units = host.data.jobtory_units_op
+
+activate_op = jobtory_ops.activated(
+    name=f"activate {s.version} (/readyz before the switch, rollback on failure)",
+    root=s.root,
+    version=s.version,
+    script=s.activate_script,
+)
+jobtory_ops.restarted_if_running(
+    name="restart gunicorn: its env file or unit changed",
+    unit="jobtory-gunicorn.service",
+    after=[env_op, units["jobtory-gunicorn.service"]],
+    unless=[activate_op],
+)
+systemd.service(
+    name="gunicorn running",
+    service="jobtory-gunicorn.service",
+    running=True,
+    enabled=True,
+)
+caddy_start = systemd.service(
+    name="Caddy running",
+    service="jobtory-caddy.service",
+    running=True,
+    enabled=True,
+)
+jobtory_ops.restarted_if_running(
+    name="restart Caddy: its Caddyfile or unit changed",
+    unit="jobtory-caddy.service",
+    after=[caddyfile_op, units["jobtory-caddy.service"]],
+    unless=[caddy_start],
+)
+jobtory_ops.pruned(
+    name=f"prune releases (keep {s.keep_releases})",
+    root=s.root,
+    keep=s.keep_releases,
+    protect=[s.version],
+)

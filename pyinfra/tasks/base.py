@@ -1,0 +1,47 @@
+"""Base: OS packages, the app and web users, directories, the host's AWS settings."""
+
+from io import StringIO
+
+from pyinfra.operations import apt, files, server
+
+from pyinfra import host
+
+s = host.data.jobtory
+
+apt.packages(
+    name="OS packages (python3-venv for the release venvs, curl for /readyz checks)",
+    packages=["python3", "python3-venv", "curl", "ca-certificates", "tzdata"],
+    update=True,
+    cache_time=86400,
+    no_recommends=True,
+)
+for user in (s.app_user, s.web_user):
+    server.group(name=f"group {user}", group=user, system=True)
+    server.user(
+        name=f"user {user}",
+        user=user,
+        group=user,
+        home=f"/var/lib/{user}",
+        shell="/usr/sbin/nologin",
+        system=True,
+        ensure_home=False,
+    )
+for path in (s.root, f"{s.root}/releases", f"{s.root}/artifacts", f"{s.root}/wheels", s.etc):
+    files.directory(name=f"directory {path}", path=path, user="root", group="root", mode="755")
+
+files.put(
+    name="AWS settings of this host (region, endpoint; credentials: the instance's own)",
+    src=StringIO(s.aws_env_text),
+    dest=s.aws_env_file,
+    user="root",
+    group="root",
+    mode="644",
+)
+files.put(
+    name="activate script (candidate /readyz, switch, rollback)",
+    src=str(s.deploy_dir / "files" / "activate.sh"),
+    dest=s.activate_script,
+    user="root",
+    group="root",
+    mode="755",
+)

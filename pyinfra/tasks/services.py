@@ -1,0 +1,36 @@
+"""Services: systemd units for gunicorn, the candidate check and Caddy; the Caddyfile."""
+
+from io import StringIO
+
+import jobtory_ops
+from pyinfra.operations import files, systemd
+
+from pyinfra import host
+
+s = host.data.jobtory
+templates = s.deploy_dir / "templates"
+units = {}
+for unit in ("jobtory-gunicorn.service", "jobtory-candidate@.service", "jobtory-caddy.service"):
+    units[unit] = files.template(
+        name=f"unit {unit}",
+        src=str(templates / f"{unit}.j2"),
+        dest=f"/etc/systemd/system/{unit}",
+        mode="644",
+        **s.template_data,
+    )
+host.data.jobtory_units_op = units
+host.data.jobtory_caddyfile_op = files.put(
+    name=f"Caddyfile (alb mode) {s.caddyfile}",
+    src=StringIO(s.caddyfile_text),
+    dest=s.caddyfile,
+    mode="644",
+)
+jobtory_ops.daemon_reloaded(
+    name="systemd daemon-reload (units changed)", after=list(units.values())
+)
+systemd.service(
+    name="enable jobtory-gunicorn (started by activate)",
+    service="jobtory-gunicorn.service",
+    running=None,
+    enabled=True,
+)
