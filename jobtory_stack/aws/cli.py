@@ -12,9 +12,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from jobtory_stack.aws import params
-from jobtory_stack.aws.core import Ctx, aws_errors, new_ctx
-from jobtory_stack.cli import EXIT_OK, env_options, out, resolve_env
+from jobtory_stack.aws import params, reconcile
+from jobtory_stack.aws.core import Ctx, aws_errors, new_ctx, render_plan
+from jobtory_stack.cli import EXIT_OK, CommandError, env_options, out, resolve_env
 
 
 def endpoint_options() -> argparse.ArgumentParser:
@@ -27,8 +27,54 @@ def endpoint_options() -> argparse.ArgumentParser:
     return parent
 
 
-def context(args: argparse.Namespace) -> Ctx:
-    return new_ctx(resolve_env(args), args.endpoint_url, out)
+def context(args: argparse.Namespace, header: bool = False) -> Ctx:
+    ctx = new_ctx(resolve_env(args), args.endpoint_url, out)
+    if getattr(args, "wait_timeout", None) is not None:
+        ctx.wait_timeout = args.wait_timeout
+    if header:
+        target = ctx.endpoint_url or "AWS"
+        out(f"# {ctx.env.stack_name} {ctx.env.name} in {ctx.env.region} via {target}")
+    return ctx
+
+
+# ---- plan / apply / destroy / status -------------------------------------------------------
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    ctx = context(args, header=True)
+    with aws_errors():
+        changes = reconcile.plan(ctx)
+    for line in render_plan(changes):
+        out(line)
+    return EXIT_OK
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    ctx = context(args, header=True)
+    with aws_errors():
+        reconcile.apply(ctx)
+    return EXIT_OK
+
+
+def cmd_destroy(args: argparse.Namespace) -> int:
+    env = resolve_env(args)
+    if env.name == "prod" and not args.yes_destroy_prod:
+        raise CommandError(
+            "refusing to destroy prod: pass --yes-destroy-prod if you really mean it"
+        )
+    ctx = context(args)
+    with aws_errors():
+        reconcile.destroy(ctx, args.yes_destroy_prod)
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    ctx = context(args, header=True)
+    with aws_errors():
+        lines = reconcile.status(ctx)
+    for line in lines:
+        out(line)
+    return EXIT_OK
 
 
 # ---- params --------------------------------------------------------------------------------
@@ -79,6 +125,24 @@ def cmd_params_diff(args: argparse.Namespace) -> int:
 
 def register_cli(sub: Any) -> None:
     common = [env_options(), endpoint_options()]
+    p = sub.add_parser("plan", parents=common, help="what apply would change (+ / ~ / -)")
+    p.set_defaults(handler=cmd_plan)
+    p = sub.add_parser(
+        "apply", parents=common, help="create / update the environment's AWS resources"
+    )
+    p.add_argument(
+        "--wait-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="bound on each wait (certificate, database, replacement); default 900",
+    )
+    p.set_defaults(handler=cmd_apply)
+    p = sub.add_parser("destroy", parents=common, help="delete everything tagged as this env's")
+    p.add_argument("--yes-destroy-prod", action="store_true", help="required to destroy prod")
+    p.set_defaults(handler=cmd_destroy)
+    p = sub.add_parser("status", parents=common, help="what exists now")
+    p.set_defaults(handler=cmd_status)
+
     p = sub.add_parser("params", help="SSM parameters: sync / get / set / diff")
     psub = p.add_subparsers(dest="params_command", required=True, metavar="ACTION")
 

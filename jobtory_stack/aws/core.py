@@ -184,7 +184,7 @@ class Ctx:
     mutations: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     _session: boto3.session.Session | None = None
-    _clients: dict[tuple[str, str], Any] = field(default_factory=dict)
+    _clients: dict[tuple[str, str, int], Any] = field(default_factory=dict)
 
     @property
     def d(self) -> Derived:
@@ -212,15 +212,16 @@ class Ctx:
             self._session = make_session(self.env.region, self.endpoint_url)
         return self._session
 
-    def client(self, service: str, region: str | None = None) -> Any:
+    def client(self, service: str, region: str | None = None, config: Config | None = None) -> Any:
+        """A cached client with retries (or `config`), the call counter and CLIENT_HOOKS."""
         region = region or self.env.region
-        key = (service, region)
+        key = (service, region, id(config) if config else 0)
         if key not in self._clients:
             client = self.session().client(
                 service,  # type: ignore[call-overload]
                 region_name=region,
                 endpoint_url=self.endpoint_url,
-                config=RETRY_CONFIG,
+                config=config or RETRY_CONFIG,
             )
             client.meta.events.register("before-call", self._count)
             for hook in CLIENT_HOOKS:

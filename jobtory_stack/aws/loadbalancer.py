@@ -1,0 +1,365 @@
+"""The Application Load Balancer: ALB, target group, listeners.
+
+- internet-facing ALB in the spec's public subnets, in the alb security group; attributes:
+  drop invalid header fields, idle timeout, deletion protection (prod)
+- target group HTTP:80 with the spec's health check (path, interval, timeout, thresholds,
+  matcher) and deregistration delay
+- listener 80: redirect 301 to https:443; listener 443: HTTPS with the ACM certificate
+  and the spec's TLS policy, forwarding to the target group
+
+Records in ctx.ids: alb, alb_dns, alb_zone, tg.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from jobtory_stack.aws.core import Change, Ctx, error_code, field_diffs, tag_dict, tag_list
+from jobtory_stack.cli import CommandError
+
+REDIRECT = {"Protocol": "HTTPS", "Port": "443", "StatusCode": "HTTP_301"}
+
+
+@dataclass(frozen=True)
+class Desired:
+    alb: str
+    subnets: tuple[str, ...]
+    alb_attributes: dict[str, str]
+    tg: str
+    health: dict[str, Any]
+    tg_attributes: dict[str, str]
+    ssl_policy: str
+
+
+@dataclass
+class Observed:
+    alb_arn: str | None = None
+    alb_owned: bool = False
+    subnets: list[str] = field(default_factory=list)
+    security_groups: list[str] = field(default_factory=list)
+    alb_attributes: dict[str, str] = field(default_factory=dict)
+    tg_arn: str | None = None
+    health: dict[str, Any] = field(default_factory=dict)
+    tg_attributes: dict[str, str] = field(default_factory=dict)
+    listeners: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+
+def desired(ctx: Ctx) -> Desired:
+    alb, hc = ctx.env.alb, ctx.env.alb.health_check
+    return Desired(
+        alb=ctx.d.resource_name("alb"),
+        subnets=tuple(sorted(alb.subnets)),
+        alb_attributes={
+            "routing.http.drop_invalid_header_fields.enabled": "true",
+            "idle_timeout.timeout_seconds": str(alb.idle_timeout_seconds),
+            "deletion_protection.enabled": "true" if alb.deletion_protection else "false",
+        },
+        tg=ctx.d.resource_name("tg"),
+        health={
+            "HealthCheckProtocol": "HTTP",
+            "HealthCheckPath": hc.path,
+            "HealthCheckIntervalSeconds": hc.interval_seconds,
+            "HealthCheckTimeoutSeconds": hc.timeout_seconds,
+            "HealthyThresholdCount": hc.healthy_threshold,
+            "UnhealthyThresholdCount": hc.unhealthy_threshold,
+            "Matcher": hc.matcher,
+        },
+        tg_attributes={
+            "deregistration_delay.timeout_seconds": str(alb.deregistration_delay_seconds)
+        },
+        ssl_policy=alb.ssl_policy,
+    )
+
+
+# ---- observed ------------------------------------------------------------------------------
+
+
+def missing(exc: ClientError) -> bool:
+    return error_code(exc) in {"LoadBalancerNotFound", "TargetGroupNotFound"}
+
+
+def names_of(ctx: Ctx, kind: str) -> dict[str, str]:
+    return {v: k.split(":", 1)[1] for k, v in ctx.ids.items() if k.startswith(f"{kind}:")}
+
+
+def find_alb(ctx: Ctx, name: str) -> dict[str, Any] | None:
+    try:
+        return dict(ctx.elbv2.describe_load_balancers(Names=[name])["LoadBalancers"][0])
+    except ClientError as exc:
+        if missing(exc):
+            return None
+        raise
+
+
+def find_tg(ctx: Ctx, name: str) -> dict[str, Any] | None:
+    try:
+        return dict(ctx.elbv2.describe_target_groups(Names=[name])["TargetGroups"][0])
+    except ClientError as exc:
+        if missing(exc):
+            return None
+        raise
+
+
+def is_owned(ctx: Ctx, arn: str) -> bool:
+    descriptions = ctx.elbv2.describe_tags(ResourceArns=[arn])["TagDescriptions"]
+    tags = tag_dict(descriptions[0].get("Tags") if descriptions else None)
+    return all(tags.get(k) == v for k, v in ctx.tags.items())
+
+
+def observe(ctx: Ctx, want: Desired) -> Observed:
+    o = Observed()
+    elbv2 = ctx.elbv2
+    tg = find_tg(ctx, want.tg)
+    if tg is not None:
+        o.tg_arn = ctx.ids["tg"] = tg["TargetGroupArn"]
+        o.health = {k: tg.get(k) for k in want.health if k != "Matcher"}
+        o.health["Matcher"] = tg.get("Matcher", {}).get("HttpCode")
+        attrs = elbv2.describe_target_group_attributes(TargetGroupArn=o.tg_arn)["Attributes"]
+        o.tg_attributes = {a["Key"]: a["Value"] for a in attrs if a["Key"] in want.tg_attributes}
+    alb = find_alb(ctx, want.alb)
+    if alb is None:
+        return o
+    o.alb_arn = ctx.ids["alb"] = alb["LoadBalancerArn"]
+    ctx.ids["alb_dns"] = alb["DNSName"]
+    ctx.ids["alb_zone"] = alb["CanonicalHostedZoneId"]
+    o.alb_owned = is_owned(ctx, o.alb_arn)
+    subnet_names = names_of(ctx, "subnet")
+    o.subnets = sorted(
+        subnet_names.get(z["SubnetId"], z["SubnetId"]) for z in alb.get("AvailabilityZones", [])
+    )
+    sg_names = names_of(ctx, "sg")
+    o.security_groups = sorted(sg_names.get(g, g) for g in alb.get("SecurityGroups", []))
+    attrs = elbv2.describe_load_balancer_attributes(LoadBalancerArn=o.alb_arn)["Attributes"]
+    o.alb_attributes = {a["Key"]: a["Value"] for a in attrs if a["Key"] in want.alb_attributes}
+    for listener in elbv2.describe_listeners(LoadBalancerArn=o.alb_arn)["Listeners"]:
+        o.listeners[int(listener["Port"])] = dict(listener)
+    return o
+
+
+def listener_fields(listener: dict[str, Any] | None, ctx: Ctx) -> dict[str, Any]:
+    """The comparable fields of a listener (desired or observed)."""
+    if listener is None:
+        return {}
+    action = (listener.get("DefaultActions") or [{}])[0]
+    fields: dict[str, Any] = {"protocol": listener.get("Protocol"), "action": action.get("Type")}
+    if action.get("Type") == "redirect":
+        rc = action.get("RedirectConfig", {})
+        fields["redirect"] = f"{rc.get('Protocol')}:{rc.get('Port')} {rc.get('StatusCode')}"
+    else:
+        fields["target_group"] = action.get("TargetGroupArn")
+    if listener.get("Protocol") == "HTTPS":
+        fields["ssl_policy"] = listener.get("SslPolicy")
+        certs = listener.get("Certificates") or [{}]
+        fields["certificate"] = certs[0].get("CertificateArn")
+    return fields
+
+
+def desired_listeners(ctx: Ctx, want: Desired) -> dict[int, dict[str, Any]]:
+    tg = ctx.ids.get("tg", "(target group)")
+    return {
+        80: {
+            "Protocol": "HTTP",
+            "DefaultActions": [{"Type": "redirect", "RedirectConfig": dict(REDIRECT)}],
+        },
+        443: {
+            "Protocol": "HTTPS",
+            "SslPolicy": want.ssl_policy,
+            "Certificates": [{"CertificateArn": ctx.ids.get("cert", "(certificate)")}],
+            "DefaultActions": [{"Type": "forward", "TargetGroupArn": tg}],
+        },
+    }
+
+
+# ---- diff ----------------------------------------------------------------------------------
+
+
+def diff(want: Desired, have: Observed, ctx: Ctx) -> list[Change]:
+    changes: list[Change] = []
+    if have.tg_arn is None:
+        shown = tuple(f"{k}: {v}" for k, v in want.health.items()) + tuple(
+            f"{k}: {v}" for k, v in want.tg_attributes.items()
+        )
+        changes.append(Change("create", "target_group", want.tg, ("HTTP:80", *shown)))
+    else:
+        diffs = field_diffs(want.health, have.health) + field_diffs(
+            want.tg_attributes, have.tg_attributes
+        )
+        if diffs:
+            changes.append(Change("update", "target_group", want.tg, diffs))
+    if have.alb_arn is None:
+        shown = (
+            f"subnets: {', '.join(want.subnets)}",
+            "security_groups: alb",
+            *(f"{k}: {v}" for k, v in want.alb_attributes.items()),
+        )
+        changes.append(Change("create", "load_balancer", want.alb, shown))
+    else:
+        diffs = field_diffs(
+            {"subnets": list(want.subnets), "security_groups": ["alb"], **want.alb_attributes},
+            {
+                "subnets": have.subnets,
+                "security_groups": have.security_groups,
+                **have.alb_attributes,
+            },
+        )
+        if not have.alb_owned:
+            diffs += ("tags: (none) -> stack, env",)
+        if diffs:
+            changes.append(Change("update", "load_balancer", want.alb, diffs))
+    for port, listener in desired_listeners(ctx, want).items():
+        got = have.listeners.get(port)
+        wanted = listener_fields(listener, ctx)
+        if got is None:
+            shown = tuple(f"{k}: {v}" for k, v in wanted.items())
+            changes.append(Change("create", "listener", f"{want.alb}:{port}", shown, port))
+        else:
+            diffs = field_diffs(wanted, listener_fields(got, ctx))
+            if diffs:
+                changes.append(Change("update", "listener", f"{want.alb}:{port}", diffs, port))
+    for port in sorted(have.listeners.keys() - {80, 443}):
+        changes.append(Change("delete", "listener", f"{want.alb}:{port}", (), port))
+    return changes
+
+
+def plan(ctx: Ctx) -> list[Change]:
+    want = desired(ctx)
+    return diff(want, observe(ctx, want), ctx)
+
+
+# ---- apply ---------------------------------------------------------------------------------
+
+
+def attributes(values: dict[str, str], current: dict[str, str]) -> list[Any]:
+    return [{"Key": k, "Value": v} for k, v in values.items() if current.get(k) != v]
+
+
+def apply(ctx: Ctx, changes: list[Change]) -> None:
+    if not changes:
+        return
+    elbv2 = ctx.elbv2
+    want = desired(ctx)
+    have = observe(ctx, want)
+    if have.tg_arn is None:
+        tg = elbv2.create_target_group(
+            Name=want.tg,
+            Protocol="HTTP",
+            Port=80,
+            VpcId=ctx.ids["vpc"],
+            TargetType="instance",
+            Matcher={"HttpCode": want.health["Matcher"]},
+            Tags=tag_list(ctx.tags),  # type: ignore[arg-type]
+            **{k: v for k, v in want.health.items() if k != "Matcher"},
+        )["TargetGroups"][0]
+        have.tg_arn = ctx.ids["tg"] = tg["TargetGroupArn"]
+        ctx.out(f"  + target_group {want.tg}")
+    elif field_diffs(want.health, have.health):
+        elbv2.modify_target_group(
+            TargetGroupArn=have.tg_arn,
+            Matcher={"HttpCode": want.health["Matcher"]},
+            **{k: v for k, v in want.health.items() if k not in {"Matcher", "HealthCheckProtocol"}},
+        )
+        ctx.out(f"  ~ target_group {want.tg}: health check")
+    tg_attrs = attributes(want.tg_attributes, have.tg_attributes)
+    if tg_attrs:
+        elbv2.modify_target_group_attributes(TargetGroupArn=have.tg_arn, Attributes=tg_attrs)
+    subnet_ids = [ctx.ids[f"subnet:{n}"] for n in want.subnets]
+    if have.alb_arn is None:
+        alb = elbv2.create_load_balancer(
+            Name=want.alb,
+            Subnets=subnet_ids,
+            SecurityGroups=[ctx.ids["sg:alb"]],
+            Scheme="internet-facing",
+            Type="application",
+            IpAddressType="ipv4",
+            Tags=tag_list(ctx.tags),  # type: ignore[arg-type]
+        )["LoadBalancers"][0]
+        have.alb_arn = ctx.ids["alb"] = alb["LoadBalancerArn"]
+        ctx.ids["alb_dns"] = alb["DNSName"]
+        ctx.ids["alb_zone"] = alb["CanonicalHostedZoneId"]
+        have.alb_owned = True
+        ctx.out(f"  + load_balancer {want.alb} ({alb['DNSName']})")
+    else:
+        if have.subnets != list(want.subnets):
+            elbv2.set_subnets(LoadBalancerArn=have.alb_arn, Subnets=subnet_ids)
+        if have.security_groups != ["alb"]:
+            elbv2.set_security_groups(
+                LoadBalancerArn=have.alb_arn, SecurityGroups=[ctx.ids["sg:alb"]]
+            )
+        if not have.alb_owned:
+            elbv2.add_tags(ResourceArns=[have.alb_arn], Tags=tag_list(ctx.tags))  # type: ignore[arg-type]
+    alb_attrs = attributes(want.alb_attributes, have.alb_attributes)
+    if alb_attrs:
+        elbv2.modify_load_balancer_attributes(LoadBalancerArn=have.alb_arn, Attributes=alb_attrs)
+        for a in alb_attrs:
+            ctx.out(f"  ~ load_balancer {want.alb}: {a['Key']} = {a['Value']}")
+    if "cert" not in ctx.ids:
+        raise CommandError("no ACM certificate recorded for the HTTPS listener; re-run apply")
+    for port, listener in desired_listeners(ctx, want).items():
+        got = have.listeners.get(port)
+        if got is None:
+            elbv2.create_listener(
+                LoadBalancerArn=have.alb_arn,
+                Port=port,
+                Tags=tag_list(ctx.tags),  # type: ignore[arg-type]
+                **listener,
+            )
+            ctx.out(f"  + listener {want.alb}:{port} {listener['Protocol']}")
+        elif field_diffs(listener_fields(listener, ctx), listener_fields(got, ctx)):
+            elbv2.modify_listener(ListenerArn=got["ListenerArn"], Port=port, **listener)
+            ctx.out(f"  ~ listener {want.alb}:{port}")
+    for port in sorted(have.listeners.keys() - {80, 443}):
+        elbv2.delete_listener(ListenerArn=have.listeners[port]["ListenerArn"])
+        ctx.out(f"  - listener {want.alb}:{port}")
+
+
+# ---- destroy / status ----------------------------------------------------------------------
+
+
+def destroy(ctx: Ctx, allow_protected: bool = False) -> int:
+    elbv2 = ctx.elbv2
+    want = desired(ctx)
+    count = 0
+    alb = find_alb(ctx, want.alb)
+    if alb is not None and is_owned(ctx, alb["LoadBalancerArn"]):
+        arn = alb["LoadBalancerArn"]
+        attrs = elbv2.describe_load_balancer_attributes(LoadBalancerArn=arn)["Attributes"]
+        if any(a["Key"] == "deletion_protection.enabled" and a["Value"] == "true" for a in attrs):
+            if not allow_protected:
+                raise CommandError(f"{want.alb} has deletion protection; refusing")
+            elbv2.modify_load_balancer_attributes(
+                LoadBalancerArn=arn,
+                Attributes=[{"Key": "deletion_protection.enabled", "Value": "false"}],
+            )
+        for listener in elbv2.describe_listeners(LoadBalancerArn=arn)["Listeners"]:
+            elbv2.delete_listener(ListenerArn=listener["ListenerArn"])
+            count += 1
+        elbv2.delete_load_balancer(LoadBalancerArn=arn)
+        ctx.out(f"  - load_balancer {want.alb} (and its listeners)")
+        count += 1
+    tg = find_tg(ctx, want.tg)
+    if tg is not None and is_owned(ctx, tg["TargetGroupArn"]):
+        elbv2.delete_target_group(TargetGroupArn=tg["TargetGroupArn"])
+        ctx.out(f"  - target_group {want.tg}")
+        count += 1
+    return count
+
+
+def status(ctx: Ctx) -> list[str]:
+    want = desired(ctx)
+    o = observe(ctx, want)
+    if o.alb_arn is None:
+        return ["loadbalancer: none"]
+    lines = [f"loadbalancer: {want.alb} {ctx.ids.get('alb_dns')} listeners {sorted(o.listeners)}"]
+    if o.tg_arn:
+        health = ctx.elbv2.describe_target_health(TargetGroupArn=o.tg_arn)
+        states = [t["TargetHealth"].get("State", "?") for t in health["TargetHealthDescriptions"]]
+        lines.append(
+            f"target group: {want.tg} {len(states)} targets "
+            f"({', '.join(sorted(set(states))) or 'none'}; moto reports every target healthy)"
+            if ctx.emulator
+            else f"target group: {want.tg} {len(states)} targets ({', '.join(states) or 'none'})"
+        )
+    return lines
