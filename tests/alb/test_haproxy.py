@@ -265,3 +265,19 @@ def test_reload_keeps_deregistered_targets_out(start_alb: StartAlb) -> None:
     assert alb.runtime.target(t1.address).health == "unused"
     assert alb.runtime.target(t2.address).health == "healthy"
     assert alb.hit(4) == {"t2": 4}
+
+
+def test_idle_keep_alive_connections_do_not_hold_a_drain(start_alb: StartAlb) -> None:
+    alb = start_alb()  # deregistration delay 5 s
+    client = alb.client()  # keep-alive: its connections stay open through the drain
+    served = {
+        client.get(f"{alb.https_url}/k", headers={"Host": "x"}).json()["target"] for _ in "ab"
+    }
+    assert served == {"t1", "t2"}
+    start = time.monotonic()
+    assert alb.runtime.deregister(alb.targets[0].address).health == "unused"
+    assert time.monotonic() - start < 2, "an idle keep-alive connection is not in flight"
+    names = {
+        client.get(f"{alb.https_url}/k", headers={"Host": "x"}).json()["target"] for _ in "abcd"
+    }
+    assert names == {"t2"}
