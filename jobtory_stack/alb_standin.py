@@ -21,6 +21,7 @@ import ipaddress
 import os
 import re
 import secrets
+import shlex
 import socket
 import string
 import subprocess
@@ -40,6 +41,7 @@ class AlbError(Exception):
 # ALB matcher syntax: "200", "200,202", "200-299", "200-299,301" (HTTP codes 200-499).
 _MATCHER_RE = re.compile(r"^\d{3}(-\d{3})?(,\d{3}(-\d{3})?)*$")
 _TG_NAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,30}[A-Za-z0-9])?$")
+_PATH_RE = re.compile(r"^/[A-Za-z0-9._~!&()*+,;=:@%/?-]{0,1023}$")
 _HOST_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$")
 FAILOPEN_SUFFIX = "-failopen"
 BACKEND_PREFIX = "tg-"
@@ -74,10 +76,11 @@ class TargetGroup:
             raise AlbError(f"target group name {self.name!r}: 1-32 letters, digits or '-'")
         if not 1 <= self.port <= 65535:
             raise AlbError(f"target group port {self.port}: must be 1-65535")
-        if not self.health_check_path.startswith("/") or any(
-            c.isspace() for c in self.health_check_path
-        ):
-            raise AlbError(f"health check path {self.health_check_path!r}: must start with '/'")
+        if not _PATH_RE.match(self.health_check_path):
+            raise AlbError(
+                f"health check path {self.health_check_path!r}: must start with '/' and use "
+                "URL characters only (no spaces, quotes, '#', '$' or '\\')"
+            )
         if not 1 <= self.timeout_seconds <= self.interval_seconds:
             raise AlbError(
                 f"health check timeout {self.timeout_seconds}s must be >= 1 and "
@@ -206,6 +209,36 @@ class AlbStandin:
             run_as=env.get("ALB_RUN_AS", ""),
             server_state_file=env.get("ALB_SERVER_STATE_FILE", ""),
         )
+
+
+def spec_env(alb: AlbStandin) -> dict[str, str]:
+    """The spec-derived settings as the entrypoint's variables (inverse of `from_env`).
+
+    Container concerns (listener ports, TLS dir, user, resolver) are left to the image.
+    """
+    group = alb.target_group
+    return {
+        "ALB_HOSTNAMES": ",".join(alb.hostnames),
+        "ALB_TARGETS": ",".join(alb.target_addresses),
+        "ALB_TARGET_GROUP": group.name,
+        "ALB_TARGET_PORT": str(group.port),
+        "ALB_PUBLIC_HTTPS_PORT": str(alb.public_https_port),
+        "ALB_HSTS_MAX_AGE": str(alb.hsts_max_age),
+        "HC_PATH": group.health_check_path,
+        "HC_INTERVAL": str(group.interval_seconds),
+        "HC_TIMEOUT": str(group.timeout_seconds),
+        "HC_HEALTHY": str(group.healthy_threshold),
+        "HC_UNHEALTHY": str(group.unhealthy_threshold),
+        "HC_MATCHER": group.matcher,
+        "DEREGISTRATION_DELAY": str(group.deregistration_delay_seconds),
+    }
+
+
+def render_env_file(alb: AlbStandin) -> str:
+    """`spec_env` as an env file (/generated/alb.env): sh-quoted, sourced by the entrypoint."""
+    lines = ["# ALB stand-in settings, rendered from the spec. Do not edit."]
+    lines += [f"{key}={shlex.quote(value)}" for key, value in spec_env(alb).items()]
+    return "\n".join(lines) + "\n"
 
 
 # ----------------------------------------------------------------------------------------

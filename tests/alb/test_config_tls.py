@@ -19,7 +19,9 @@ from jobtory_stack.alb_standin import (
     ca_instructions,
     generate_tls,
     main,
+    render_env_file,
     render_haproxy_cfg,
+    spec_env,
 )
 from tests.conftest import free_port
 from tests.helpers import ROOT, require
@@ -78,6 +80,8 @@ def test_render_without_hsts_or_port_suffix() -> None:
         ({"timeout_seconds": 11}, "timeout"),
         ({"healthy_threshold": 0}, "healthy_threshold"),
         ({"health_check_path": "healthz"}, "must start with '/'"),
+        ({"health_check_path": "/health z"}, "no spaces"),
+        ({"health_check_path": "/healthz#x"}, "URL characters"),
         ({"deregistration_delay_seconds": 4000}, "deregistration delay"),
     ],
 )
@@ -241,3 +245,28 @@ def test_image_entrypoint_and_dockerfile() -> None:
     assert "COPY .generated/src/jobtory_stack/alb_standin.py" in dockerfile
     assert 'ENTRYPOINT ["alb-entrypoint"]' in dockerfile
     assert "exec haproxy -W -db" in entrypoint.read_text()
+
+
+def test_env_file_round_trips_through_the_entrypoint(tmp_path: Path) -> None:
+    alb = AlbStandin(
+        hostnames=("jobtory.localhost", "www.jobtory.localhost"),
+        targets=("ec2-1:80", "ec2-2"),
+        target_group=TargetGroup(
+            name="jobtory-web", health_check_path="/healthz?full=1&x=y", interval_seconds=5,
+            timeout_seconds=2, healthy_threshold=2, matcher="200-299",
+            deregistration_delay_seconds=9,
+        ),
+        public_https_port=8443,
+        hsts_max_age=600,
+    )  # fmt: skip
+    assert AlbStandin.from_env(spec_env(alb)) == alb.__class__(
+        **{**alb.__dict__, "targets": ("ec2-1:80", "ec2-2:80")}
+    )
+    # Sourced the way the entrypoint does (`set -a; . file`): the same values come back.
+    env_file = tmp_path / "alb.env"
+    env_file.write_text(render_env_file(alb))
+    script = f'set -a; . "{env_file}"; set +a; env'
+    out = subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=True).stdout
+    seen = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    for key, value in spec_env(alb).items():
+        assert seen[key] == value, key
