@@ -28,6 +28,7 @@ from botocore.exceptions import (
     NoRegionError,
     ProfileNotFound,
 )
+from botocore.parsers import ResponseParserError
 
 from jobtory_stack.cli import CommandError
 from jobtory_stack.derived import Derived, derive
@@ -382,6 +383,11 @@ def aws_errors() -> Iterator[None]:
         ) from None
     except BotoCoreError as exc:
         raise CommandError(f"AWS call failed: {str(exc).splitlines()[0]}") from None
+    except ResponseParserError:
+        raise CommandError(
+            "the endpoint answered with something that is not an AWS API response "
+            "(an emulator gap or a proxy in the way?)"
+        ) from None
 
 
 RETRY_ATTEMPTS = 8

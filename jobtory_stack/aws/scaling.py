@@ -9,8 +9,12 @@
 - a changed launch template becomes a new default version and the ASG is moved to it;
   old instances are replaced: on AWS by an instance refresh, where that API is missing
   (moto) by our own rolling replacement, one instance at a time, each replacement
-  InService before the next. Instances carry the template version they were launched
-  from in the `launch-template-version` tag (propagated by the ASG) to tell old from new.
+  InService before the next. Instances carry a hash of the template settings they were
+  launched from in the `launch-template-config` tag (propagated by the ASG) to tell old
+  from new; a replacement cut short is resumed by the next apply.
+- moto stores a new launch template VERSION's user data in a form its own ASG cannot
+  launch from (an assertion in moto), so against an emulator a changed template is
+  replaced (deleted and created again under the same name) instead of versioned.
 
 Release source for the user data: the spec has no field for it yet, so it comes from
 JOBTORY_RELEASE_SOURCE (git URL or .tar.gz URL) and JOBTORY_RELEASE_REF at apply time.
@@ -19,6 +23,7 @@ JOBTORY_RELEASE_SOURCE (git URL or .tar.gz URL) and JOBTORY_RELEASE_REF at apply
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import shlex
@@ -28,6 +33,7 @@ from typing import Any
 
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
+from botocore.parsers import ResponseParserError
 
 from jobtory_stack.aws.core import (
     Action,
@@ -41,7 +47,7 @@ from jobtory_stack.aws.core import (
 )
 from jobtory_stack.cli import CommandError
 
-VERSION_TAG = "launch-template-version"
+CONFIG_TAG = "launch-template-config"
 DEFAULT_RELEASE_SOURCE = "https://github.com/jobtory/jobtory-stack.git"
 MOTO_AMI_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
 ASSUME_EC2 = {
@@ -64,6 +70,7 @@ class Desired:
     template: str
     template_fields: dict[str, Any]
     template_data: dict[str, Any]
+    config_hash: str
     asg: str
     asg_fields: dict[str, Any]
     desired_capacity: int
@@ -82,7 +89,7 @@ class Observed:
     template_version: int | None = None
     template_fields: dict[str, Any] = field(default_factory=dict)
     asg: dict[str, Any] | None = None
-    instances: list[dict[str, Any]] = field(default_factory=list)
+    instances: dict[str, tuple[str, str]] = field(default_factory=dict)  # id -> (state, hash)
     target_cpu: float | None = None
 
 
@@ -226,6 +233,9 @@ def desired(ctx: Ctx) -> Desired:
         template=d.resource_name("lt"),
         template_fields=template_fields,
         template_data=data,
+        config_hash=hashlib.sha256(
+            json.dumps(template_fields, sort_keys=True).encode()
+        ).hexdigest()[:12],
         asg=d.resource_name("asg"),
         asg_fields={
             "min_size": asg.min_size,
@@ -319,10 +329,11 @@ def observe(ctx: Ctx, want: Desired) -> Observed:
                 "tg" if a == tg_arn else a for a in g.get("TargetGroupARNs", [])
             ),
             "health_check_type": g.get("HealthCheckType"),
+            "launch_template_id": g.get("LaunchTemplate", {}).get("LaunchTemplateId"),
             "launch_template_version": g.get("LaunchTemplate", {}).get("Version"),
             "tags": {t["Key"]: t.get("Value", "") for t in g.get("Tags", [])},
         }
-        o.instances = [dict(i) for i in g.get("Instances", [])]
+        o.instances = instance_configs(ctx, want.asg, g)
         policies = ctx.autoscaling.describe_policies(
             AutoScalingGroupName=want.asg, PolicyNames=[want.policy_name]
         )["ScalingPolicies"]
@@ -387,12 +398,16 @@ def diff(want: Desired, have: Observed) -> list[Change]:
     else:
         diffs = field_diffs(want.asg_fields, have.asg)
         version = str(have.template_version) if have.template_version is not None else None
+        current = have.asg["launch_template_version"]
         if template_changes:
-            diffs += (f"launch_template_version: {have.asg['launch_template_version']} -> (new)",)
-        elif have.asg["launch_template_version"] != version:
-            diffs += (
-                f"launch_template_version: {have.asg['launch_template_version']} -> {version}",
-            )
+            diffs += (f"launch_template_version: {current} -> (new)",)
+        elif current != version or have.asg["launch_template_id"] != have.template_id:
+            diffs += (f"launch_template: {current} -> {version}",)
+        if any(have.asg["tags"].get(k) != v for k, v in asg_tags(want).items()):
+            diffs += ("tags: -> stack, env, Name, launch-template-config",)
+        old = [i for i, (_, h) in have.instances.items() if h != want.config_hash]
+        if old:
+            diffs += (f"instances on an older launch template: {len(old)} -> 0 (replace)",)
         if diffs:
             changes.append(Change("update", "autoscaling_group", want.asg, diffs))
     if have.target_cpu is None:
@@ -455,7 +470,16 @@ def apply(ctx: Ctx, changes: list[Change]) -> None:
         iam.add_role_to_instance_profile(InstanceProfileName=want.role, RoleName=want.role)
     data = dict(want.template_data)
     data["SecurityGroupIds"] = [ctx.ids["sg:ec2"]]
-    replaced = False
+    changed_template = have.template_id is not None and bool(
+        field_diffs(want.template_fields, have.template_fields)
+    )
+    if changed_template and ctx.emulator:
+        ctx.note(
+            "! moto cannot launch from a new launch template version (its ASG asserts on "
+            "the stored user data): replacing the template instead of versioning it"
+        )
+        ec2.delete_launch_template(LaunchTemplateId=have.template_id or "")
+        have.template_id = None
     if have.template_id is None:
         lt = ec2.create_launch_template(
             LaunchTemplateName=want.template,
@@ -468,7 +492,7 @@ def apply(ctx: Ctx, changes: list[Change]) -> None:
         have.template_id = ctx.ids["lt"] = lt["LaunchTemplateId"]
         have.template_version = int(lt.get("LatestVersionNumber", 1))
         ctx.out(f"  + launch_template {want.template} v{have.template_version}")
-    elif field_diffs(want.template_fields, have.template_fields):
+    elif changed_template:
         created = ec2.create_launch_template_version(
             LaunchTemplateId=have.template_id,
             LaunchTemplateData=data,  # type: ignore[arg-type]
@@ -479,7 +503,6 @@ def apply(ctx: Ctx, changes: list[Change]) -> None:
             LaunchTemplateId=have.template_id, DefaultVersion=str(have.template_version)
         )
         ctx.out(f"  ~ launch_template {want.template} -> v{have.template_version} (default)")
-        replaced = True
     version = str(have.template_version)
     tags = [
         {
@@ -489,7 +512,7 @@ def apply(ctx: Ctx, changes: list[Change]) -> None:
             "Value": v,
             "PropagateAtLaunch": True,
         }
-        for k, v in {**ctx.tags, "Name": ctx.d.resource_name("ec2"), VERSION_TAG: version}.items()
+        for k, v in asg_tags(want).items()
     ]
     subnets = ",".join(ctx.ids[f"subnet:{n}"] for n in want.asg_fields["subnets"])
     if have.asg is None:
@@ -521,7 +544,7 @@ def apply(ctx: Ctx, changes: list[Change]) -> None:
         if a["health_check_type"] != "ELB":
             update["HealthCheckType"] = "ELB"
             update["HealthCheckGracePeriod"] = GRACE_SECONDS
-        if a["launch_template_version"] != version:
+        if a["launch_template_version"] != version or a["launch_template_id"] != have.template_id:
             update["LaunchTemplate"] = {"LaunchTemplateId": have.template_id, "Version": version}
         if update:
             autoscaling.update_auto_scaling_group(AutoScalingGroupName=want.asg, **update)
@@ -546,30 +569,38 @@ def apply(ctx: Ctx, changes: list[Change]) -> None:
             },
         )
         ctx.out(f"  ~ scaling_policy {want.policy_name}: CPU target {want.target_cpu:g}%")
-    if replaced or (have.asg is not None and have.asg["launch_template_version"] != version):
-        roll(ctx, want.asg, version)
+    if have.asg is not None:
+        roll(ctx, want.asg, want.config_hash)
 
 
 # ---- rolling replacement -------------------------------------------------------------------
 
 
-def instance_versions(ctx: Ctx, asg: str) -> dict[str, tuple[str, str]]:
-    """{instance id: (lifecycle state, launch-template-version tag)} of the ASG's instances."""
-    group = ctx.autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[asg])[
-        "AutoScalingGroups"
-    ][0]
+def asg_tags(want: Desired) -> dict[str, str]:
+    """The ASG's tags, propagated to its instances (ownership + the template's config hash)."""
+    instance_tags = tag_dict(want.template_data["TagSpecifications"][0]["Tags"])
+    return {**instance_tags, CONFIG_TAG: want.config_hash}
+
+
+def instance_configs(ctx: Ctx, asg: str, group: Any | None = None) -> dict[str, tuple[str, str]]:
+    """{instance id: (lifecycle state, launch-template-config tag)} of the ASG's instances."""
+    if group is None:
+        group = ctx.autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[asg])[
+            "AutoScalingGroups"
+        ][0]
     ids = [i["InstanceId"] for i in group.get("Instances", [])]
     states = {i["InstanceId"]: i["LifecycleState"] for i in group.get("Instances", [])}
     versions: dict[str, str] = {}
     if ids:
         for r in ctx.ec2.describe_instances(InstanceIds=ids)["Reservations"]:
             for inst in r["Instances"]:
-                versions[inst["InstanceId"]] = tag_dict(inst.get("Tags")).get(VERSION_TAG, "?")
+                versions[inst["InstanceId"]] = tag_dict(inst.get("Tags")).get(CONFIG_TAG, "?")
     return {i: (states[i], versions.get(i, "?")) for i in ids}
 
 
-def roll(ctx: Ctx, asg: str, version: str) -> None:
-    old = [i for i, (_, v) in instance_versions(ctx, asg).items() if v != version]
+def roll(ctx: Ctx, asg: str, config: str) -> None:
+    """Replace the instances launched from an older template (tag != config)."""
+    old = [i for i, (_, v) in instance_configs(ctx, asg).items() if v != config]
     if not old:
         return
     no_retry = ctx.client(
@@ -586,8 +617,11 @@ def roll(ctx: Ctx, asg: str, version: str) -> None:
             f"started for {len(old)} instance(s) (follow it with `deploy.py status`)"
         )
         return
-    except (ClientError, BotoCoreError) as exc:
+    except (ClientError, BotoCoreError, ResponseParserError) as exc:
         reason = error_code(exc) if isinstance(exc, ClientError) else type(exc).__name__
+        if reason == "InstanceRefreshInProgress":
+            ctx.note(f"! {asg}: an instance refresh is already running; see `deploy.py status`")
+            return
         if isinstance(exc, ClientError) and not ctx.emulator:
             raise
     ctx.note(
@@ -601,8 +635,8 @@ def roll(ctx: Ctx, asg: str, version: str) -> None:
         ctx.out(f"  ~ autoscaling_group {asg}: replacing {instance_id}")
 
         def replaced(gone: str = instance_id) -> str | None:
-            members = instance_versions(ctx, asg)
-            fresh = [i for i, (s, v) in members.items() if s == "InService" and v == version]
+            members = instance_configs(ctx, asg)
+            fresh = [i for i, (s, v) in members.items() if s == "InService" and v == config]
             if gone not in members and fresh:
                 return None
             return f"{len(fresh)} new instance(s) InService"
@@ -674,8 +708,10 @@ def status(ctx: Ctx) -> list[str]:
     o = observe(ctx, want)
     if o.asg is None:
         return ["scaling: no autoscaling group"]
-    members = instance_versions(ctx, want.asg)
-    states = ", ".join(f"{i} {s} v{v}" for i, (s, v) in sorted(members.items()))
+    states = ", ".join(
+        f"{i} {s}{'' if v == want.config_hash else ' (old template)'}"
+        for i, (s, v) in sorted(o.instances.items())
+    )
     return [
         f"scaling: {want.asg} min {o.asg['min_size']} desired {o.asg['desired']} max "
         f"{o.asg['max_size']}, template v{o.template_version}, CPU target "

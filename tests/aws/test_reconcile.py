@@ -1,0 +1,534 @@
+"""plan / apply / destroy / status against a real moto server process."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from jobtory_stack.cli import main
+from tests.helpers import ROOT
+
+pytestmark = pytest.mark.aws
+
+SPEC = ROOT / "stack.toml"
+REGION = "ap-northeast-2"
+ENV = "staging"
+OWNER = [{"Name": "tag:stack", "Values": ["jobtory"]}, {"Name": "tag:env", "Values": [ENV]}]
+Run = Callable[..., tuple[int, str, str]]
+
+
+@pytest.fixture
+def run(capsys: pytest.CaptureFixture[str]) -> Run:
+    def go(*argv: str, spec: Path = SPEC) -> tuple[int, str, str]:
+        code = main([argv[0], "--spec", str(spec), "--env", ENV, *argv[1:]])
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return go
+
+
+@pytest.fixture
+def applied(aws_env: str, run: Run) -> str:
+    code, out, err = run("apply")
+    assert code == 0, err
+    return out
+
+
+def client(service: str) -> Any:
+    return boto3.client(service, region_name=REGION)  # type: ignore[call-overload]
+
+
+def groups() -> dict[str, dict[str, Any]]:
+    ec2 = client("ec2")
+    found = ec2.describe_security_groups(Filters=OWNER)["SecurityGroups"]
+    return {g["GroupName"].removeprefix(f"jobtory-{ENV}-"): g for g in found}
+
+
+def ingress(group: dict[str, Any]) -> set[tuple[int, str]]:
+    rules = set()
+    for perm in group["IpPermissions"]:
+        for r in perm.get("IpRanges", []):
+            rules.add((perm["FromPort"], r["CidrIp"]))
+        for pair in perm.get("UserIdGroupPairs", []):
+            rules.add((perm["FromPort"], pair["GroupId"]))
+    return rules
+
+
+# ---- a full apply --------------------------------------------------------------------------
+
+
+def test_apply_creates_every_resource(applied: str) -> None:
+    ec2, rds, elbv2 = client("ec2"), client("rds"), client("elbv2")
+    # network: the security group chain alb -> ec2 -> rds, open only on the ALB's 80/443
+    sg = groups()
+    assert set(sg) == {"alb", "ec2", "rds"}
+    assert ingress(sg["alb"]) == {(80, "0.0.0.0/0"), (443, "0.0.0.0/0")}
+    assert ingress(sg["ec2"]) == {(80, sg["alb"]["GroupId"])}
+    assert ingress(sg["rds"]) == {(5432, sg["ec2"]["GroupId"])}
+    vpc = ec2.describe_vpcs(Filters=OWNER)["Vpcs"][0]
+    everything = ec2.describe_security_groups(
+        Filters=[{"Name": "vpc-id", "Values": [vpc["VpcId"]]}]
+    )["SecurityGroups"]
+    open_to_world = {
+        (g["GroupName"], port) for g in everything for port, src in ingress(g) if src == "0.0.0.0/0"
+    }
+    assert open_to_world == {(f"jobtory-{ENV}-alb", 80), (f"jobtory-{ENV}-alb", 443)}
+    subnets = ec2.describe_subnets(Filters=OWNER)["Subnets"]
+    assert len(subnets) == 4 and len({s["AvailabilityZone"] for s in subnets}) == 2
+    assert ec2.describe_internet_gateways(Filters=OWNER)["InternetGateways"][0]["Attachments"]
+
+    # database: private, encrypted, the engine's family, the spec's parameters
+    db = rds.describe_db_instances(DBInstanceIdentifier=f"jobtory-{ENV}-db")["DBInstances"][0]
+    assert db["PubliclyAccessible"] is False
+    assert db["StorageEncrypted"] is True
+    assert db["VpcSecurityGroups"][0]["VpcSecurityGroupId"] == sg["rds"]["GroupId"]
+    pg_name = db["DBParameterGroups"][0]["DBParameterGroupName"]
+    pg = rds.describe_db_parameter_groups(DBParameterGroupName=pg_name)["DBParameterGroups"][0]
+    assert pg["DBParameterGroupFamily"] == "postgres17"
+    params = {
+        p["ParameterName"]: p
+        for p in rds.describe_db_parameters(DBParameterGroupName=pg_name)["Parameters"]
+    }
+    assert params["timezone"]["ParameterValue"] == "Asia/Seoul"
+    assert params["timezone"]["ApplyMethod"] == "immediate"
+    assert params["max_connections"]["ParameterValue"] == "200"
+    assert params["max_connections"]["ApplyMethod"] == "pending-reboot"
+    ssm = client("ssm")
+    db_host = ssm.get_parameter(Name=f"/jobtory/{ENV}/DB_HOST")["Parameter"]["Value"]
+    assert db_host == db["Endpoint"]["Address"]
+    password = ssm.get_parameter(Name=f"/jobtory/{ENV}/DB_PASSWORD", WithDecryption=True)
+    assert password["Parameter"]["Type"] == "SecureString"
+    assert password["Parameter"]["Value"] not in applied
+
+    # certificate + DNS: validation records in the zone, aliases to the ALB
+    acm = client("acm")
+    cert_arn = acm.list_certificates()["CertificateSummaryList"][0]["CertificateArn"]
+    cert = acm.describe_certificate(CertificateArn=cert_arn)["Certificate"]
+    assert cert["Status"] == "ISSUED"
+    route53 = client("route53")
+    zone = route53.list_hosted_zones_by_name(DNSName="staging.jobtory.com.")["HostedZones"][0]
+    records = route53.list_resource_record_sets(HostedZoneId=zone["Id"])["ResourceRecordSets"]
+    by_key = {(r["Name"], r["Type"]): r for r in records}
+    for option in cert["DomainValidationOptions"]:
+        rr = option["ResourceRecord"]
+        key = (rr["Name"].rstrip(".") + ".", "CNAME")
+        assert by_key[key]["ResourceRecords"][0]["Value"] == rr["Value"]
+    alb = elbv2.describe_load_balancers(Names=[f"jobtory-{ENV}-alb"])["LoadBalancers"][0]
+    alias = by_key[("staging.jobtory.com.", "A")]["AliasTarget"]
+    assert alias["DNSName"].rstrip(".") == alb["DNSName"]
+    assert "NS records at the registrar" in applied
+
+    # load balancer: 443 with the certificate and policy, 80 redirects, health checks
+    assert alb["Scheme"] == "internet-facing"
+    assert alb["SecurityGroups"] == [sg["alb"]["GroupId"]]
+    listeners = {
+        listener["Port"]: listener
+        for listener in elbv2.describe_listeners(LoadBalancerArn=alb["LoadBalancerArn"])[
+            "Listeners"
+        ]
+    }
+    assert listeners[443]["Protocol"] == "HTTPS"
+    assert listeners[443]["Certificates"][0]["CertificateArn"] == cert_arn
+    assert listeners[443]["SslPolicy"] == "ELBSecurityPolicy-TLS13-1-2-2021-06"
+    redirect = listeners[80]["DefaultActions"][0]
+    assert redirect["Type"] == "redirect"
+    assert redirect["RedirectConfig"]["Protocol"] == "HTTPS"
+    assert redirect["RedirectConfig"]["StatusCode"] == "HTTP_301"
+    attrs = {
+        a["Key"]: a["Value"]
+        for a in elbv2.describe_load_balancer_attributes(LoadBalancerArn=alb["LoadBalancerArn"])[
+            "Attributes"
+        ]
+    }
+    assert attrs["routing.http.drop_invalid_header_fields.enabled"] == "true"
+    tg = elbv2.describe_target_groups(Names=[f"jobtory-{ENV}-tg"])["TargetGroups"][0]
+    assert (tg["Protocol"], tg["Port"]) == ("HTTP", 80)
+    assert tg["HealthCheckPath"] == "/healthz"
+    assert tg["HealthCheckIntervalSeconds"] == 15
+    assert tg["HealthCheckTimeoutSeconds"] == 5
+    assert tg["HealthyThresholdCount"] == 3
+    assert tg["UnhealthyThresholdCount"] == 2
+    assert tg["Matcher"]["HttpCode"] == "200"
+    tg_attrs = {
+        a["Key"]: a["Value"]
+        for a in elbv2.describe_target_group_attributes(TargetGroupArn=tg["TargetGroupArn"])[
+            "Attributes"
+        ]
+    }
+    assert tg_attrs["deregistration_delay.timeout_seconds"] == "30"
+
+    # scaling: ASG sizes, ELB health checks, CPU policy, IMDSv2, the pyinfra bootstrap
+    autoscaling = client("autoscaling")
+    asg = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[f"jobtory-{ENV}-asg"])[
+        "AutoScalingGroups"
+    ][0]
+    assert (asg["MinSize"], asg["DesiredCapacity"], asg["MaxSize"]) == (1, 1, 2)
+    assert asg["HealthCheckType"] == "ELB"
+    assert asg["TargetGroupARNs"] == [tg["TargetGroupArn"]]
+    policy = autoscaling.describe_policies(AutoScalingGroupName=asg["AutoScalingGroupName"])[
+        "ScalingPolicies"
+    ][0]
+    config = policy["TargetTrackingConfiguration"]
+    assert config["PredefinedMetricSpecification"]["PredefinedMetricType"] == (
+        "ASGAverageCPUUtilization"
+    )
+    assert config["TargetValue"] == 50.0
+    version = ec2.describe_launch_template_versions(
+        LaunchTemplateName=f"jobtory-{ENV}-lt", Versions=["$Default"]
+    )["LaunchTemplateVersions"][0]["LaunchTemplateData"]
+    assert version["MetadataOptions"]["HttpTokens"] == "required"
+    script = base64.b64decode(version["UserData"]).decode()
+    assert "pyinfra -y @local pyinfra/deploy.py" in script and "python3-venv" in script
+    assert "moto lacks" not in applied  # nothing to replace on a first apply
+    iam = client("iam")
+    doc = iam.get_role_policy(RoleName=f"jobtory-{ENV}-ec2", PolicyName="ssm-read")
+    statement = doc["PolicyDocument"]["Statement"]
+    assert statement[0]["Resource"][1].endswith(f":parameter/jobtory/{ENV}/*")
+    assert statement[1]["Action"] == "kms:Decrypt"
+
+
+def test_second_apply_makes_no_mutating_call(applied: str, run: Run, mutations: list[str]) -> None:
+    code, out, _ = run("apply")
+    assert code == 0
+    assert mutations == []
+    assert "no changes" in out
+    code, out, _ = run("plan")
+    assert out.strip().endswith("No changes.")
+    assert mutations == []
+
+
+def test_drift_shows_in_plan_and_apply_fixes_it(applied: str, run: Run) -> None:
+    ec2, rds, autoscaling = client("ec2"), client("rds"), client("autoscaling")
+    sg = groups()
+    ec2.revoke_security_group_ingress(
+        GroupId=sg["alb"]["GroupId"],
+        IpPermissions=[
+            {
+                "IpProtocol": "tcp",
+                "FromPort": 443,
+                "ToPort": 443,
+                "IpRanges": [{"CidrIp": "0.0.0.0/0"}],
+            }
+        ],
+    )
+    ec2.authorize_security_group_ingress(
+        GroupId=sg["ec2"]["GroupId"],
+        IpPermissions=[
+            {
+                "IpProtocol": "tcp",
+                "FromPort": 22,
+                "ToPort": 22,
+                "IpRanges": [{"CidrIp": "0.0.0.0/0"}],
+            }
+        ],
+    )
+    rds.modify_db_parameter_group(
+        DBParameterGroupName=f"jobtory-{ENV}-postgres17",
+        Parameters=[
+            {"ParameterName": "timezone", "ParameterValue": "UTC", "ApplyMethod": "immediate"}
+        ],
+    )
+    autoscaling.update_auto_scaling_group(AutoScalingGroupName=f"jobtory-{ENV}-asg", MaxSize=6)
+
+    code, out, _ = run("plan")
+    assert code == 0
+    changes = [line for line in out.splitlines() if line[:2] in {"+ ", "~ ", "- "}]
+    assert changes == [
+        f"~ update security_group jobtory-{ENV}-alb",
+        f"~ update security_group jobtory-{ENV}-ec2",
+        f"~ update db_parameter_group jobtory-{ENV}-postgres17",
+        f"~ update autoscaling_group jobtory-{ENV}-asg",
+    ]
+    assert "    + ingress tcp/443 from 0.0.0.0/0" in out
+    assert "    - ingress tcp/22 from 0.0.0.0/0" in out
+    assert "    timezone: UTC -> Asia/Seoul" in out
+    assert "    max_size: 6 -> 2" in out
+    assert out.strip().endswith("Plan: 0 to add, 4 to change, 0 to destroy.")
+
+    code, out, _ = run("apply")
+    assert code == 0 and "Applied: 0 to add, 4 to change, 0 to destroy." in out
+    sg = groups()
+    assert ingress(sg["alb"]) == {(80, "0.0.0.0/0"), (443, "0.0.0.0/0")}
+    assert ingress(sg["ec2"]) == {(80, sg["alb"]["GroupId"])}
+    code, out, _ = run("plan")
+    assert out.strip().endswith("No changes.")
+
+
+def test_launch_template_change_rolls_the_instances(
+    applied: str, run: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    autoscaling, ec2 = client("autoscaling"), client("ec2")
+    name = f"jobtory-{ENV}-asg"
+    before = {
+        i["InstanceId"]
+        for i in autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[name])[
+            "AutoScalingGroups"
+        ][0]["Instances"]
+    }
+    monkeypatch.setenv("JOBTORY_RELEASE_REF", "v2")  # a new release -> new user data
+    code, out, _ = run("plan")
+    assert f"~ update launch_template jobtory-{ENV}-lt" in out
+    assert "user_data: changed" in out
+    code, out, err = run("apply")
+    assert code == 0, err
+    assert "instance refresh is not available here" in out
+    assert "replacing" in out
+    group = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[name])[
+        "AutoScalingGroups"
+    ][0]
+    after = {i["InstanceId"] for i in group["Instances"] if i["LifecycleState"] == "InService"}
+    assert len(after) == 1 and not after & before
+    tags = ec2.describe_instances(InstanceIds=list(after))["Reservations"][0]["Instances"][0][
+        "Tags"
+    ]
+    config = {t["Key"]: t["Value"] for t in group["Tags"]}["launch-template-config"]
+    assert {"Key": "launch-template-config", "Value": config} in tags
+    lt = ec2.describe_launch_template_versions(
+        LaunchTemplateName=f"jobtory-{ENV}-lt", Versions=["$Default"]
+    )["LaunchTemplateVersions"][0]["LaunchTemplateData"]
+    assert "RELEASE_REF=v2" in base64.b64decode(lt["UserData"]).decode()
+    code, out, _ = run("plan")
+    assert out.strip().endswith("No changes.")
+
+
+# ---- destroy -------------------------------------------------------------------------------
+
+
+def test_destroy_removes_exactly_what_is_tagged(applied: str, run: Run) -> None:
+    ec2, ssm = client("ec2"), client("ssm")
+    decoy_vpc = ec2.create_vpc(CidrBlock="10.99.0.0/16")["Vpc"]["VpcId"]
+    decoy_sg = ec2.create_security_group(
+        GroupName="decoy", Description="not ours", VpcId=decoy_vpc
+    )["GroupId"]
+    ssm.put_parameter(Name=f"/jobtory/{ENV}/DECOY", Value="keep", Type="String")
+    other_env = ec2.create_vpc(
+        CidrBlock="10.98.0.0/16",
+        TagSpecifications=[
+            {
+                "ResourceType": "vpc",
+                "Tags": [{"Key": "stack", "Value": "jobtory"}, {"Key": "env", "Value": "other"}],
+            }
+        ],
+    )["Vpc"]["VpcId"]
+
+    code, out, err = run("destroy")
+    assert code == 0, err
+    assert "Destroyed" in out
+
+    assert ec2.describe_vpcs(Filters=OWNER)["Vpcs"] == []
+    assert ec2.describe_security_groups(Filters=OWNER)["SecurityGroups"] == []
+    assert ec2.describe_subnets(Filters=OWNER)["Subnets"] == []
+    assert ec2.describe_internet_gateways(Filters=OWNER)["InternetGateways"] == []
+    assert ec2.describe_launch_templates()["LaunchTemplates"] == []
+    assert client("elbv2").describe_load_balancers()["LoadBalancers"] == []
+    assert client("elbv2").describe_target_groups()["TargetGroups"] == []
+    assert client("rds").describe_db_instances()["DBInstances"] == []
+    assert client("autoscaling").describe_auto_scaling_groups()["AutoScalingGroups"] == []
+    assert client("acm").list_certificates()["CertificateSummaryList"] == []
+    assert client("route53").list_hosted_zones()["HostedZones"] == []
+    with pytest.raises(ClientError):
+        client("iam").get_role(RoleName=f"jobtory-{ENV}-ec2")
+    left = ssm.get_parameters_by_path(Path=f"/jobtory/{ENV}/", Recursive=True)["Parameters"]
+    assert [p["Name"] for p in left] == [f"/jobtory/{ENV}/DECOY"]
+    tagged = client("resourcegroupstaggingapi").get_resources(
+        TagFilters=[{"Key": "stack", "Values": ["jobtory"]}, {"Key": "env", "Values": [ENV]}]
+    )["ResourceTagMappingList"]
+    instances = [
+        m["ResourceARN"].rsplit("/", 1)[1] for m in tagged if ":instance/" in m["ResourceARN"]
+    ]
+    assert [m for m in tagged if ":instance/" not in m["ResourceARN"]] == []
+    if instances:  # terminated instances stay visible (with their tags) for a while, as on AWS
+        states = {
+            i["State"]["Name"]
+            for r in ec2.describe_instances(InstanceIds=instances)["Reservations"]
+            for i in r["Instances"]
+        }
+        assert states == {"terminated"}
+    # the decoys are untouched
+    assert ec2.describe_security_groups(GroupIds=[decoy_sg])["SecurityGroups"]
+    assert {v["VpcId"] for v in ec2.describe_vpcs()["Vpcs"]} >= {decoy_vpc, other_env}
+
+    code, out, _ = run("plan")
+    assert "Plan: " in out and "to add" in out
+
+
+def test_destroy_refuses_prod_without_the_flag(
+    aws_env: str, capsys: pytest.CaptureFixture[str], mutations: list[str]
+) -> None:
+    code = main(["destroy", "--spec", str(SPEC), "--env", "prod"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.strip() == (
+        "error: refusing to destroy prod: pass --yes-destroy-prod if you really mean it"
+    )
+    assert mutations == []
+
+
+# ---- failures ------------------------------------------------------------------------------
+
+
+def test_failure_half_way_then_rerun_converges(
+    aws_env: str,
+    run: Run,
+    client_hook: Callable[[Callable[[Any], None]], None],
+    mutations: list[str],
+) -> None:
+    failed: list[str] = []
+
+    def fail_once(model: Any, **_: Any) -> None:
+        if model.name == "CreateListener" and not failed:
+            failed.append(model.name)
+            raise ClientError(
+                {"Error": {"Code": "InternalFailure", "Message": "injected"}}, model.name
+            )
+
+    client_hook(lambda c: c.meta.events.register("before-call", fail_once))
+    code, out, err = run("apply")
+    assert code == 1
+    assert err.strip() == "error: CreateListener failed (InternalFailure): injected"
+    assert "+ load_balancer" in out
+
+    code, out, err = run("apply")
+    assert code == 0, err
+    assert "dns/certs: up to date" in out and "+ listener" in out
+    mutations.clear()
+    code, out, _ = run("apply")
+    assert "no changes" in out and mutations == []
+
+
+def test_bad_credentials_are_one_line(
+    aws_env: str, run: Run, client_hook: Callable[[Callable[[Any], None]], None]
+) -> None:
+    def reject(model: Any, **_: Any) -> None:
+        raise ClientError(
+            {"Error": {"Code": "InvalidClientTokenId", "Message": "The security token ..."}},
+            model.name,
+        )
+
+    client_hook(lambda c: c.meta.events.register("before-call", reject))
+    code, _, err = run("plan")
+    assert code == 1
+    assert err == (
+        "error: AWS rejected the credentials (InvalidClientTokenId): "
+        "check AWS_PROFILE / AWS_ACCESS_KEY_ID\n"
+    )
+
+
+def test_unknown_region_is_refused_before_any_call(
+    aws_env: str, run: Run, tmp_path: Path, mutations: list[str]
+) -> None:
+    spec = tmp_path / "stack.toml"
+    spec.write_text(SPEC.read_text().replace("ap-northeast-2", "ap-nowhere-9"))
+    code, _, err = run("plan", spec=spec)
+    assert code == 1
+    assert err.startswith("error: unknown AWS region 'ap-nowhere-9' (stack.region in the spec)")
+    assert len(err.splitlines()) == 1
+
+
+class _Raw:
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+    def stream(self, **_: Any) -> Any:
+        yield self.body
+
+
+def throttle(times: int, seen: list[str]) -> Callable[[Any], None]:
+    from botocore.awsrequest import AWSResponse
+
+    body = (
+        b"<Response><Errors><Error><Code>RequestLimitExceeded</Code>"
+        b"<Message>Request limit exceeded.</Message></Error></Errors>"
+        b"<RequestID>x</RequestID></Response>"
+    )
+
+    def before_send(request: Any, **_: Any) -> Any:
+        seen.append("DescribeVpcs")
+        if len(seen) <= times:
+            return AWSResponse(request.url, 503, {}, _Raw(body))
+        return None
+
+    return lambda c: c.meta.events.register("before-send.ec2.DescribeVpcs", before_send)
+
+
+def test_throttling_is_retried(
+    aws_env: str, run: Run, client_hook: Callable[[Callable[[Any], None]], None]
+) -> None:
+    seen: list[str] = []
+    client_hook(throttle(1, seen))
+    code, out, err = run("plan")
+    assert code == 0, err
+    assert seen[:2] == ["DescribeVpcs", "DescribeVpcs"]  # throttled once, then retried
+    assert "Plan: " in out
+
+
+def test_persistent_throttling_is_one_line(
+    aws_env: str,
+    run: Run,
+    client_hook: Callable[[Callable[[Any], None]], None],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from botocore.config import Config
+
+    from jobtory_stack.aws import core
+
+    monkeypatch.setattr(
+        core, "RETRY_CONFIG", Config(retries={"mode": "standard", "max_attempts": 2})
+    )
+    seen: list[str] = []
+    client_hook(throttle(99, seen))
+    code, _, err = run("plan")
+    assert code == 1
+    assert err.startswith("error: AWS kept throttling DescribeVpcs (RequestLimitExceeded)")
+    assert len(err.splitlines()) == 1
+
+
+def test_status_summarizes(applied: str, run: Run) -> None:
+    code, out, _ = run("status")
+    assert code == 0
+    assert "network: vpc" in out
+    assert f"database: jobtory-{ENV}-db available" in out
+    assert "certificate: ISSUED" in out
+    assert f"scaling: jobtory-{ENV}-asg min 1 desired 1 max 2" in out
+
+
+def test_local_env_apply_is_idempotent(
+    aws_env: str, capsys: pytest.CaptureFixture[str], mutations: list[str], tmp_path: Path
+) -> None:
+    """The replica's init: `params sync --secrets-file` then `apply --env local`."""
+    secrets = tmp_path / "secrets.json"
+    assert (
+        main(
+            [
+                "params",
+                "sync",
+                "--spec",
+                str(SPEC),
+                "--env",
+                "local",
+                "--secrets-file",
+                str(secrets),
+            ]
+        )
+        == 0
+    )
+    assert main(["apply", "--spec", str(SPEC), "--env", "local"]) == 0
+    stored = json.loads(secrets.read_text())
+    ssm = client("ssm")
+    password = ssm.get_parameter(Name="/jobtory/local/DB_PASSWORD", WithDecryption=True)
+    assert password["Parameter"]["Value"] == stored["DB_PASSWORD"]  # apply kept the replica's
+    assert ssm.get_parameter(Name="/jobtory/local/DB_HOST")["Parameter"]["Value"] == "db"
+    capsys.readouterr()
+    mutations.clear()
+    assert main(["apply", "--spec", str(SPEC), "--env", "local"]) == 0
+    out = capsys.readouterr().out
+    assert "no changes" in out and mutations == []
+    for value in stored.values():
+        assert value not in out
