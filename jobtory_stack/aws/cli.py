@@ -31,6 +31,8 @@ def context(args: argparse.Namespace, header: bool = False) -> Ctx:
     ctx = new_ctx(resolve_env(args), args.endpoint_url, out)
     if getattr(args, "wait_timeout", None) is not None:
         ctx.wait_timeout = args.wait_timeout
+    ctx.secrets_file = getattr(args, "secrets_file", None)
+    ctx.read_only = args.handler in (cmd_plan, cmd_status)
     if header:
         target = ctx.endpoint_url or "AWS"
         out(f"# {ctx.env.stack_name} {ctx.env.name} in {ctx.env.region} via {target}")
@@ -62,7 +64,7 @@ def cmd_destroy(args: argparse.Namespace) -> int:
         raise CommandError(
             "refusing to destroy prod: pass --yes-destroy-prod if you really mean it"
         )
-    ctx = context(args)
+    ctx = context(args, header=True)
     with aws_errors():
         reconcile.destroy(ctx, args.yes_destroy_prod)
     return EXIT_OK
@@ -125,7 +127,9 @@ def cmd_params_diff(args: argparse.Namespace) -> int:
 
 def register_cli(sub: Any) -> None:
     common = [env_options(), endpoint_options()]
+    secrets_help = "local replica only: secret values from this JSON file (see params sync)"
     p = sub.add_parser("plan", parents=common, help="what apply would change (+ / ~ / -)")
+    p.add_argument("--secrets-file", type=Path, metavar="PATH", help=secrets_help)
     p.set_defaults(handler=cmd_plan)
     p = sub.add_parser(
         "apply", parents=common, help="create / update the environment's AWS resources"
@@ -136,6 +140,7 @@ def register_cli(sub: Any) -> None:
         metavar="SECONDS",
         help="bound on each wait (certificate, database, replacement); default 900",
     )
+    p.add_argument("--secrets-file", type=Path, metavar="PATH", help=secrets_help)
     p.set_defaults(handler=cmd_apply)
     p = sub.add_parser("destroy", parents=common, help="delete everything tagged as this env's")
     p.add_argument("--yes-destroy-prod", action="store_true", help="required to destroy prod")

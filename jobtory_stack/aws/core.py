@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 import boto3
@@ -184,6 +185,8 @@ class Ctx:
     ids: dict[str, str] = field(default_factory=dict)
     mutations: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    secrets_file: Path | None = None  # the local replica's secrets (params family)
+    read_only: bool = False  # plan/status: never write (not even the secrets file)
     _session: boto3.session.Session | None = None
     _clients: dict[tuple[str, str, int], Any] = field(default_factory=dict)
 

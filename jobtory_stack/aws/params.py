@@ -167,8 +167,11 @@ def missing_secret_hint(ctx: Ctx, name: str) -> str:
 
 
 def plan(ctx: Ctx) -> list[Change]:
-    want = desired(ctx)
     have = observe(ctx)
+    values = None
+    if ctx.secrets_file is not None:
+        values = local_secrets(ctx, ctx.secrets_file, have, generate=not ctx.read_only)
+    want = desired(ctx, values)
     for name in missing_secrets(want, have):
         if name not in DATABASE_OWNED_SECRETS:
             ctx.note(missing_secret_hint(ctx, name))

@@ -502,33 +502,25 @@ def test_status_summarizes(applied: str, run: Run) -> None:
 def test_local_env_apply_is_idempotent(
     aws_env: str, capsys: pytest.CaptureFixture[str], mutations: list[str], tmp_path: Path
 ) -> None:
-    """The replica's init: `params sync --secrets-file` then `apply --env local`."""
+    """The replica's init: `apply --env local --secrets-file` (or `params sync` first)."""
     secrets = tmp_path / "secrets.json"
-    assert (
-        main(
-            [
-                "params",
-                "sync",
-                "--spec",
-                str(SPEC),
-                "--env",
-                "local",
-                "--secrets-file",
-                str(secrets),
-            ]
-        )
-        == 0
-    )
-    assert main(["apply", "--spec", str(SPEC), "--env", "local"]) == 0
+    local = ["--spec", str(SPEC), "--env", "local", "--secrets-file", str(secrets)]
+    assert main(["plan", *local]) == 0
+    assert not secrets.exists()  # plan writes nothing
+    assert main(["apply", *local]) == 0
     stored = json.loads(secrets.read_text())
     ssm = client("ssm")
-    password = ssm.get_parameter(Name="/jobtory/local/DB_PASSWORD", WithDecryption=True)
-    assert password["Parameter"]["Value"] == stored["DB_PASSWORD"]  # apply kept the replica's
+    for name, value in stored.items():
+        got = ssm.get_parameter(Name=f"/jobtory/local/{name}", WithDecryption=True)["Parameter"]
+        assert (got["Value"], got["Type"]) == (value, "SecureString")
     assert ssm.get_parameter(Name="/jobtory/local/DB_HOST")["Parameter"]["Value"] == "db"
     capsys.readouterr()
     mutations.clear()
-    assert main(["apply", "--spec", str(SPEC), "--env", "local"]) == 0
+    assert main(["apply", *local]) == 0
+    assert main(["params", "sync", *local]) == 0
     out = capsys.readouterr().out
-    assert "no changes" in out and mutations == []
+    assert "no changes" in out and "0 created, 0 updated, 0 deleted" in out
+    assert mutations == []
+    assert json.loads(secrets.read_text()) == stored
     for value in stored.values():
         assert value not in out
