@@ -15,6 +15,8 @@ import copy
 import ipaddress
 import json
 import os
+import socket
+import ssl
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -289,13 +291,48 @@ class CaddyAdmin:
         """adapt + tag the app proxy + load."""
         return self.load(tag_app_proxy(self.adapt(caddyfile)))
 
-    def switch_mode(self, site: CaddySite) -> bool:
-        """Render `site`, adapt and load it: a graceful reload, no restart.
+    def adapt_site(self, site: CaddySite) -> JSON:
+        """render + adapt + tag the app proxy: the JSON config of `site`."""
+        return tag_app_proxy(self.adapt(render_caddyfile(site)))
 
-        Listeners both configs share (http_port) are handed over, not closed;
-        in-flight requests finish on the old config (grace_period).
+    def switch_mode(
+        self,
+        site: CaddySite,
+        linger: float = 2.0,
+        cert_timeout: float = 60.0,
+    ) -> bool:
+        """Switch to `site` (alb <-> direct) without a restart and without refusing
+        a request; False when it is already running.
+
+        Every step is a graceful reload: listeners both configs share (http_port)
+        are handed over, in-flight requests finish on the old config. A mode change
+        goes through a bridge config that serves both ways at once:
+
+        - alb -> direct: bridge = the alb server on http_port + the https site with
+          its redirects held back; wait until https_port presents a certificate for
+          every host (``cert_timeout``), then load direct (http_port redirects).
+          No certificate in time: the old config is restored and CaddyError raised.
+        - direct -> alb: bridge = the alb server on http_port + the https site still
+          up for clients that were just redirected; after ``linger`` s load alb.
         """
-        return self.load_caddyfile(render_caddyfile(site))
+        target = self.adapt_site(site)
+        current = self.config("")
+        if current == target:
+            return False
+        before = config_mode(current)
+        if before is None or before == site.mode or linger < 0:
+            return self.load(target)
+        if site.mode == "direct":
+            self.load(bridge_config(alb=current, direct=target))
+            try:
+                wait_for_certificates(site, timeout=cert_timeout)
+            except CaddyError:
+                self.load(current)
+                raise
+        else:
+            self.load(bridge_config(alb=target, direct=current))
+            time.sleep(linger)
+        return self.load(target)
 
     # -- upstreams -----------------------------------------------------------
 
@@ -384,6 +421,72 @@ class CaddyAdmin:
             if time.monotonic() > deadline:
                 raise CaddyError(f"Caddy not healthy after {timeout:g} s: {last}")
             time.sleep(0.2)
+
+
+def config_mode(config: JSON) -> str | None:
+    """'alb' when every HTTP server has automatic HTTPS off, 'direct' otherwise."""
+    servers = ((config or {}).get("apps", {}).get("http", {}) or {}).get("servers") or {}
+    if not servers:
+        return None
+    alb = all((srv.get("automatic_https") or {}).get("disable") for srv in servers.values())
+    return "alb" if alb else "direct"
+
+
+def bridge_config(alb: JSON, direct: JSON) -> JSON:
+    """Both modes at once: the alb config's plain-HTTP server(s) on the HTTP listener,
+    plus the direct config's HTTPS server(s) (and its TLS/PKI apps) with the
+    HTTP->HTTPS redirects held back. Direct servers on the HTTP listener (the
+    explicit redirect of socket-activated configs) give way to the alb ones."""
+    bridge = copy.deepcopy(direct)
+    servers = bridge.setdefault("apps", {}).setdefault("http", {}).setdefault("servers", {})
+    alb_servers = alb["apps"]["http"]["servers"]
+    alb_listen = {addr for srv in alb_servers.values() for addr in srv.get("listen", [])}
+    for name in list(servers):
+        if alb_listen & set(servers[name].get("listen", [])):
+            del servers[name]
+        else:
+            servers[name].setdefault("automatic_https", {})["disable_redirects"] = True
+    for name, srv in alb_servers.items():
+        servers[f"bridge_{name}"] = _strip_ids(copy.deepcopy(srv))  # @ids must be unique
+    return bridge
+
+
+def _strip_ids(node: JSON) -> JSON:
+    if isinstance(node, dict):
+        node.pop("@id", None)
+        for value in node.values():
+            _strip_ids(value)
+    elif isinstance(node, list):
+        for value in node:
+            _strip_ids(value)
+    return node
+
+
+def wait_for_certificates(site: CaddySite, timeout: float = 60.0, host: str = "127.0.0.1") -> None:
+    """Until https_port completes a TLS handshake (SNI) for every host of `site`."""
+    deadline = time.monotonic() + timeout
+    pending = list(site.hosts)
+    last = "not tried"
+    while pending:
+        name = pending[0]
+        try:
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE  # presence, not trust: that is the client's job
+            with (
+                socket.create_connection((host, site.https_port), timeout=2) as raw,
+                ctx.wrap_socket(raw, server_hostname=name) as tls,
+            ):
+                if tls.getpeercert(binary_form=True):
+                    pending.pop(0)
+                    continue
+        except (OSError, ssl.SSLError) as exc:
+            last = f"{type(exc).__name__}: {exc}"
+        if time.monotonic() > deadline:
+            raise CaddyError(
+                f"no certificate for {name} on :{site.https_port} after {timeout:g} s ({last})"
+            )
+        time.sleep(0.1)
 
 
 def _connect_reason(exc: Exception) -> str:

@@ -54,6 +54,11 @@ class CaddySite:
     tls_internal: bool = False
     acme_email: str | None = None
     health_paths: tuple[str, ...] = ("/healthz", "/readyz")
+    # Socket activation (systemd .socket units): listen on inherited sockets,
+    # e.g. "fd/3" (http) and "fd/4" (https), instead of binding the ports.
+    # A reload then keeps the very same kernel socket (and its accept queue).
+    http_bind: str | None = None
+    https_bind: str | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in ("alb", "direct"):
@@ -90,6 +95,12 @@ class CaddySite:
             raise CaddySiteError(f"admin: {self.admin!r} is not host:port or unix//path")
         if self.acme_email is not None and ("@" not in self.acme_email or " " in self.acme_email):
             raise CaddySiteError(f"acme_email: {self.acme_email!r} is not an email address")
+        for bind_name in ("http_bind", "https_bind"):
+            bind = getattr(self, bind_name)
+            if bind is not None and not re.match(r"^fd/\d+$", bind):
+                raise CaddySiteError(f"{bind_name}: {bind!r} is not fd/N (a socket-activated fd)")
+        if self.mode == "direct" and (self.http_bind is None) != (self.https_bind is None):
+            raise CaddySiteError("http_bind/https_bind: direct mode needs both or neither")
         if self.mode == "alb" and not self.trusted_proxies:
             raise CaddySiteError(
                 "trusted_proxies: alb mode needs the VPC CIDR, or client IPs and "
@@ -102,9 +113,31 @@ class CaddySite:
 def _site_address(site: CaddySite) -> str:
     if site.mode == "alb":
         # Any Host (ALB health checks use the private IP); plain HTTP only.
-        return f"http://:{site.http_port}"
-    port = "" if site.https_port == 443 else f":{site.https_port}"
+        return "http://" if site.http_bind else f"http://:{site.http_port}"
+    port = "" if site.https_port == 443 or site.https_bind else f":{site.https_port}"
     return ", ".join(f"{host}{port}" for host in site.hosts)
+
+
+def _bind_directive(site: CaddySite) -> str:
+    if site.mode == "alb" and site.http_bind:
+        return f"\tbind {site.http_bind}\n"
+    if site.mode == "direct" and site.https_bind:
+        # HTTP/3 would need a UDP socket (fdgram/N) too: h1 + h2 only.
+        return f"\tbind {site.https_bind} {{\n\t\tprotocols h1 h2\n\t}}\n"
+    return ""
+
+
+def _redirect_site(site: CaddySite) -> str:
+    """direct mode on passed-in sockets: the HTTP -> HTTPS redirect is explicit."""
+    if site.mode != "direct" or not site.http_bind:
+        return ""
+    return (
+        "# HTTP -> HTTPS (explicit: the listener is a socket passed in by systemd).\n"
+        "http:// {\n"
+        f"\tbind {site.http_bind}\n"
+        "\tredir https://{host}{uri} 308\n"
+        "}\n\n"
+    )
 
 
 def _global_mode_options(site: CaddySite) -> str:
@@ -113,6 +146,8 @@ def _global_mode_options(site: CaddySite) -> str:
         lines.append("\t# TLS ends at the ALB: no certificates, no redirects here.")
         lines.append("\tauto_https off")
     else:
+        if site.http_bind:
+            lines.append("\tauto_https disable_redirects")
         if site.acme_email:
             lines.append(f"\temail {site.acme_email}")
         if site.tls_internal:
@@ -150,6 +185,8 @@ def render_caddyfile(site: CaddySite, template: str | None = None) -> str:
         "hosts_text": " ".join(site.hosts) or "any",
         "global_mode_options": _global_mode_options(site),
         "site_address": _site_address(site),
+        "redirect_site": _redirect_site(site),
+        "bind_directive": _bind_directive(site),
         "site_mode_directives": _site_mode_directives(site),
         "health_paths": " ".join(site.health_paths),
         "upstreams": " ".join(site.upstreams),

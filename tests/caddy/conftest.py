@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import threading
 import time
@@ -59,6 +60,7 @@ def start_echo(name: str) -> EchoUpstream:
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body are separate writes
 
         def do_GET(self) -> None:
             up = holder["up"]
@@ -112,6 +114,14 @@ class CaddyProc:
         return self.home / "data" / "caddy" / "pki" / "authorities" / "local" / "root.crt"
 
 
+def listening_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(1024)
+    sock.set_inheritable(True)
+    return sock
+
+
 @pytest.fixture(scope="module")
 def upstreams() -> Iterator[tuple[EchoUpstream, EchoUpstream]]:
     a, b = start_echo("a"), start_echo("b")
@@ -142,6 +152,11 @@ def caddy(
     assert exe is not None
     home = tmp_path_factory.mktemp("caddy")
     admin_addr = f"127.0.0.1:{free_port()}"
+    # The listening sockets are made here and passed in, as systemd socket
+    # activation does (caddy.socket -> fd/3, fd/4): every reload keeps the same
+    # kernel sockets, so no connection waiting in an accept queue is ever reset.
+    sockets = [listening_socket() for _ in range(2)]
+    http_sock, https_sock = sockets
     site = CaddySite(
         mode="alb",
         hosts=(),
@@ -149,8 +164,10 @@ def caddy(
         trusted_proxies=("127.0.0.0/8",),
         static_root=str(static_root),
         admin=admin_addr,
-        http_port=free_port(),
-        https_port=free_port(),
+        http_port=http_sock.getsockname()[1],
+        https_port=https_sock.getsockname()[1],
+        http_bind=f"fd/{http_sock.fileno()}",
+        https_bind=f"fd/{https_sock.fileno()}",
     )
     caddyfile = home / "Caddyfile"
     caddyfile.write_text(render_caddyfile(site))
@@ -168,6 +185,7 @@ def caddy(
             stderr=subprocess.STDOUT,
             env=env,
             cwd=home,
+            pass_fds=[sock.fileno() for sock in sockets],
         )
     admin = CaddyAdmin(admin_addr, timeout=5.0)
     try:
@@ -185,6 +203,8 @@ def caddy(
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+    for sock in sockets:
+        sock.close()
 
 
 @pytest.fixture

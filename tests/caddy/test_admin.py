@@ -57,7 +57,7 @@ def test_get_returns_value_and_etag_and_stale_etag_is_refused(
     admin = caddy.admin
     path = "apps/http/servers/srv0/listen"
     value, etag = admin.get(path)
-    assert value == [f":{alb_site.http_port}"]
+    assert value == [alb_site.http_bind]  # the passed-in socket (socket activation)
     assert etag.startswith('"/config/apps/http/servers/srv0/listen ')
     admin.put("apps/http/servers/srv0/logs", {}, etag=None)  # unrelated path: etag still fine
     _grace, grace_etag = admin.get("apps/http/grace_period")
@@ -244,7 +244,7 @@ def test_local_admin_addresses(address: str, base: str, uds: str | None) -> None
 def test_cli(caddy: CaddyProc, alb_site: CaddySite, capsys: pytest.CaptureFixture[str]) -> None:
     admin = ["caddy", "--admin", alb_site.admin]
     assert main([*admin, "get", "apps/http/servers/srv0/listen"]) == 0
-    assert f":{alb_site.http_port}" in capsys.readouterr().out
+    assert f'"{alb_site.http_bind}"' in capsys.readouterr().out
     assert main([*admin, "patch", "apps/http/grace_period", '"27s"']) == 0
     assert caddy.admin.config("apps/http/grace_period") == "27s"
     assert main([*admin, "upstreams"]) == 0
