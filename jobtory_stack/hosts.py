@@ -26,6 +26,7 @@ import re
 import runpy
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
@@ -568,6 +569,8 @@ def ec2_inventory(env_name: str, spec: Path | None = None) -> list[tuple[str, di
 class Balancer(Protocol):
     name: str
 
+    def healthy(self, target: str) -> bool: ...
+
     def drain(self, target: str) -> None: ...
 
     def restore(self, target: str, timeout: float) -> None: ...
@@ -582,6 +585,14 @@ class FleetBalancer:
         self.runtime = AlbRuntime(host, port)
         self.name = f"alb stand-in {host}:{port}"
 
+    def healthy(self, target: str) -> bool:
+        from jobtory_stack.alb_standin import AlbError
+
+        try:
+            return self.runtime.target(target).health == "healthy"
+        except AlbError as exc:
+            raise HostsError(f"{target}: {exc}") from None
+
     def drain(self, target: str) -> None:
         from jobtory_stack.alb_standin import AlbError
 
@@ -594,7 +605,7 @@ class FleetBalancer:
         from jobtory_stack.alb_standin import AlbError
 
         try:
-            self.runtime.register(target, wait=True, timeout=timeout)
+            self.runtime.register(target, wait=timeout > 0, timeout=timeout)
         except AlbError as exc:
             raise HostsError(f"register {target}: {exc}") from None
 
@@ -611,6 +622,12 @@ class ElbBalancer:
     def _targets(self, target: str) -> list[dict[str, Any]]:
         return [{"Id": target, "Port": self.port}]
 
+    def healthy(self, target: str) -> bool:
+        found = self.elbv2.describe_target_health(
+            TargetGroupArn=self.arn, Targets=self._targets(target)
+        )["TargetHealthDescriptions"]
+        return bool(found) and found[0]["TargetHealth"]["State"] == "healthy"
+
     def drain(self, target: str) -> None:
         self.elbv2.deregister_targets(TargetGroupArn=self.arn, Targets=self._targets(target))
         self.elbv2.get_waiter("target_deregistered").wait(
@@ -621,6 +638,8 @@ class ElbBalancer:
 
     def restore(self, target: str, timeout: float) -> None:
         self.elbv2.register_targets(TargetGroupArn=self.arn, Targets=self._targets(target))
+        if timeout <= 0:
+            return
         self.elbv2.get_waiter("target_in_service").wait(
             TargetGroupArn=self.arn,
             Targets=self._targets(target),
@@ -789,6 +808,7 @@ def rolling_deploy(
             out(f"{target.name}: no change ({plan.seconds:.1f}s); left in the balancer")
             continue
         out(f"{target.name}: {plan.changed} operations to change; draining from {balancer.name}")
+        was_healthy = balancer.healthy(target.lb_target)
         t = time.monotonic()
         balancer.drain(target.lb_target)
         out(f"{target.name}: drained ({time.monotonic() - t:.1f}s); deploying {report.version}")
@@ -797,9 +817,11 @@ def rolling_deploy(
         if not run.ok:
             outcome.result = "failed: " + "; ".join(run.reasons)
             out(f"{target.name}: deploy FAILED: {'; '.join(run.reasons)} (log: {run.log})")
-            out(f"{target.name}: putting it back (it serves its previous release)")
+            # A host that served before serves its previous release again: wait for it.
+            # One that never served (a fresh host) is registered without waiting.
+            out(f"{target.name}: putting it back in {balancer.name}")
             try:
-                balancer.restore(target.lb_target, timeout=ready_timeout)
+                balancer.restore(target.lb_target, timeout=ready_timeout if was_healthy else 0)
             except HostsError as exc:
                 out(f"{target.name}: {exc}")
             outcome.seconds = time.monotonic() - started
@@ -1076,6 +1098,11 @@ def cmd_hosts(args: argparse.Namespace) -> int:
             for line in read_audit(ssm, audit_name):
                 out(json.dumps(line, sort_keys=True))
         return 0
+
+    def terminated(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # unwinds: the lock is released, the audit line written
+
+    signal.signal(signal.SIGTERM, terminated)
     try:
         report = deploy(args, out)
     except HostsError as exc:

@@ -1,0 +1,466 @@
+"""The host deploy against the fleet replica: fresh hosts, idempotence, a rolling deploy
+under load, rollback, faults, the lock, the env file and secrets.
+
+The tests run in file order and build on each other (one fleet per session): the
+first deploy installs `old` on fresh hosts, the rolling deploy moves them to `new`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import boto3
+import pytest
+
+from tests.fleet.conftest import (
+    AWS_URL,
+    CONTAINERS,
+    ROOT,
+    Deploy,
+    Fleet,
+    Load,
+    alb_versions,
+    host_exec,
+    run_deploy,
+    wait_targets,
+)
+
+pytestmark = [pytest.mark.fleet, pytest.mark.timeout(900)]
+
+OUTPUTS: list[str] = []  # every deploy's output, for the secrets check
+
+
+def deploy(*args: str) -> Deploy:
+    result = run_deploy(*args)
+    OUTPUTS.append(result.output)
+    return result
+
+
+def ssm() -> object:
+    return boto3.client(
+        "ssm",
+        endpoint_url=AWS_URL,
+        region_name="ap-northeast-2",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+def local_env() -> object:
+    from jobtory_stack.spec import load_stack
+
+    return load_stack(ROOT / "stack.toml").env("local")
+
+
+def current_version(host: str) -> str:
+    out = host_exec(host, "readlink /srv/jobtory/current").stdout.strip()
+    return out.rpartition("/")[2]
+
+
+# ---- fresh hosts, idempotence ------------------------------------------------------------
+
+
+def test_fresh_hosts_serve_through_the_alb(fleet: Fleet, first_deploy: Deploy) -> None:
+    OUTPUTS.append(first_deploy.output)
+    assert first_deploy.summary["result"] == "ok"
+    assert [h["name"] for h in first_deploy.summary["hosts"]] == ["ec2-1", "ec2-2"]
+    targets = wait_targets("healthy", timeout=60)
+    assert {t.name for t in targets} == {"ec2-1:80", "ec2-2:80"}
+    for host in CONTAINERS:
+        assert current_version(host) == fleet.old
+        local = host_exec(
+            host, "curl -fsS -H 'Host: jobtory.localhost' http://127.0.0.1/api/version"
+        )
+        assert json.loads(local.stdout)["version"] == fleet.old, local.stderr
+        units = host_exec(host, "systemctl is-active jobtory-gunicorn jobtory-caddy").stdout
+        assert units.split() == ["active", "active"]
+    assert alb_versions(20) == {fleet.old: 20}
+
+
+def test_second_deploy_reports_no_changed_operations(fleet: Fleet, first_deploy: Deploy) -> None:
+    again = deploy("--version", fleet.old)
+    assert again.code == 0, again.output
+    assert again.summary["changed_operations"] == 0
+    assert again.summary["result"] == "no change"
+    assert all(h["planned"] == 0 and h["result"] == "no change" for h in again.summary["hosts"])
+    assert "draining" not in again.output  # a no-op deploy never touches the balancer
+
+
+def test_env_file_holds_the_ssm_values_with_mode_0600(first_deploy: Deploy) -> None:
+    from jobtory_stack.ssm_env import load_env, render_env_file
+
+    env = local_env()
+    want = render_env_file(load_env(env.ssm_prefix, client=ssm()))  # type: ignore[attr-defined]
+    for host in CONTAINERS:
+        stat = host_exec(host, "stat -c '%a %U %G' /etc/jobtory/env").stdout.split()
+        assert stat == ["600", "jobtory", "jobtory"]
+        have = host_exec(host, "cat /etc/jobtory/env").stdout
+        assert have == want, f"{host}: /etc/jobtory/env differs from SSM"
+        # the app user can read it (systemd reads it as root anyway); others cannot
+        assert host_exec(host, "runuser -u jobtory-web -- cat /etc/jobtory/env").returncode != 0
+
+
+# ---- the deploy lock --------------------------------------------------------------------
+
+
+def test_two_deploys_at_once_the_second_refuses_naming_the_holder(
+    fleet: Fleet, first_deploy: Deploy
+) -> None:
+    from jobtory_stack.deploy_lock import parameter_names
+
+    lock_name, _ = parameter_names("jobtory", "local")
+    client = ssm()
+    first = subprocess.Popen(
+        [sys.executable, "deploy.py", "hosts", "--env", "local", "--version", fleet.old],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "AWS_ENDPOINT_URL": AWS_URL, "JOBTORY_DEPLOYER": "alice"},
+    )
+    try:
+        deadline = time.monotonic() + 60
+        holder = None
+        while time.monotonic() < deadline and holder is None:
+            try:
+                holder = client.get_parameter(Name=lock_name)["Parameter"]["Value"]  # type: ignore[attr-defined]
+            except client.exceptions.ParameterNotFound:  # type: ignore[attr-defined]
+                time.sleep(0.1)
+        assert holder is not None, "the first deploy never took the lock"
+        second = deploy("--version", fleet.old)
+        assert second.code == 1
+        assert "another deploy holds the lock" in second.output
+        assert "alice@" in second.output and f"pid {first.pid}" in second.output
+    finally:
+        out, _ = first.communicate(timeout=300)
+        OUTPUTS.append(out)
+    assert first.returncode == 0, out
+
+
+def test_a_stale_lock_is_taken_over(fleet: Fleet, first_deploy: Deploy) -> None:
+    from jobtory_stack.deploy_lock import DeployLock, parameter_names
+
+    lock_name, _ = parameter_names("jobtory", "local")
+    crashed = DeployLock(ssm(), lock_name, "v0", owner="bob@gone pid 1")
+    crashed.acquire()
+    # back-date it: a deploy that crashed an hour ago
+    crashed.ssm.put_parameter(  # type: ignore[attr-defined]
+        Name=lock_name,
+        Value=json.dumps({**json.loads(crashed.info.to_json()), "since": time.time() - 3600}),
+        Type="String",
+        Overwrite=True,
+    )
+    result = deploy("--version", fleet.old, "--lock-timeout", "600")
+    assert result.code == 0, result.output
+    assert "replaced a stale lock of bob@gone pid 1" in result.output
+
+
+# ---- rolling deploy under load ----------------------------------------------------------
+
+
+def test_rolling_deploy_under_load_fails_no_request(fleet: Fleet, first_deploy: Deploy) -> None:
+    with Load(workers=4, max_requests=40000, max_seconds=400) as load:
+        load.wait_for(200, timeout=60)
+        result = deploy("--version", fleet.new)
+        load.wait_for(2000, timeout=120)  # at least 2,000 requests in all
+        time.sleep(1)
+        load.stop()
+    assert result.code == 0, result.output
+    versions = load.versions()
+    failures = load.failures
+    print(
+        f"\nrolling deploy: {len(load.results)} requests, {len(failures)} failed, "
+        f"deploy {result.seconds:.1f}s"
+    )
+    assert len(load.results) >= 2000
+    assert failures == [], f"{len(failures)} failed requests: {failures[:5]}"
+    # old first, new at the end, nothing else
+    assert versions[0] == fleet.old
+    assert versions[-50:] == [fleet.new] * 50
+    assert set(versions) == {fleet.old, fleet.new}
+    assert alb_versions(20) == {fleet.new: 20}
+
+
+def _broken_source(tmp: Path, where: str) -> Path:
+    """A copy of this repo's release sources whose /readyz fails: always ("always") or
+    only on the live port 8000 ("live": passes the candidate check, fails after the switch)."""
+    from jobtory_stack.hosts import SKIP_NAMES, SOURCE_PARTS
+
+    for part in SOURCE_PARTS:
+        src = ROOT / part
+        if src.is_dir():
+            shutil.copytree(src, tmp / part, ignore=shutil.ignore_patterns(*SKIP_NAMES, "*.pyc"))
+        elif src.exists():
+            shutil.copy2(src, tmp / part)
+    condition = (
+        "True" if where == "always" else 'os.environ.get("GUNICORN_BIND", "").endswith(":8000")'
+    )
+    health = tmp / "app" / "core" / "health.py"
+    health.write_text(
+        health.read_text()
+        + f"""
+
+import os  # noqa: E402
+
+_real_readyz = readyz
+
+
+def readyz(request):  # a broken release, for the rollback test
+    if {condition}:
+        body = {{"status": "unavailable", "reasons": ["broken on purpose"]}}
+        return JsonResponse(body, status=503)
+    return _real_readyz(request)
+"""
+    )
+    return tmp
+
+
+@pytest.mark.parametrize("where", ["always", "live"])
+def test_a_release_failing_readyz_is_rolled_back(
+    fleet: Fleet, first_deploy: Deploy, tmp_path: Path, where: str
+) -> None:
+    before = {h: current_version(h) for h in CONTAINERS}
+    assert set(before.values()) == {fleet.new}, "run after the rolling deploy"
+    bad = f"{fleet.bad}-{where}"
+    with Load(workers=2, max_requests=20000, max_seconds=300) as load:
+        result = deploy("--version", bad, "--source", str(_broken_source(tmp_path, where)))
+        load.stop()
+    assert result.code == 1, result.output
+    assert "broken on purpose" in result.output
+    if where == "always":
+        assert f"release {bad} failed /readyz before the switch" in result.output
+        assert f"current stays {fleet.new}" in result.output
+    else:
+        assert f"release {bad} failed /readyz after the switch" in result.output
+        assert f"rolled back to {fleet.new}" in result.output
+    assert result.summary["result"].startswith("failed")
+    # the first host failed and was put back; the second was never touched
+    assert [h["name"] for h in result.summary["hosts"]] == ["ec2-1"]
+    assert {h: current_version(h) for h in CONTAINERS} == before
+    wait_targets("healthy", timeout=60)
+    assert alb_versions(20) == {fleet.new: 20}
+    assert load.failures == [], f"{len(load.failures)} failed requests during the rollback"
+
+
+# ---- faults: the ALB routes around a dead host ------------------------------------------
+
+
+def _fault_window(load: Load, host: str, stop: str, timeout: float = 60) -> tuple[int, float]:
+    """Start the fault, wait until the ALB marks the host unhealthy; returns the failed
+    requests so far and the seconds it took."""
+    from jobtory_stack.alb_standin import AlbRuntime
+
+    runtime = AlbRuntime("127.0.0.1", int(os.environ.get("ALB_FLEET_RUNTIME_PORT", "9998")))
+    t0 = time.monotonic()
+    subprocess.run(stop, shell=True, check=True, capture_output=True, timeout=60)
+    while runtime.target(f"{host}:80").health != "unhealthy":
+        assert time.monotonic() - t0 < timeout, f"{host} never marked unhealthy"
+        time.sleep(0.2)
+    return len(load.failures), time.monotonic() - t0
+
+
+def test_stopped_gunicorn_is_routed_around_and_redeploy_restarts_it(
+    fleet: Fleet, first_deploy: Deploy
+) -> None:
+    with Load(workers=4, max_requests=30000, max_seconds=300) as load:
+        load.wait_for(100)
+        failed, seconds = _fault_window(
+            load, "ec2-1", f"docker exec {CONTAINERS['ec2-1']} systemctl stop jobtory-gunicorn"
+        )
+        mark = len(load.results)
+        load.wait_for(mark + 500)
+        after = [r for r in load.results[mark + 20 :] if r[1].startswith("error")]
+        load.stop()
+    print(f"\ngunicorn stopped on ec2-1: {failed} failed requests in {seconds:.1f}s to detect")
+    assert failed <= 4 * 200, "failures are bounded by the detection window"
+    assert after == [], "once unhealthy, the ALB sends nothing to ec2-1"
+    # the deploy notices and brings it back (running=True is part of the desired state)
+    result = deploy("--version", fleet.new)
+    assert result.code == 0, result.output
+    assert result.summary["hosts"][0]["planned"] >= 1
+    wait_targets("healthy", timeout=60)
+
+
+def test_stopped_host_is_routed_around_and_comes_back_by_itself(
+    fleet: Fleet, first_deploy: Deploy
+) -> None:
+    container = CONTAINERS["ec2-2"]
+    with Load(workers=4, max_requests=30000, max_seconds=300) as load:
+        load.wait_for(100)
+        failed, seconds = _fault_window(load, "ec2-2", f"docker stop -t 30 {container}")
+        mark = len(load.results)
+        load.wait_for(mark + 500)
+        after = [r for r in load.results[mark + 20 :] if r[1].startswith("error")]
+        subprocess.run(["docker", "start", container], check=True, capture_output=True)
+        wait_targets("healthy", timeout=120)  # systemd boots, the enabled units start
+        load.stop()
+    print(f"\nec2-2 stopped: {failed} failed requests in {seconds:.1f}s to detect")
+    assert failed <= 4 * 200
+    assert after == []
+    assert alb_versions(20) == {fleet.new: 20}
+
+
+# ---- secrets --------------------------------------------------------------------------------
+
+
+def test_secrets_absent_from_process_arguments_logs_and_repo(first_deploy: Deploy) -> None:
+    from jobtory_stack.derived import derive
+
+    env = local_env()
+    client = ssm()
+    secrets: dict[str, str] = {}
+    for name in derive(env).secret_names:  # type: ignore[arg-type]
+        try:
+            param = client.get_parameter(  # type: ignore[attr-defined]
+                Name=env.ssm_prefix + name,
+                WithDecryption=True,  # type: ignore[attr-defined]
+            )
+        except client.exceptions.ParameterNotFound:  # type: ignore[attr-defined]
+            continue
+        if len(param["Parameter"]["Value"]) >= 8:
+            secrets[name] = param["Parameter"]["Value"]
+    assert secrets, "no secrets in SSM to look for"
+    haystacks: dict[str, str] = {"deploy output": "\n".join(OUTPUTS)}
+    for host in CONTAINERS:
+        haystacks[f"{host} process arguments"] = host_exec(host, "ps -eo args").stdout
+        haystacks[f"{host} journal"] = host_exec(
+            host, "journalctl --no-pager -q", timeout=120
+        ).stdout
+    logs = ROOT / ".local" / "logs"
+    haystacks["deploy logs"] = "\n".join(p.read_text() for p in logs.glob("hosts-*.log"))
+    for name, value in secrets.items():
+        for where, text in haystacks.items():
+            assert value not in text, f"secret {name} found in {where}"
+        tracked = subprocess.run(
+            ["git", "grep", "-q", "--untracked", "-F", "-e", value],
+            cwd=ROOT,
+            capture_output=True,
+            check=False,
+        )
+        assert tracked.returncode == 1, f"secret {name} found in the repository"
+
+
+# ---- user data: a new ASG instance bootstraps itself with the same deploy ------------------
+
+
+def test_user_data_bootstraps_a_new_host_identical_to_its_peers(fleet: Fleet) -> None:
+    """A third stand-in host, not in any inventory, runs the rendered user data (pyinfra
+    against @local) with the artifacts placed where a baked AMI would have them."""
+    from jobtory_stack.hosts import ARTIFACTS_DIR, Manifest
+
+    version = current_version("ec2-1")
+    manifest = Manifest.load(ARTIFACTS_DIR, version)
+    network = subprocess.run(
+        [
+            "docker",
+            "inspect",
+            "-f",
+            "{{range $k, $v := .NetworkSettings.Networks}}{{$k}}{{end}}",
+            CONTAINERS["ec2-1"],
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    name = f"jobtory-ec2-userdata-{os.getpid()}"
+    cgroup_ro = "ro" if not os.path.exists("/sys/fs/cgroup/cgroup.controllers") else "rw"
+    subprocess.run(
+        [
+            "docker",
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--hostname",
+            "ec2-3",
+            "--network",
+            network,
+            "--cap-add",
+            "SYS_ADMIN",
+            "--cgroupns",
+            "host",
+            "--security-opt",
+            "apparmor=unconfined",
+            "--tmpfs",
+            "/run",
+            "--tmpfs",
+            "/run/lock",
+            "--tmpfs",
+            "/tmp",
+            "-v",
+            f"/sys/fs/cgroup:/sys/fs/cgroup:{cgroup_ro}",
+            "jobtory/ec2:latest",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while host_exec(name, "systemctl is-system-running").stdout.strip() not in (
+            "running",
+            "degraded",
+        ):
+            assert time.monotonic() < deadline, "the new host did not boot"
+            time.sleep(0.5)
+        host_exec(name, "mkdir -p /var/lib/jobtory/artifacts")
+        for artifact in (f"release-{version}.json", manifest.source, manifest.wheels):
+            subprocess.run(
+                [
+                    "docker",
+                    "cp",
+                    str(ARTIFACTS_DIR / artifact),
+                    f"{name}:/var/lib/jobtory/artifacts/{artifact}",
+                ],
+                check=True,
+                capture_output=True,
+            )
+        user_data = subprocess.run(
+            [
+                sys.executable,
+                "deploy.py",
+                "hosts",
+                "--env",
+                "local",
+                "--user-data",
+                "--version",
+                version,
+                "--aws-env",
+                "AWS_ENDPOINT_URL=http://aws:4566,"
+                "AWS_SHARED_CREDENTIALS_FILE=/etc/jobtory-instance/aws-credentials",
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        boot = subprocess.run(
+            ["docker", "exec", "-i", name, "bash", "-s"],
+            input=user_data,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        OUTPUTS.append(boot.stdout + boot.stderr)
+        assert boot.returncode == 0, boot.stdout[-3000:] + boot.stderr[-3000:]
+        assert f"jobtory: bootstrap of {version} done" in boot.stdout
+        served = host_exec(
+            name, "curl -fsS -H 'Host: jobtory.localhost' http://127.0.0.1/api/version"
+        )
+        assert json.loads(served.stdout)["version"] == version
+        same = (
+            "readlink /srv/jobtory/current; stat -c '%a %U' /etc/jobtory/env; "
+            "sha256sum /etc/jobtory/env /etc/jobtory/Caddyfile /etc/jobtory/aws.env "
+            "/etc/systemd/system/jobtory-*.service | cut -c1-64; "
+            "systemctl is-active jobtory-gunicorn jobtory-caddy; "
+            "systemctl is-enabled jobtory-gunicorn jobtory-caddy"
+        )
+        assert host_exec(name, same).stdout == host_exec("ec2-1", same).stdout
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)

@@ -1,0 +1,187 @@
+"""The host deploy's pure parts: lock + audit (against moto), artifacts, parsing, user data.
+
+No Docker and no hosts: these run everywhere (no `fleet` marker).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tarfile
+import time
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from jobtory_stack import hosts
+from jobtory_stack.deploy_lock import (
+    AuditRecord,
+    DeployLock,
+    LockHeld,
+    append_audit,
+    force_unlock,
+    parameter_names,
+    read_audit,
+)
+
+
+@pytest.fixture
+def ssm(aws_env: str) -> Any:
+    return boto3.client("ssm", region_name="ap-northeast-2")
+
+
+def test_lock_names_live_outside_the_env_prefix() -> None:
+    lock, audit = parameter_names("jobtory", "prod")
+    assert lock == "/jobtory/_deploy/prod/lock" and audit == "/jobtory/_deploy/prod/audit"
+    assert not lock.startswith("/jobtory/prod/")  # ssm_env.load_env never sees them
+
+
+def test_second_lock_refuses_and_names_the_holder(ssm: Any) -> None:
+    name, _ = parameter_names("jobtory", "local")
+    first = DeployLock(ssm, name, "v1", owner="alice@laptop pid 7")
+    first.acquire()
+    second = DeployLock(ssm, name, "v2", owner="bob@ci pid 9")
+    with pytest.raises(LockHeld) as err:
+        second.acquire()
+    assert "alice@laptop pid 7" in str(err.value) and "version v1" in str(err.value)
+    first.release()
+    second.acquire()  # free again
+    second.release()
+    assert second.holder() is None
+
+
+def test_release_never_removes_someone_elses_lock(ssm: Any) -> None:
+    name, _ = parameter_names("jobtory", "local")
+    mine = DeployLock(ssm, name, "v1", owner="me")
+    mine.acquire()
+    force_unlock(ssm, name)
+    theirs = DeployLock(ssm, name, "v2", owner="them")
+    theirs.acquire()
+    mine.release()
+    holder = theirs.holder()
+    assert holder is not None and holder.owner == "them"
+
+
+def test_stale_lock_is_taken_over(ssm: Any) -> None:
+    name, _ = parameter_names("jobtory", "local")
+    old = DeployLock(ssm, name, "v0", owner="crashed")
+    old.acquire()
+    info = json.loads(old.info.to_json())
+    info["since"] = time.time() - 7200
+    ssm.put_parameter(Name=name, Value=json.dumps(info), Type="String", Overwrite=True)
+    fresh = DeployLock(ssm, name, "v1", owner="new", stale_after=600)
+    replaced = fresh.acquire()
+    assert replaced is not None and replaced.owner == "crashed"
+    holder = fresh.holder()
+    assert holder is not None and holder.owner == "new"
+
+
+def test_audit_keeps_one_line_per_deploy(ssm: Any) -> None:
+    _, name = parameter_names("jobtory", "local")
+    for i, result in enumerate(["ok", "no change", "failed: ec2-1: readyz"]):
+        append_audit(
+            ssm,
+            name,
+            AuditRecord(
+                who="alice@laptop pid 1",
+                env="local",
+                version=f"v{i}",
+                started="2026-01-01T00:00:00Z",
+                seconds=1.5,
+                result=result,
+                hosts=["ec2-1"],
+                changed_operations=i,
+            ),
+        )
+    lines = read_audit(ssm, name)
+    assert [line["version"] for line in lines] == ["v0", "v1", "v2"]
+    assert lines[2]["result"].startswith("failed") and lines[0]["who"] == "alice@laptop pid 1"
+
+
+def test_deterministic_tar_same_bytes_for_same_content(tmp_path: Path) -> None:
+    members = [("b.txt", b"two", 0o644), ("a/run.sh", b"#!/bin/sh\n", 0o755)]
+    one = hosts.deterministic_tar(tmp_path / "one.tar.gz", members, compress=True)
+    time.sleep(1.1)
+    two = hosts.deterministic_tar(tmp_path / "two.tar.gz", list(reversed(members)), compress=True)
+    assert one == two
+    with tarfile.open(tmp_path / "one.tar.gz") as tar:
+        names = tar.getnames()
+        assert names == ["a/run.sh", "b.txt"]
+        assert tar.getmember("a/run.sh").mode == 0o755 and tar.getmember("b.txt").mtime == 0
+
+
+def test_requirements_are_reduced_for_the_hosts_python() -> None:
+    exported = (
+        "django==5.2.19 ; python_full_version < '3.12' \\\n"
+        "    --hash=sha256:aaa\n"
+        "django==6.1.3 ; python_full_version >= '3.12' \\\n"
+        "    --hash=sha256:bbb\n"
+        "colorama==0.4.6 ; sys_platform == 'win32' \\\n"
+        "    --hash=sha256:ccc\n"
+        "idna==3.10 \\\n"
+        "    --hash=sha256:ddd\n"
+    )
+    out = hosts.for_python(exported, "3.13")
+    assert "django==6.1.3 \\\n    --hash=sha256:bbb" in out
+    assert "5.2.19" not in out and "colorama" not in out and "idna==3.10" in out
+
+
+DRY = """--> Detected changes:
+    Operation                                  Change      Conditional Change
+    pyinfra/tasks/base.py | OS packages (x 3)  1 (ec2-2)   -
+    pyinfra/tasks/base.py | prune (keep 3)     -           -
+    pyinfra/tasks/x.py | unit a                1 (ec2-2)   -
+    pyinfra/tasks/x.py | unit b                -           1 (ec2-2)
+
+    Detected changes may not include every change pyinfra will execute.
+"""
+RESULTS = """--> Results:
+    Operation            Hosts   Success   Error   No Change
+    Grand total          30      13        -       17
+"""
+
+
+def test_parse_changes_of_a_plan_and_of_a_run() -> None:
+    assert hosts.parse_changes(DRY, dry=True, host="ec2-2") == 3
+    assert hosts.parse_changes(DRY, dry=True, host="ec2-1") == 0
+    assert hosts.parse_changes(RESULTS, dry=False, host="ec2-1") == 13
+    assert hosts.parse_changes(RESULTS.replace("13 ", "- "), dry=False, host="x") == 0
+
+
+@pytest.mark.parametrize("bad", ["", "../x", "v 1", "v1/2", "-v1", "x" * 65, "v1+git"])
+def test_versions_name_a_directory_and_a_unit(bad: str) -> None:
+    with pytest.raises(hosts.HostsError):
+        hosts.check_version(bad)
+
+
+def test_user_data_is_valid_bash_and_runs_the_same_deploy_against_local() -> None:
+    script = hosts.render_user_data(
+        "prod", "v42", "https://artifacts.example/jobtory", {"AWS_ENDPOINT_URL": "http://aws:4566"}
+    )
+    assert script.startswith("#!/bin/bash")
+    assert "@local pyinfra/deploy.py" in script and "VERSION=v42" in script
+    check = subprocess.run(["bash", "-n"], input=script, text=True, capture_output=True)
+    assert check.returncode == 0, check.stderr
+
+
+def test_host_settings_from_pyinfra_data(tmp_path: Path) -> None:
+    manifest = hosts.Manifest("v1", "src-v1.tar.gz", "0" * 64, "wheels-abc.tar", "abc")
+    manifest.save(tmp_path)
+    data = {
+        "jobtory_env": "local",
+        "jobtory_version": "v1",
+        "jobtory_artifacts": str(tmp_path),
+        "jobtory_aws_env": "AWS_ENDPOINT_URL=http://aws:4566",
+    }
+    s = hosts.HostSettings.from_host_data(data, deploy_dir=hosts.PYINFRA_DIR)
+    assert s.ssm_prefix == "/jobtory/local/"
+    assert s.release_dir == "/srv/jobtory/releases/v1"
+    assert s.wheels_dir == "/srv/jobtory/wheels/abc"
+    assert "AWS_ENDPOINT_URL=http://aws:4566" in s.aws_env_text
+    assert "AWS_SECRET" not in s.aws_env_text
+    # alb mode: plain :80, the spec's trusted proxies, gunicorn on the host's loopback
+    assert "127.0.0.1:8000" in s.caddyfile_text
+    assert "172.30.0.0/24" in s.caddyfile_text
+    assert "/srv/jobtory/current/app/frontend" in s.caddyfile_text
