@@ -524,3 +524,40 @@ def test_local_env_apply_is_idempotent(
     assert json.loads(secrets.read_text()) == stored
     for value in stored.values():
         assert value not in out
+
+
+def test_prod_is_protected_and_destroy_needs_the_flag(
+    aws_env: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    prod = ["--spec", str(SPEC), "--env", "prod"]
+    assert main(["apply", *prod]) == 0
+    db = client("rds").describe_db_instances(DBInstanceIdentifier="jobtory-prod-db")["DBInstances"][
+        0
+    ]
+    assert db["DeletionProtection"] is True
+    assert db["BackupRetentionPeriod"] == 14
+    assert db["MultiAZ"] is True
+    elbv2 = client("elbv2")
+    alb = elbv2.describe_load_balancers(Names=["jobtory-prod-alb"])["LoadBalancers"][0]
+    attrs = elbv2.describe_load_balancer_attributes(LoadBalancerArn=alb["LoadBalancerArn"])
+    assert {"Key": "deletion_protection.enabled", "Value": "true"} in attrs["Attributes"]
+    capsys.readouterr()
+    assert main(["destroy", *prod]) == 1
+    assert "--yes-destroy-prod" in capsys.readouterr().err
+    assert client("rds").describe_db_instances()["DBInstances"]  # untouched
+    assert main(["destroy", *prod, "--yes-destroy-prod"]) == 0
+    assert client("rds").describe_db_instances()["DBInstances"] == []
+    assert elbv2.describe_load_balancers()["LoadBalancers"] == []
+
+
+def test_admin_cidr_opens_ssh_to_that_block_only(aws_env: str, run: Run, tmp_path: Path) -> None:
+    spec = tmp_path / "stack.toml"
+    spec.write_text(
+        SPEC.read_text().replace('# admin_cidr = "203.0.113.7/32"', 'admin_cidr = "203.0.113.7/32"')
+    )
+    code, out, err = run("plan", spec=spec)
+    assert code == 0, err
+    assert "    ingress: tcp/22 from 203.0.113.7/32" in out
+    code, _, err = run("apply", spec=spec)
+    assert code == 0, err
+    assert ingress(groups()["ec2"]) == {(80, groups()["alb"]["GroupId"]), (22, "203.0.113.7/32")}

@@ -1,0 +1,62 @@
+"""The reconciler's core without AWS: plan rendering, waits, endpoint choice."""
+
+from __future__ import annotations
+
+import pytest
+
+from jobtory_stack.aws.core import Change, Ctx, field_diffs, render_plan, resolve_endpoint
+from jobtory_stack.cli import CommandError
+from jobtory_stack.spec import Environment, load_stack
+from tests.helpers import ROOT
+
+pytestmark = pytest.mark.aws
+
+
+def env(name: str = "local") -> Environment:
+    return load_stack(ROOT / "stack.toml").env(name)
+
+
+def test_plan_rendering() -> None:
+    changes = [
+        Change("create", "vpc", "jobtory-prod-vpc", ("cidr: 10.20.0.0/16",)),
+        Change(
+            "update",
+            "autoscaling_group",
+            "jobtory-prod-asg",
+            field_diffs({"max_size": 6, "min_size": 2}, {"max_size": 4, "min_size": 2}),
+        ),
+        Change("delete", "listener", "jobtory-prod-alb:8080"),
+    ]
+    assert render_plan(changes) == [
+        "+ create vpc jobtory-prod-vpc",
+        "    cidr: 10.20.0.0/16",
+        "~ update autoscaling_group jobtory-prod-asg",
+        "    max_size: 4 -> 6",
+        "- delete listener jobtory-prod-alb:8080",
+        "Plan: 1 to add, 1 to change, 1 to destroy.",
+    ]
+    assert render_plan([]) == ["No changes."]
+
+
+def test_wait_is_bounded_and_reports_progress() -> None:
+    lines: list[str] = []
+    ctx = Ctx(env(), endpoint_url="http://127.0.0.1:1", out=lines.append, poll_seconds=0.01)
+    with pytest.raises(CommandError, match=r"timed out after 0s waiting for the thing"):
+        ctx.wait_for("the thing", lambda: "PENDING_VALIDATION", timeout=0.05)
+    assert lines[0].startswith("  waiting for the thing: PENDING_VALIDATION")
+    states = iter(["creating", "backing-up", None])
+    ctx.wait_for("db", lambda: next(states), timeout=5)
+    assert [line.split(":")[1].split("(")[0].strip() for line in lines[1:]] == [
+        "creating",
+        "backing-up",
+    ]
+
+
+def test_endpoint_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
+    local = env("local")
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    assert resolve_endpoint(None, local) == "http://127.0.0.1:4566"
+    assert resolve_endpoint(None, env("prod")) is None
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://aws:4566")
+    assert resolve_endpoint(None, local) == "http://aws:4566"
+    assert resolve_endpoint("http://x:1", local) == "http://x:1"
