@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,8 +19,9 @@ from jobtory_stack.caddy_admin import (
     parse_admin_address,
 )
 from jobtory_stack.caddyfile import APP_PROXY_ID, CaddySite, render_caddyfile
-from tests.caddy.conftest import INDEX_HTML, CaddyProc, EchoUpstream, client
+from tests.caddy.conftest import INDEX_HTML, CaddyProc, EchoUpstream, caddy_binary, client
 from tests.conftest import free_port
+from tests.helpers import require
 
 pytestmark = pytest.mark.caddy
 
@@ -254,3 +258,76 @@ def test_cli(caddy: CaddyProc, alb_site: CaddySite, capsys: pytest.CaptureFixtur
     assert main(["caddy", "--admin", f"127.0.0.1:{free_port()}", "--timeout", "1", "get"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("caddy: error: Caddy admin API at") and err.count("\n") == 1
+
+
+def test_admin_on_a_unix_socket(
+    tmp_path: Path, static_root: Path, upstreams: tuple[EchoUpstream, EchoUpstream]
+) -> None:
+    exe = caddy_binary()
+    require(exe is not None, "caddy binary not found")
+    assert exe is not None
+    sock = tmp_path / "admin.sock"
+    site = CaddySite(
+        mode="alb",
+        hosts=(),
+        upstreams=(upstreams[0].dial,),
+        trusted_proxies=("10.0.0.0/16",),
+        static_root=str(static_root),
+        admin=f"unix/{sock}",
+        http_port=free_port(),
+    )
+    (tmp_path / "Caddyfile").write_text(render_caddyfile(site))
+    env = {**os.environ, "HOME": str(tmp_path), "XDG_DATA_HOME": str(tmp_path / "data")}
+    env["XDG_CONFIG_HOME"] = str(tmp_path / "config")
+    proc = subprocess.Popen(
+        [exe, "run", "--config", "Caddyfile", "--adapter", "caddyfile"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        with CaddyAdmin(f"unix/{sock}", timeout=2) as admin:
+            admin.wait_healthy(f"http://127.0.0.1:{site.http_port}/healthz", timeout=15)
+            assert admin.config("admin/listen") == f"unix/{sock}"
+            assert admin.switch_mode(site) is True  # adds the @id
+            assert admin.proxy_upstreams() == [upstreams[0].dial]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_cli_switch_render_wait_and_upstream_commands(
+    caddy: CaddyProc,
+    alb_site: CaddySite,
+    upstreams: tuple[EchoUpstream, EchoUpstream],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    admin = ["caddy", "--admin", alb_site.admin]
+    site_args = [
+        "--upstream",
+        upstreams[0].dial,
+        "--static-root",
+        alb_site.static_root,
+        "--http-port",
+        str(alb_site.http_port),
+        "--https-port",
+        str(alb_site.https_port),
+    ]
+    assert (
+        main(["caddy", "render", "--mode", "alb", "--trusted-proxy", "10.0.0.0/16", *site_args])
+        == 0
+    )
+    assert "trusted_proxies static 10.0.0.0/16" in capsys.readouterr().out
+    assert main(["caddy", "render", "--mode", "alb", *site_args]) == 1
+    assert "trusted_proxies: alb mode needs the VPC CIDR" in capsys.readouterr().err
+    assert main([*admin, "wait", "--url", f"{caddy.http}/healthz", "--wait-timeout", "5"]) == 0
+    assert main([*admin, "add-upstream", upstreams[1].dial]) == 0
+    assert main([*admin, "drain", upstreams[1].dial, "--drain-timeout", "5"]) == 0
+    assert "drained" in capsys.readouterr().out
+    caddyfile = caddy.home / "cli.Caddyfile"
+    caddyfile.write_text(render_caddyfile(alb_site))
+    assert main([*admin, "adapt", str(caddyfile)]) == 0
+    assert '"@id": "app_proxy"' in capsys.readouterr().out
+    assert main([*admin, "load", str(caddyfile)]) == 0
+    assert "unchanged" in capsys.readouterr().out
