@@ -54,6 +54,21 @@ def parameter_value(value: str | int | bool) -> str:
     return str(value)
 
 
+def effective_version(wanted: str, running: str) -> str:
+    """The running version as the spec sees it: `17` matches any 17.x, and a minor version
+    RDS upgraded on its own (auto minor upgrade) satisfies an older one; no downgrades."""
+    want_parts, run_parts = wanted.split("."), running.split(".")
+    if want_parts[0] != run_parts[0]:
+        return running
+    if len(want_parts) == 1:
+        return wanted
+    try:
+        newer = [int(p) for p in run_parts[:2]] >= [int(p) for p in want_parts[:2]]
+    except ValueError:
+        return running
+    return wanted if newer else running
+
+
 def desired(ctx: Ctx) -> Desired:
     rds = ctx.env.rds
     d = ctx.d
@@ -135,7 +150,7 @@ def observe(ctx: Ctx, want: Desired) -> Observed:
     sg_names = {v: k.split(":", 1)[1] for k, v in ctx.ids.items() if k.startswith("sg:")}
     o.instance = {
         "instance_class": db["DBInstanceClass"],
-        "engine_version": db["EngineVersion"],
+        "engine_version": effective_version(ctx.env.rds.engine_version, db["EngineVersion"]),
         "allocated_storage": db["AllocatedStorage"],
         "backup_retention": db["BackupRetentionPeriod"],
         "deletion_protection": db.get("DeletionProtection", False),
@@ -201,6 +216,8 @@ def diff(want: Desired, have: Observed, ctx: Ctx) -> list[Change]:
         changes.append(Change("create", "db_instance", want.instance, shown))
     else:
         diffs = field_diffs(want.fields, have.instance)
+        if have.instance["status"] == "creating":  # a wait cut short: apply waits again
+            diffs += ("status: creating -> available (wait)",)
         if have.immutable and have.immutable["storage_encrypted"] != ctx.env.rds.storage_encrypted:
             diffs += (
                 f"storage_encrypted: {have.immutable['storage_encrypted']} -> "

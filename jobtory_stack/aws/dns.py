@@ -12,6 +12,7 @@ Records in ctx.ids: zone, cert.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -218,7 +219,9 @@ def apply(ctx: Ctx, changes: list[Change]) -> None:
             DomainName=want.cert_names[0],
             SubjectAlternativeNames=list(want.cert_names),
             ValidationMethod="DNS",
-            IdempotencyToken=ctx.d.resource_name("cert").replace("-", "")[:32],
+            IdempotencyToken=hashlib.sha256(
+                f"{ctx.d.resource_name('cert')}:{','.join(want.cert_names)}".encode()
+            ).hexdigest()[:32],
             Tags=tag_list(ctx.tags),  # type: ignore[arg-type]
         )["CertificateArn"]
         ctx.ids["cert"] = have.cert_arn

@@ -60,3 +60,13 @@ def test_endpoint_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://aws:4566")
     assert resolve_endpoint(None, local) == "http://aws:4566"
     assert resolve_endpoint("http://x:1", local) == "http://x:1"
+
+
+def test_engine_version_comparison() -> None:
+    from jobtory_stack.aws.database import effective_version
+
+    assert effective_version("17.6", "17.6") == "17.6"
+    assert effective_version("17.6", "17.7") == "17.6"  # RDS auto minor upgrade: fine
+    assert effective_version("17.6", "17.5") == "17.5"  # behind: shows as a diff
+    assert effective_version("17", "17.6") == "17"
+    assert effective_version("17.6", "16.9") == "16.9"  # major differs: a diff
