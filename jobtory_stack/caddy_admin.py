@@ -525,6 +525,8 @@ def _site_from_args(args: argparse.Namespace) -> CaddySite:
         https_port=args.https_port,
         tls_internal=args.tls_internal,
         acme_email=args.email,
+        http_bind=args.http_bind,
+        https_bind=args.https_bind,
     )
 
 
@@ -629,6 +631,8 @@ def _add_site_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--https-port", type=int, default=443)
     parser.add_argument("--tls-internal", action="store_true", help="local CA (replica)")
     parser.add_argument("--email", help="ACME account email (direct)")
+    parser.add_argument("--http-bind", help="socket-activated http listener, e.g. fd/3")
+    parser.add_argument("--https-bind", help="socket-activated https listener, e.g. fd/4")
     parser.add_argument(
         "--site-admin", help="admin address written into the config (default: --admin)"
     )
