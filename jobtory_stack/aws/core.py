@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 import boto3
+import botocore.loaders
+import botocore.session
 from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
@@ -158,17 +160,29 @@ def check_regions(env: Environment) -> None:
             )
 
 
+_LOADER = botocore.loaders.create_loader()  # service models parsed once per process
+
+
+def _botocore_session() -> botocore.session.Session:
+    session = botocore.session.get_session()
+    session.register_component("data_loader", _LOADER)
+    return session
+
+
 def make_session(region: str, endpoint_url: str | None) -> boto3.session.Session:
     try:
-        session = boto3.session.Session(region_name=region)
+        session = boto3.session.Session(botocore_session=_botocore_session(), region_name=region)
+        if endpoint_url and session.get_credentials() is None:
+            session = boto3.session.Session(
+                aws_access_key_id=DUMMY_CREDENTIALS[0],
+                aws_secret_access_key=DUMMY_CREDENTIALS[1],
+                botocore_session=_botocore_session(),
+                region_name=region,
+            )
     except ProfileNotFound as exc:
         raise CommandError(f"AWS profile not found ({exc}): check AWS_PROFILE") from None
-    if endpoint_url and session.get_credentials() is None:
-        session = boto3.session.Session(
-            aws_access_key_id=DUMMY_CREDENTIALS[0],
-            aws_secret_access_key=DUMMY_CREDENTIALS[1],
-            region_name=region,
-        )
+    # boto3 appends its own data path to the (shared) loader on every session
+    _LOADER.search_paths[:] = list(dict.fromkeys(_LOADER.search_paths))
     return session
 
 
