@@ -121,7 +121,7 @@ def new_client(**kwargs: Any) -> httpx.Client:
 
 
 def compose(
-    *args: str, timeout: float = 120, check: bool = True
+    *args: str, timeout: float = 120, check: bool = True, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["docker", "compose", "-f", str(COMPOSE_FILE), *args],
@@ -129,6 +129,7 @@ def compose(
         text=True,
         timeout=timeout,
         check=check,
+        env={**os.environ, **env} if env else None,
     )
 
 

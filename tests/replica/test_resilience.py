@@ -5,6 +5,7 @@ unless the test is about restarting it."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -130,6 +131,36 @@ def test_a_changed_ssm_value_reaches_the_app_on_restart(replica: Replica) -> Non
         ssm.put_parameter(Name=name, Value=original, Type="String", Overwrite=True)
         compose("restart", "app", timeout=120)
         wait_until(lambda: client_id_sent() == original, RECOVERY_TIMEOUT, "the old client_id")
+
+
+def show(replica: Replica, name: str) -> str:
+    return str(replica.query(f"SHOW {name}")[0][0])
+
+
+def test_a_spec_change_reaches_postgres_without_a_rebuild(replica: Replica, tmp_path: Path) -> None:
+    """`up` re-renders the configs from the spec (config service); a db restart applies them."""
+    original = int(replica.spec.rds_parameters["max_connections"])
+    changed = original + 7
+    text = (ROOT / "stack.toml").read_text()
+    spec = tmp_path / "stack.toml"
+    spec.write_text(
+        re.sub(r"(?m)^max_connections\s*=\s*\d+", f"max_connections = {changed}", text, count=1)
+    )
+    app_started = container_started_at("app")
+    try:
+        compose("up", "-d", "--wait", "config", "db", env={"STACK_SPEC": str(spec)}, timeout=300)
+        compose("restart", "db", timeout=120)
+        wait_until(
+            lambda: show(replica, "max_connections") == str(changed), 60, "the new max_connections"
+        )
+    finally:
+        compose("up", "-d", "--wait", "config", "db", timeout=300)
+        compose("restart", "db", timeout=120)
+        wait_until(
+            lambda: show(replica, "max_connections") == str(original), 60, "max_connections back"
+        )
+    assert container_started_at("app") == app_started, "the app was restarted"
+    replica.wait_ready(RECOVERY_TIMEOUT)
 
 
 def test_backup_and_restore_round_trip(
