@@ -33,7 +33,14 @@ JSON = Any
 
 
 class CaddyError(RuntimeError):
-    """Any failure talking to Caddy; the message is one line."""
+    """Any failure talking to Caddy; the message is one line.
+
+    `status` is the admin API's HTTP status, None when there was no answer.
+    """
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class CaddyConflict(CaddyError):
@@ -195,11 +202,12 @@ class CaddyAdmin:
             raise CaddyError(f"Caddy admin API at {self.address}: {exc}") from None
         if response.status_code == 412:
             raise CaddyConflict(
-                f"{method} {url}: the config changed since it was read (ETag mismatch)"
+                f"{method} {url}: the config changed since it was read (ETag mismatch)", 412
             )
         if response.status_code >= 400:
             raise CaddyError(
-                f"Caddy refused {what or f'{method} {url}'}: {_caddy_message(response)}"
+                f"Caddy refused {what or f'{method} {url}'}: {_caddy_message(response)}",
+                response.status_code,
             )
         return response
 
@@ -349,11 +357,9 @@ class CaddyAdmin:
         try:
             self.get(f"/id/{APP_PROXY_ID}")
             return f"/id/{APP_PROXY_ID}"
-        except CaddyConflict:
-            raise
         except CaddyError as exc:
-            if "not reachable" in str(exc) or "did not answer" in str(exc):
-                raise
+            if exc.status is None or exc.status == 412:
+                raise  # no answer: not a missing @id
         for path, _node in _walk_handlers(self.config("")):
             return "/config" + path
         raise CaddyError("the running config has no reverse_proxy handler")
@@ -401,7 +407,11 @@ class CaddyAdmin:
     # -- health --------------------------------------------------------------
 
     def wait_healthy(self, url: str | None = None, timeout: float = 30.0) -> None:
-        """Wait until the admin API answers and, if given, `url` returns 2xx."""
+        """Wait until the admin API answers and, if given, `url` returns 2xx.
+
+        `url` is a local health URL; its certificate is not verified (the replica's
+        `tls internal` CA is not in the system store), only its status.
+        """
         deadline = time.monotonic() + timeout
         last = "not tried"
         while True:

@@ -69,6 +69,12 @@ def test_get_returns_value_and_etag_and_stale_etag_is_refused(
     with pytest.raises(CaddyConflict, match="ETag mismatch"):
         admin.patch("apps/http/grace_period", "28s", etag=grace_etag)  # stale: never overwrites
     assert admin.config("apps/http/grace_period") == "29s"
+    # A whole-config load is guarded the same way (what load() sends).
+    whole, whole_etag = admin.get("")
+    admin.patch("apps/http/grace_period", "26s")
+    with pytest.raises(CaddyConflict):
+        admin._request("POST", "/config/", body=whole, etag=whole_etag)
+    assert admin.config("apps/http/grace_period") == "26s"
 
 
 def test_two_concurrent_patches_one_conflicts_and_retries_no_update_lost(
@@ -164,11 +170,9 @@ def test_drain_waits_for_in_flight_requests(
     admin.add_upstream(b.dial)
     results: list[int] = []
 
-    def slow() -> None:
+    def slow() -> None:  # 4 of these over round robin: `a` gets some
         with client() as http:
-            # round robin: send enough slow requests that `a` surely has some
-            for _ in range(1):
-                results.append(http.get(f"{caddy.http}/api/slow?ms=1500").status_code)
+            results.append(http.get(f"{caddy.http}/api/slow?ms=1500").status_code)
 
     threads = [threading.Thread(target=slow) for _ in range(4)]
     for t in threads:
