@@ -212,8 +212,10 @@ def apply(ctx: Ctx, changes: list[Change], have: Mapping[str, Observed] | None =
             ctx.ssm.delete_parameter(Name=ctx.d.parameter_name(name))
         else:
             p: Param = change.data
-            if p.value is not None and (o is None or p.value != o.value or p.secure != o.secure):
-                put(ctx, name, p.value, p.secure, o is not None, o is None or o.owned)
+            # a secret whose value only SSM knows keeps it (e.g. String -> SecureString)
+            value = p.value if p.value is not None else (o.value if o is not None else None)
+            if value is not None and (o is None or value != o.value or p.secure != o.secure):
+                put(ctx, name, value, p.secure, o is not None, o is None or o.owned)
             elif o is not None and not o.owned:
                 ctx.ssm.add_tags_to_resource(
                     ResourceType="Parameter",

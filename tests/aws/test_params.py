@@ -186,3 +186,22 @@ def test_emulator_without_credentials_uses_dummy_ones(
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
     code, _, err = run(capsys, "diff", "--env", "staging")
     assert code == 0, err
+
+
+def test_a_secret_stored_as_plain_string_becomes_secure(
+    aws_env: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    client = boto3.client("ssm", region_name="ap-northeast-2")
+    client.put_parameter(
+        Name="/jobtory/staging/DJANGO_SECRET_KEY", Value="was-plain-text", Type="String"
+    )
+    code, out, _ = run(capsys, "diff", "--env", "staging")
+    assert "~ DJANGO_SECRET_KEY (type: String -> SecureString; tags: (none) -> stack, env)" in out
+    code, out, _ = run(capsys, "sync", "--env", "staging")
+    assert code == 0 and "was-plain-text" not in out
+    assert all_params("/jobtory/staging/")["DJANGO_SECRET_KEY"] == (
+        "was-plain-text",
+        "SecureString",
+    )
+    code, out, _ = run(capsys, "diff", "--env", "staging")
+    assert "DJANGO_SECRET_KEY (" not in out
