@@ -263,7 +263,8 @@ class CaddyAdmin:
                 time.sleep(backoff * (attempt + 1))
         raise CaddyConflict(
             f"{_config_url(path)}: still conflicting after {retries} retries - "
-            "someone else keeps changing it"
+            "someone else keeps changing it",
+            412,
         )
 
     # -- whole configs -------------------------------------------------------
