@@ -314,6 +314,27 @@ class Ctx:
             time.sleep(self.poll)
 
 
+def settle(
+    ctx: Ctx,
+    what: str,
+    call: Callable[[], object],
+    codes: frozenset[str] = frozenset({"DependencyViolation"}),
+) -> None:
+    """Run a delete AWS refuses while dependents drain (a deleted ALB's network interfaces,
+    a certificate still attached for a minute), retrying within the wait bound."""
+
+    def attempt() -> str | None:
+        try:
+            call()
+        except ClientError as exc:
+            if error_code(exc) in codes:
+                return f"{error_code(exc)}, dependents still draining"
+            raise
+        return None
+
+    ctx.wait_for(what, attempt)
+
+
 def new_ctx(
     env: Environment,
     endpoint_flag: str | None = None,

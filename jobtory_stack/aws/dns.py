@@ -15,11 +15,10 @@ from __future__ import annotations
 import hashlib
 import uuid
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from jobtory_stack.aws.core import Change, Ctx, error_code, tag_dict, tag_list
+from jobtory_stack.aws.core import Change, Ctx, settle, tag_dict, tag_list
 from jobtory_stack.cli import CommandError
 
 CERT_WAIT_HINT = (
@@ -398,15 +397,13 @@ def destroy(ctx: Ctx) -> int:
         ctx.out(f"  - route53_zone {want.zone} ({len(deletions)} records)")
         count += 1
     for cert in owned_certificates(ctx):
-        try:
-            ctx.acm.delete_certificate(CertificateArn=cert["CertificateArn"])
-        except ClientError as exc:
-            if error_code(exc) == "ResourceInUseException":
-                raise CommandError(
-                    f"the certificate {cert['CertificateArn']} is still in use; "
-                    "delete the load balancer first (re-run destroy)"
-                ) from None
-            raise
+        arn = cert["CertificateArn"]
+        settle(  # a deleted ALB releases its certificate a little later
+            ctx,
+            f"acm_certificate {arn} to be released",
+            partial(ctx.acm.delete_certificate, CertificateArn=arn),
+            frozenset({"ResourceInUseException"}),
+        )
         ctx.out(f"  - acm_certificate {cert['DomainName']}")
         count += 1
     return count

@@ -17,7 +17,15 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from jobtory_stack.aws.core import Change, Ctx, error_code, field_diffs, tag_dict, tag_list
+from jobtory_stack.aws.core import (
+    Change,
+    Ctx,
+    error_code,
+    field_diffs,
+    settle,
+    tag_dict,
+    tag_list,
+)
 from jobtory_stack.cli import CommandError
 
 REDIRECT = {"Protocol": "HTTPS", "Port": "443", "StatusCode": "HTTP_301"}
@@ -341,7 +349,13 @@ def destroy(ctx: Ctx, allow_protected: bool = False) -> int:
         count += 1
     tg = find_tg(ctx, want.tg)
     if tg is not None and is_owned(ctx, tg["TargetGroupArn"]):
-        elbv2.delete_target_group(TargetGroupArn=tg["TargetGroupArn"])
+        arn = tg["TargetGroupArn"]
+        settle(
+            ctx,
+            f"target_group {want.tg}",
+            lambda: elbv2.delete_target_group(TargetGroupArn=arn),
+            frozenset({"ResourceInUse"}),
+        )
         ctx.out(f"  - target_group {want.tg}")
         count += 1
     return count

@@ -11,16 +11,15 @@ Records in ctx.ids: vpc, igw, subnet:<name>, rt:public|private, sg:alb|ec2|rds.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
-
-from botocore.exceptions import ClientError
 
 from jobtory_stack.aws.core import (
     Action,
     Change,
     Ctx,
-    error_code,
     field_diffs,
+    settle,
     tag_dict,
     tag_list,
 )
@@ -411,11 +410,13 @@ def destroy(ctx: Ctx) -> int:
                     IpPermissions=g["IpPermissions"],
                 )
         for g in groups:
-            ec2.delete_security_group(GroupId=g["GroupId"])
+            gid = g["GroupId"]
+            settle(ctx, f"security_group {gid}", partial(ec2.delete_security_group, GroupId=gid))
             ctx.out(f"  - security_group {g['GroupName']}")
             count += 1
         for s in ec2.describe_subnets(Filters=in_vpc + owner_filters(ctx))["Subnets"]:
-            ec2.delete_subnet(SubnetId=s["SubnetId"])
+            sid = s["SubnetId"]
+            settle(ctx, f"subnet {sid}", partial(ec2.delete_subnet, SubnetId=sid))
             ctx.out(f"  - subnet {tag_dict(s.get('Tags')).get('Name', s['SubnetId'])}")
             count += 1
         for rt in ec2.describe_route_tables(Filters=in_vpc + owner_filters(ctx))["RouteTables"]:
@@ -427,18 +428,23 @@ def destroy(ctx: Ctx) -> int:
             count += 1
         igws = ec2.describe_internet_gateways(Filters=owner_filters(ctx))["InternetGateways"]
         for igw in igws:
+            igw_id = igw["InternetGatewayId"]
             for attachment in igw.get("Attachments", []):
-                ec2.detach_internet_gateway(
-                    InternetGatewayId=igw["InternetGatewayId"], VpcId=attachment["VpcId"]
+                settle(
+                    ctx,
+                    f"internet_gateway {igw_id} to detach",
+                    partial(
+                        ec2.detach_internet_gateway,
+                        InternetGatewayId=igw_id,
+                        VpcId=attachment["VpcId"],
+                    ),
                 )
             ec2.delete_internet_gateway(InternetGatewayId=igw["InternetGatewayId"])
             ctx.out(f"  - internet_gateway {igw['InternetGatewayId']}")
             count += 1
         try:
-            ec2.delete_vpc(VpcId=vpc_id)
-        except ClientError as exc:
-            if error_code(exc) != "DependencyViolation":
-                raise
+            settle(ctx, f"vpc {vpc_id}", partial(ec2.delete_vpc, VpcId=vpc_id))
+        except CommandError:
             raise CommandError(
                 f"the VPC {vpc_id} still holds resources this stack does not own "
                 "(DependencyViolation); remove them and re-run destroy"

@@ -301,8 +301,20 @@ def test_launch_template_change_rolls_the_instances(
 # ---- destroy -------------------------------------------------------------------------------
 
 
-def test_destroy_removes_exactly_what_is_tagged(applied: str, run: Run) -> None:
+def test_destroy_removes_exactly_what_is_tagged(
+    applied: str, run: Run, client_hook: Callable[[Callable[[Any], None]], None]
+) -> None:
     ec2, ssm = client("ec2"), client("ssm")
+    draining: list[str] = []
+
+    def still_draining(model: Any, **_: Any) -> None:  # like a deleted ALB's ENIs on AWS
+        if model.name == "DeleteSubnet" and not draining:
+            draining.append(model.name)
+            raise ClientError(
+                {"Error": {"Code": "DependencyViolation", "Message": "in use"}}, model.name
+            )
+
+    client_hook(lambda c: c.meta.events.register("before-call", still_draining))
     decoy_vpc = ec2.create_vpc(CidrBlock="10.99.0.0/16")["Vpc"]["VpcId"]
     decoy_sg = ec2.create_security_group(
         GroupName="decoy", Description="not ours", VpcId=decoy_vpc
@@ -321,6 +333,7 @@ def test_destroy_removes_exactly_what_is_tagged(applied: str, run: Run) -> None:
     code, out, err = run("destroy")
     assert code == 0, err
     assert "Destroyed" in out
+    assert "DependencyViolation, dependents still draining" in out  # retried, not failed
 
     assert ec2.describe_vpcs(Filters=OWNER)["Vpcs"] == []
     assert ec2.describe_security_groups(Filters=OWNER)["SecurityGroups"] == []
