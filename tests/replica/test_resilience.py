@@ -179,6 +179,14 @@ def test_backup_and_restore_round_trip(
     )
     assert refused.returncode == 2
     assert problem_readable(replica, lost_id, lost)
+    # a broken dump fails and leaves the database untouched
+    broken = tmp_path / "broken.dump"
+    broken.write_bytes(b"PGDMP not really")
+    failed = subprocess.run(
+        [ROOT / "scripts" / "restore", "--yes", broken], capture_output=True, text=True, timeout=120
+    )
+    assert failed.returncode == 1, failed.stderr
+    assert problem_readable(replica, lost_id, lost)
 
     subprocess.run([ROOT / "scripts" / "restore", "--yes", dump], check=True, timeout=300)
 
