@@ -819,52 +819,52 @@ def _with_runtime_options(parser: argparse.ArgumentParser) -> None:
 def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the stand-in's commands to an argparse subparsers object.
 
-    Each command sets `func(args) -> int` (the exit code); raises AlbError on failure.
+    Each command sets `handler(args) -> int` (the exit code); raises AlbError on failure.
     """
     p = subparsers.add_parser("render", help="print haproxy.cfg from ALB_*/HC_* variables")
     p.add_argument("--output", "-o", help="write to this file instead of stdout")
-    p.set_defaults(func=_cmd_render)
+    p.set_defaults(handler=_cmd_render)
 
     p = subparsers.add_parser("tls", help="create the local CA (once) and the leaf certificate")
     p.add_argument("--dir", default="/etc/alb/tls")
     p.add_argument("--hostnames", help="comma list (default: ALB_HOSTNAMES)")
-    p.set_defaults(func=_cmd_tls)
+    p.set_defaults(handler=_cmd_tls)
 
     p = subparsers.add_parser("ca-instructions", help="how to trust the local CA")
     p.add_argument("--dir", default="/etc/alb/tls")
     p.add_argument("--ca", help="path of ca.crt (default: DIR/ca.crt)")
     p.add_argument("--pem", action="store_true", help="print only the CA certificate")
-    p.set_defaults(func=_cmd_ca)
+    p.set_defaults(handler=_cmd_ca)
 
     p = subparsers.add_parser("status", help="targets and their health (exit 1: none healthy)")
     _with_runtime_options(p)
-    p.set_defaults(func=_cmd_status)
+    p.set_defaults(handler=_cmd_status)
 
     p = subparsers.add_parser("deregister", help="drain a target, then take it out")
     p.add_argument("target", help="host:port (or host)")
     p.add_argument("--no-wait", action="store_true", help="only start draining")
     p.add_argument("--delay", type=float, help="override the deregistration delay (s)")
     _with_runtime_options(p)
-    p.set_defaults(func=_cmd_deregister)
+    p.set_defaults(handler=_cmd_deregister)
 
     p = subparsers.add_parser("save-state", help="save targets' state before a reload")
     p.add_argument("--file", required=True, help="the config's server-state-file")
     _with_runtime_options(p)
-    p.set_defaults(func=_cmd_save_state)
+    p.set_defaults(handler=_cmd_save_state)
 
     p = subparsers.add_parser("register", help="put a target back (healthy after the threshold)")
     p.add_argument("target", help="host:port (or host)")
     p.add_argument("--wait", action="store_true", help="wait until it is healthy")
     p.add_argument("--wait-timeout", type=float, default=120.0)
     _with_runtime_options(p)
-    p.set_defaults(func=_cmd_register)
+    p.set_defaults(handler=_cmd_register)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="alb_standin", description="The ALB stand-in.")
     register_cli(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
-    func: Callable[[argparse.Namespace], int] = args.func
+    func: Callable[[argparse.Namespace], int] = args.handler
     try:
         return func(args)
     except AlbError as exc:

@@ -652,7 +652,7 @@ def _add_site_args(parser: argparse.ArgumentParser) -> None:
 def register_cli(subparsers: Any) -> argparse.ArgumentParser:
     """Add `caddy` and its sub-commands to an argparse subparsers object.
 
-    Each leaf sets ``func(args) -> int`` (0 ok, 1 error) via set_defaults.
+    Each leaf sets ``handler(args) -> int`` (0 ok, 1 error) via set_defaults.
     """
     caddy: argparse.ArgumentParser = subparsers.add_parser(
         "caddy", help="Caddy admin API (local only)", description=__doc__.split("\n")[0]
@@ -667,26 +667,26 @@ def register_cli(subparsers: Any) -> argparse.ArgumentParser:
 
     p = sub.add_parser("adapt", help="Caddyfile -> JSON (Caddy's adapter)")
     p.add_argument("caddyfile", help="path or - for stdin")
-    p.set_defaults(func=_runner(_cmd_adapt))
+    p.set_defaults(handler=_runner(_cmd_adapt))
 
     p = sub.add_parser("load", help="load a Caddyfile (or --json config); no-op when identical")
     p.add_argument("file", help="path or - for stdin")
     p.add_argument("--json", action="store_true", help="the file is JSON config")
-    p.set_defaults(func=_runner(_cmd_load))
+    p.set_defaults(handler=_runner(_cmd_load))
 
     p = sub.add_parser("get", help="read config at a path (e.g. apps/http/servers)")
     p.add_argument("path", nargs="?", default="")
     p.add_argument("--etag", action="store_true", help="print the ETag to stderr")
-    p.set_defaults(func=_runner(_cmd_get))
+    p.set_defaults(handler=_runner(_cmd_get))
 
     p = sub.add_parser("patch", help="replace the value at a path (If-Match, retried on 412)")
     p.add_argument("path")
     p.add_argument("value", help="JSON value")
     p.add_argument("--if-match", help="fail on conflict instead of re-reading")
-    p.set_defaults(func=_runner(_cmd_patch))
+    p.set_defaults(handler=_runner(_cmd_patch))
 
     p = sub.add_parser("upstreams", help="list reverse-proxy upstreams")
-    p.set_defaults(func=_runner(_cmd_upstreams))
+    p.set_defaults(handler=_runner(_cmd_upstreams))
 
     for name, fn, text in (
         ("add-upstream", _cmd_add, "put host:port into rotation"),
@@ -694,25 +694,25 @@ def register_cli(subparsers: Any) -> argparse.ArgumentParser:
     ):
         p = sub.add_parser(name, help=text)
         p.add_argument("upstream", help="host:port")
-        p.set_defaults(func=_runner(fn))
+        p.set_defaults(handler=_runner(fn))
 
     p = sub.add_parser("drain", help="remove from rotation, wait until nothing is in flight")
     p.add_argument("upstream", help="host:port")
     p.add_argument("--drain-timeout", type=float, default=30.0)
-    p.set_defaults(func=_runner(_cmd_drain))
+    p.set_defaults(handler=_runner(_cmd_drain))
 
     p = sub.add_parser("switch-mode", help="render, adapt and load alb or direct mode")
     _add_site_args(p)
-    p.set_defaults(func=_runner(_cmd_switch))
+    p.set_defaults(handler=_runner(_cmd_switch))
 
     p = sub.add_parser("render", help="print the Caddyfile for a mode (no Caddy needed)")
     _add_site_args(p)
-    p.set_defaults(func=_runner(_cmd_render, needs_admin=False))
+    p.set_defaults(handler=_runner(_cmd_render, needs_admin=False))
 
     p = sub.add_parser("wait", help="wait until the admin API (and --url) answer")
     p.add_argument("--url", help="e.g. http://127.0.0.1/healthz")
     p.add_argument("--wait-timeout", type=float, default=30.0)
-    p.set_defaults(func=_runner(_cmd_wait))
+    p.set_defaults(handler=_runner(_cmd_wait))
     return caddy
 
 
@@ -722,7 +722,7 @@ def main(argv: list[str] | None = None) -> int:
     subparsers = parser.add_subparsers(dest="command", required=True)
     register_cli(subparsers)
     args = parser.parse_args(argv)
-    result: int = args.func(args)
+    result: int = args.handler(args)
     return result
 
 

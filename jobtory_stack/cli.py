@@ -181,12 +181,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _command_modules() -> list[Callable[[Any], None]]:
-    """register_cli of every module that adds commands (imported lazily: fast startup)."""
-    from jobtory_stack import hosts, render
+def _command_modules() -> list[Callable[[Any], object]]:
+    """register_cli of every module that adds commands."""
+    from jobtory_stack import caddy_admin, hosts, render
     from jobtory_stack.aws import cli as aws_cli
 
-    return [render.register_cli, aws_cli.register_cli, hosts.register_cli]
+    return [
+        render.register_cli,
+        aws_cli.register_cli,
+        hosts.register_cli,
+        caddy_admin.register_cli,
+        _register_alb,
+    ]
+
+
+def _register_alb(sub: Any) -> None:
+    from jobtory_stack import alb_standin
+
+    alb = sub.add_parser("alb", help="the replica's ALB stand-in: TLS, targets, draining")
+    alb_standin.register_cli(alb.add_subparsers(dest="alb_command", required=True))
+
+
+def user_errors() -> tuple[type[Exception], ...]:
+    """Failures the user can act on: printed as one line, exit 1, never a traceback."""
+    from jobtory_stack.alb_standin import AlbError
+    from jobtory_stack.caddy_admin import CaddyError
+    from jobtory_stack.caddyfile import CaddySiteError
+    from jobtory_stack.hosts import HostsError
+
+    return (CommandError, AlbError, CaddyError, CaddySiteError, HostsError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -199,7 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in exc.problems:
             print(f"error: {problem}", file=sys.stderr)
         return EXIT_ERROR
-    except CommandError as exc:
+    except user_errors() as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except BrokenPipeError:  # e.g. `deploy.py show | head`: the reader left, not an error
