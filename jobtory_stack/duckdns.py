@@ -14,14 +14,12 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import httpx
 from botocore.exceptions import BotoCoreError, ClientError
 
-from jobtory_stack.ssm_env import ssm_client
+from jobtory_stack.ssm_env import no_secret_logging, ssm_client
 
 DEFAULT_ENDPOINT = "https://www.duckdns.org/update"
 TOKEN_PARAMETER = "DUCKDNS_TOKEN"
@@ -59,24 +57,10 @@ def token_parameter_name(prefix: str, parameter: str = TOKEN_PARAMETER) -> str:
     return prefix + parameter
 
 
-@contextmanager
-def _quiet(*names: str) -> Iterator[None]:
-    """botocore logs decrypted response bodies at DEBUG: never while reading a secret."""
-    loggers = [logging.getLogger(name) for name in names]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(max(logger.getEffectiveLevel(), logging.INFO))
-    try:
-        yield
-    finally:
-        for logger, level in zip(loggers, levels, strict=True):
-            logger.setLevel(level)
-
-
 def token_from_ssm(name: str, client: Any | None = None) -> str:
     """The decrypted token; errors name the parameter, never a value."""
     try:
-        with _quiet("botocore", "boto3", "urllib3"):
+        with no_secret_logging():
             client = client or ssm_client()
             response = client.get_parameter(Name=name, WithDecryption=True)
     except ClientError as exc:

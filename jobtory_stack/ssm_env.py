@@ -11,10 +11,13 @@ go on a command line, and nothing here logs a value.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +28,20 @@ from botocore.exceptions import BotoCoreError, ClientError
 def ssm_client(region: str | None = None, endpoint_url: str | None = None) -> Any:
     """An SSM client; AWS_ENDPOINT_URL (boto3's own variable) points it at an emulator."""
     return boto3.client("ssm", region_name=region, endpoint_url=endpoint_url)
+
+
+@contextmanager
+def no_secret_logging() -> Iterator[None]:
+    """botocore logs decrypted response bodies at DEBUG: never while reading a secret."""
+    loggers = [logging.getLogger(name) for name in ("botocore", "boto3", "urllib3")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(max(logger.getEffectiveLevel(), logging.INFO))
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 def load_env(prefix: str, client: Any | None = None) -> dict[str, str]:
@@ -38,10 +55,11 @@ def load_env(prefix: str, client: Any | None = None) -> dict[str, str]:
     client = client or ssm_client()
     env: dict[str, str] = {}
     paginator = client.get_paginator("get_parameters_by_path")
-    for page in paginator.paginate(Path=prefix, Recursive=True, WithDecryption=True):
-        for param in page["Parameters"]:
-            name = param["Name"][len(prefix) :].replace("/", "_")
-            env[name] = param["Value"]
+    with no_secret_logging():
+        for page in paginator.paginate(Path=prefix, Recursive=True, WithDecryption=True):
+            for param in page["Parameters"]:
+                name = param["Name"][len(prefix) :].replace("/", "_")
+                env[name] = param["Value"]
     return env
 
 
