@@ -167,6 +167,14 @@ def test_diff_shows_add_change_remove_without_secret_values(
 def test_endpoint_flag_wins(
     aws_env: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from botocore.config import Config
+
+    from jobtory_stack.aws import core
+
+    # connection errors are retried with backoff (8 attempts); 2 keep the test short
+    monkeypatch.setattr(
+        core, "RETRY_CONFIG", Config(retries={"mode": "standard", "max_attempts": 2})
+    )
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens there
     code, _, err = run(capsys, "get", "--env", "staging")
     assert code == 1 and "cannot reach the AWS endpoint" in err

@@ -194,13 +194,21 @@ def test_apply_creates_every_resource(applied: str) -> None:
     assert statement[1]["Action"] == "kms:Decrypt"
 
 
-def test_second_apply_makes_no_mutating_call(applied: str, run: Run, mutations: list[str]) -> None:
+def test_second_apply_plan_and_status_make_no_mutating_call(
+    applied: str, run: Run, mutations: list[str]
+) -> None:
     code, out, _ = run("apply")
     assert code == 0
     assert mutations == []
     assert "no changes" in out
     code, out, _ = run("plan")
     assert out.strip().endswith("No changes.")
+    code, out, _ = run("status")
+    assert code == 0
+    assert "network: vpc" in out
+    assert f"database: jobtory-{ENV}-db available" in out
+    assert "certificate: ISSUED" in out
+    assert f"scaling: jobtory-{ENV}-asg min 1 desired 1 max 2" in out
     assert mutations == []
 
 
@@ -501,15 +509,6 @@ def test_persistent_throttling_is_one_line(
     assert code == 1
     assert err.startswith("error: AWS kept throttling DescribeVpcs (RequestLimitExceeded)")
     assert len(err.splitlines()) == 1
-
-
-def test_status_summarizes(applied: str, run: Run) -> None:
-    code, out, _ = run("status")
-    assert code == 0
-    assert "network: vpc" in out
-    assert f"database: jobtory-{ENV}-db available" in out
-    assert "certificate: ISSUED" in out
-    assert f"scaling: jobtory-{ENV}-asg min 1 desired 1 max 2" in out
 
 
 def test_local_env_apply_is_idempotent(
