@@ -32,6 +32,8 @@ def context(args: argparse.Namespace, header: bool = False) -> Ctx:
     if getattr(args, "wait_timeout", None) is not None:
         ctx.wait_timeout = args.wait_timeout
     ctx.secrets_file = getattr(args, "secrets_file", None)
+    ctx.release = getattr(args, "release", None)
+    ctx.artifact_url = getattr(args, "artifact_url", None)
     ctx.read_only = args.handler in (cmd_plan, cmd_status)
     if header:
         target = ctx.endpoint_url or "AWS"
@@ -125,11 +127,24 @@ def cmd_params_diff(args: argparse.Namespace) -> int:
 # ---- wiring --------------------------------------------------------------------------------
 
 
+def release_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--release",
+        metavar="VERSION",
+        help="the release new ASG instances boot (default: JOBTORY_RELEASE_VERSION, else "
+        "the one the launch template already carries)",
+    )
+    p.add_argument(
+        "--artifact-url", metavar="URL", help="where new instances fetch the release's artifacts"
+    )
+
+
 def register_cli(sub: Any) -> None:
     common = [env_options(), endpoint_options()]
     secrets_help = "local replica only: secret values from this JSON file (see params sync)"
     p = sub.add_parser("plan", parents=common, help="what apply would change (+ / ~ / -)")
     p.add_argument("--secrets-file", type=Path, metavar="PATH", help=secrets_help)
+    release_options(p)
     p.set_defaults(handler=cmd_plan)
     p = sub.add_parser(
         "apply", parents=common, help="create / update the environment's AWS resources"
@@ -141,6 +156,7 @@ def register_cli(sub: Any) -> None:
         help="bound on each wait (certificate, database, replacement); default 900",
     )
     p.add_argument("--secrets-file", type=Path, metavar="PATH", help=secrets_help)
+    release_options(p)
     p.set_defaults(handler=cmd_apply)
     p = sub.add_parser("destroy", parents=common, help="delete everything tagged as this env's")
     p.add_argument("--yes-destroy-prod", action="store_true", help="required to destroy prod")

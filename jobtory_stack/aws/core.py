@@ -201,6 +201,8 @@ class Ctx:
     notes: list[str] = field(default_factory=list)
     secrets_file: Path | None = None  # the local replica's secrets (params family)
     read_only: bool = False  # plan/status: never write (not even the secrets file)
+    release: str | None = None  # the release new ASG instances boot (scaling)
+    artifact_url: str | None = None
     _session: boto3.session.Session | None = None
     _clients: dict[tuple[str, str, int], Any] = field(default_factory=dict)
 

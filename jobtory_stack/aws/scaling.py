@@ -16,8 +16,10 @@
   launch from (an assertion in moto), so against an emulator a changed template is
   replaced (deleted and created again under the same name) instead of versioned.
 
-Release source for the user data: the spec has no field for it yet, so it comes from
-JOBTORY_RELEASE_SOURCE (git URL or .tar.gz URL) and JOBTORY_RELEASE_REF at apply time.
+The release new instances boot is not in the spec: it is `--release V` / `--artifact-url
+URL` (or JOBTORY_RELEASE_VERSION / JOBTORY_ARTIFACT_URL), else the one the current launch
+template already carries. The user data itself is jobtory_stack.hosts.render_user_data,
+the same bootstrap `deploy.py hosts --user-data` prints.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import shlex
 import urllib.parse
 from dataclasses import dataclass, field
@@ -46,9 +49,12 @@ from jobtory_stack.aws.core import (
     tag_list,
 )
 from jobtory_stack.cli import CommandError
+from jobtory_stack.hosts import render_user_data
 
 CONFIG_TAG = "launch-template-config"
-DEFAULT_RELEASE_SOURCE = "https://github.com/jobtory/jobtory-stack.git"
+RELEASE_ENV = "JOBTORY_RELEASE_VERSION"
+ARTIFACT_ENV = "JOBTORY_ARTIFACT_URL"
+PLACEHOLDER_RELEASE = "unreleased"
 MOTO_AMI_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
 ASSUME_EC2 = {
     "Version": "2012-10-17",
@@ -166,33 +172,49 @@ def resolve_ami(ctx: Ctx) -> str:
     )
 
 
+def baked(encoded: str | None, key: str) -> str | None:
+    """A `KEY=value` line of an existing user data script (the release it boots)."""
+    if not encoded:
+        return None
+    try:
+        script = base64.b64decode(encoded).decode()
+    except ValueError:
+        return None
+    found = re.search(rf"^{key}=(.*)$", script, re.MULTILINE)
+    if not found:
+        return None
+    words = shlex.split(found.group(1))
+    return words[0] if words else ""
+
+
+def current_user_data(ctx: Ctx) -> str | None:
+    try:
+        versions = ctx.ec2.describe_launch_template_versions(
+            LaunchTemplateName=ctx.d.resource_name("lt"), Versions=["$Default"]
+        )["LaunchTemplateVersions"]
+    except ClientError as exc:
+        if error_code(exc).startswith("InvalidLaunchTemplate"):
+            return None
+        raise
+    return versions[0]["LaunchTemplateData"].get("UserData") if versions else None
+
+
 def user_data(ctx: Ctx) -> str:
-    """cloud-init shell script: install the release and run the project's pyinfra deploy."""
-    source = os.environ.get("JOBTORY_RELEASE_SOURCE", DEFAULT_RELEASE_SOURCE)
-    ref = os.environ.get("JOBTORY_RELEASE_REF", "main")
-    q = shlex.quote
-    return f"""#!/bin/bash
-# {ctx.d.resource_name("lt")}: bootstrap this host with the project's own pyinfra deploy
-set -euo pipefail
-export DEBIAN_FRONTEND=noninteractive
-export STACK_ENV={q(ctx.env.name)} SSM_PREFIX={q(ctx.env.ssm_prefix)}
-export AWS_DEFAULT_REGION={q(ctx.env.region)}
-RELEASE_SOURCE={q(source)}
-RELEASE_REF={q(ref)}
-apt-get update -q
-apt-get install -y -q python3-venv python3-pip git ca-certificates curl
-install -d -m 0755 /opt/jobtory
-rm -rf /opt/jobtory/src
-case "$RELEASE_SOURCE" in
-  *.tar.gz) install -d /opt/jobtory/src
-            curl -fsSL "$RELEASE_SOURCE" | tar -xz -C /opt/jobtory/src --strip-components=1 ;;
-  *)        git clone --depth 1 --branch "$RELEASE_REF" "$RELEASE_SOURCE" /opt/jobtory/src ;;
-esac
-python3 -m venv /opt/jobtory/venv
-/opt/jobtory/venv/bin/pip install --quiet '/opt/jobtory/src[hosts]'
-cd /opt/jobtory/src
-/opt/jobtory/venv/bin/pyinfra -y @local pyinfra/deploy.py --data env="$STACK_ENV"
-"""
+    """The project's own bootstrap (`deploy.py hosts --user-data`): fetch the release's
+    artifacts and run pyinfra/deploy.py against @local. The release is --release /
+    JOBTORY_RELEASE_VERSION, else the one the current template already boots."""
+    current = current_user_data(ctx)
+    version = ctx.release or os.environ.get(RELEASE_ENV) or baked(current, "VERSION")
+    url = ctx.artifact_url or os.environ.get(ARTIFACT_ENV) or baked(current, "ARTIFACT_URL")
+    if not version:
+        if not ctx.emulator:
+            raise CommandError(
+                "the launch template needs the release new instances boot: pass --release V "
+                "and --artifact-url URL (artifacts built by `deploy.py hosts`)"
+            )
+        version = PLACEHOLDER_RELEASE
+        ctx.note(f"! no --release given: the emulator's launch template boots '{version}'")
+    return render_user_data(ctx.env.name, version, url or "")
 
 
 def desired(ctx: Ctx) -> Desired:

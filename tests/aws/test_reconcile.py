@@ -185,7 +185,8 @@ def test_apply_creates_every_resource(applied: str) -> None:
     )["LaunchTemplateVersions"][0]["LaunchTemplateData"]
     assert version["MetadataOptions"]["HttpTokens"] == "required"
     script = base64.b64decode(version["UserData"]).decode()
-    assert "pyinfra -y @local pyinfra/deploy.py" in script and "python3-venv" in script
+    assert "-y @local pyinfra/deploy.py" in script and "python3-venv" in script
+    assert "VERSION=unreleased" in script  # no --release given: the emulator's placeholder
     assert "moto lacks" not in applied  # nothing to replace on a first apply
     iam = client("iam")
     doc = iam.get_role_policy(RoleName=f"jobtory-{ENV}-ec2", PolicyName="ssm-read")
@@ -280,7 +281,7 @@ def test_launch_template_change_rolls_the_instances(
             "AutoScalingGroups"
         ][0]["Instances"]
     }
-    monkeypatch.setenv("JOBTORY_RELEASE_REF", "v2")  # a new release -> new user data
+    monkeypatch.setenv("JOBTORY_RELEASE_VERSION", "v2")  # a new release -> new user data
     code, out, _ = run("plan")
     assert f"~ update launch_template jobtory-{ENV}-lt" in out
     assert "user_data: changed" in out
@@ -301,7 +302,7 @@ def test_launch_template_change_rolls_the_instances(
     lt = ec2.describe_launch_template_versions(
         LaunchTemplateName=f"jobtory-{ENV}-lt", Versions=["$Default"]
     )["LaunchTemplateVersions"][0]["LaunchTemplateData"]
-    assert "RELEASE_REF=v2" in base64.b64decode(lt["UserData"]).decode()
+    assert "\nVERSION=v2\n" in base64.b64decode(lt["UserData"]).decode()
     code, out, _ = run("plan")
     assert out.strip().endswith("No changes.")
 
@@ -573,3 +574,21 @@ def test_admin_cidr_opens_ssh_to_that_block_only(aws_env: str, run: Run, tmp_pat
     code, _, err = run("apply", spec=spec)
     assert code == 0, err
     assert ingress(groups()["ec2"]) == {(80, groups()["alb"]["GroupId"]), (22, "203.0.113.7/32")}
+
+
+def test_release_flag_and_a_release_kept_across_applies(aws_env: str, run: Run) -> None:
+    code, _, err = run("apply", "--release", "v7", "--artifact-url", "https://a.example/r")
+    assert code == 0, err
+    ec2 = client("ec2")
+
+    def script() -> str:
+        data = ec2.describe_launch_template_versions(
+            LaunchTemplateName=f"jobtory-{ENV}-lt", Versions=["$Default"]
+        )["LaunchTemplateVersions"][0]["LaunchTemplateData"]
+        return base64.b64decode(data["UserData"]).decode()
+
+    assert "\nVERSION=v7\n" in script() and "ARTIFACT_URL=https://a.example/r" in script()
+    code, out, _ = run("plan")  # no --release: the template's release is kept
+    assert out.strip().endswith("No changes.")
+    code, _, err = run("plan", "--release", "bad version!")
+    assert code == 1 and "version 'bad version!'" in err
