@@ -739,4 +739,20 @@ def status(ctx: Ctx) -> list[str]:
         f"{o.asg['max_size']}, template v{o.template_version}, CPU target "
         f"{o.target_cpu if o.target_cpu is not None else '-'}",
         f"  instances: {states or 'none'}",
+        *refresh_status(ctx, want.asg),
     ]
+
+
+def refresh_status(ctx: Ctx, asg: str) -> list[str]:
+    """The latest instance refresh (AWS); nothing where the API is missing (moto)."""
+    if ctx.emulator:
+        return []
+    refreshes = ctx.autoscaling.describe_instance_refreshes(AutoScalingGroupName=asg, MaxRecords=1)
+    lines = []
+    for r in refreshes.get("InstanceRefreshes", []):
+        line = f"  instance refresh {r['InstanceRefreshId']}: {r.get('Status')} "
+        line += f"{r.get('PercentageComplete', 0)}%"
+        if r.get("StatusReason"):
+            line += f" ({r['StatusReason']})"
+        lines.append(line)
+    return lines
