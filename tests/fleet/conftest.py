@@ -225,7 +225,9 @@ def fleet() -> Iterator[Fleet]:
     from jobtory_stack.hosts import ensure_fleet_key
 
     ensure_fleet_key()
-    compose("up", "-d", "--no-deps", "--force-recreate", "--wait", *FLEET_SERVICES, timeout=300)
+    # JOBTORY_FLEET_REUSE=1 keeps running hosts (faster while iterating; not "fresh")
+    recreate = [] if os.environ.get("JOBTORY_FLEET_REUSE") == "1" else ["--force-recreate"]
+    compose("up", "-d", "--no-deps", *recreate, "--wait", *FLEET_SERVICES, timeout=300)
     stamp = time.strftime("%H%M%S")
     yield Fleet(old=f"t{stamp}-old", new=f"t{stamp}-new", bad=f"t{stamp}-bad")
 
