@@ -185,3 +185,57 @@ def test_host_settings_from_pyinfra_data(tmp_path: Path) -> None:
     assert "127.0.0.1:8000" in s.caddyfile_text
     assert "172.30.0.0/24" in s.caddyfile_text
     assert "/srv/jobtory/current/app/frontend" in s.caddyfile_text
+
+
+def test_ec2_inventory_from_tags_and_asg_membership(aws_env: str) -> None:
+    ec2 = boto3.client("ec2", region_name="ap-northeast-2")
+    asg = boto3.client("autoscaling", region_name="ap-northeast-2")
+    ami = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+
+    def launch(tags: dict[str, str]) -> str:
+        spec = [
+            {"ResourceType": "instance", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}
+        ]
+        out = ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1, TagSpecifications=spec)
+        return str(out["Instances"][0]["InstanceId"])
+
+    loose = launch({"stack": "jobtory", "env": "staging"})
+    member = launch({"stack": "jobtory", "env": "staging"})
+    launch({"stack": "jobtory", "env": "prod"})  # another environment: not ours
+    launch({"stack": "other", "env": "staging"})  # another stack: not ours
+    ec2.create_launch_template(
+        LaunchTemplateName="jobtory-staging-lt", LaunchTemplateData={"ImageId": ami}
+    )
+    asg.create_auto_scaling_group(
+        AutoScalingGroupName="jobtory-staging-asg",
+        LaunchTemplate={"LaunchTemplateName": "jobtory-staging-lt"},
+        MinSize=0,
+        MaxSize=2,
+        DesiredCapacity=0,
+        AvailabilityZones=["ap-northeast-2a"],
+    )
+    asg.attach_instances(AutoScalingGroupName="jobtory-staging-asg", InstanceIds=[member])
+    found = hosts.ec2_inventory("staging")
+    names = [name for name, _ in found]
+    assert names[0] == member and set(names) == {member, loose}  # ASG members first
+    data = dict(found)[member]
+    assert data["asg_member"] is True and data["lb_target"] == member and data["_sudo"] is True
+    assert data["ssh_hostname"]  # the private IP (JOBTORY_SSH_VIA=public: the public one)
+
+
+def test_elb_balancer_drains_and_restores_a_target(aws_env: str) -> None:
+    ec2 = boto3.client("ec2", region_name="ap-northeast-2")
+    elbv2 = boto3.client("elbv2", region_name="ap-northeast-2")
+    vpc = ec2.create_vpc(CidrBlock="10.30.0.0/16")["Vpc"]["VpcId"]
+    ami = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    instance = ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
+    arn = elbv2.create_target_group(
+        Name="jobtory-staging-tg", Protocol="HTTP", Port=80, VpcId=vpc, TargetType="instance"
+    )["TargetGroups"][0]["TargetGroupArn"]
+    elbv2.register_targets(TargetGroupArn=arn, Targets=[{"Id": instance, "Port": 80}])
+    balancer = hosts.ElbBalancer(elbv2, arn)
+    assert balancer.healthy(instance)  # moto: every registered target is healthy (pitfall!)
+    balancer.drain(instance)
+    assert not balancer.healthy(instance)
+    balancer.restore(instance, timeout=30)
+    assert balancer.healthy(instance)
