@@ -157,7 +157,8 @@ class Load:
         self.workers = workers
         self.max_requests = max_requests
         self.max_seconds = max_seconds
-        self.results: list[tuple[float, str]] = []  # (time, version | "error:<why>")
+        # (when the request started, version | "error:<why>"), in order of completion
+        self.results: list[tuple[float, str]] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -169,6 +170,7 @@ class Load:
                 with self._lock:
                     if len(self.results) >= self.max_requests:
                         return
+                started = time.monotonic()
                 try:
                     response = client.get("/api/version")
                     if response.status_code == 200:
@@ -178,7 +180,7 @@ class Load:
                 except httpx.HTTPError as exc:
                     outcome = f"error:{type(exc).__name__}"
                 with self._lock:
-                    self.results.append((time.monotonic(), outcome))
+                    self.results.append((started, outcome))
 
     def __enter__(self) -> Load:
         for _ in range(self.workers):

@@ -259,9 +259,9 @@ def test_a_release_failing_readyz_is_rolled_back(
 CADDY_RETRY = 5  # lb_try_duration in the Caddyfile: a request may wait that long
 
 
-def _fault_window(load: Load, host: str, stop: str, timeout: float = 60) -> tuple[int, float]:
-    """Start the fault, wait until the ALB marks the host unhealthy; returns the failed
-    requests so far and the seconds it took."""
+def _fault(host: str, stop: str, timeout: float = 60) -> tuple[float, float]:
+    """Start the fault and wait until the ALB marks the host unhealthy; returns when it
+    started and when the ALB noticed (monotonic seconds)."""
     from jobtory_stack.alb_standin import AlbRuntime
 
     runtime = AlbRuntime("127.0.0.1", int(os.environ.get("ALB_FLEET_RUNTIME_PORT", "9998")))
@@ -270,7 +270,12 @@ def _fault_window(load: Load, host: str, stop: str, timeout: float = 60) -> tupl
     while runtime.target(f"{host}:80").health != "unhealthy":
         assert time.monotonic() - t0 < timeout, f"{host} never marked unhealthy"
         time.sleep(0.2)
-    return len(load.failures), time.monotonic() - t0
+    return t0, time.monotonic()
+
+
+def _after(load: Load, noticed: float) -> list[tuple[float, str]]:
+    """Failed requests that STARTED after the ALB noticed (in-flight ones may still fail)."""
+    return [r for r in load.failures if r[0] > noticed + 0.5]
 
 
 def test_stopped_gunicorn_is_routed_around_and_redeploy_restarts_it(
@@ -278,17 +283,20 @@ def test_stopped_gunicorn_is_routed_around_and_redeploy_restarts_it(
 ) -> None:
     with Load(workers=4, max_requests=30000, max_seconds=300) as load:
         load.wait_for(100)
-        failed, seconds = _fault_window(
-            load, "ec2-1", f"docker exec {CONTAINERS['ec2-1']} systemctl stop jobtory-gunicorn"
+        t0, noticed = _fault(
+            "ec2-1", f"docker exec {CONTAINERS['ec2-1']} systemctl stop jobtory-gunicorn"
         )
-        time.sleep(CADDY_RETRY + 1)  # requests already inside Caddy's upstream retries end
+        time.sleep(CADDY_RETRY + 1)  # requests already inside Caddy's retries end
         mark = len(load.results)
         load.wait_for(mark + 500)
-        after = [r for r in load.results[mark:] if r[1].startswith("error")]
         load.stop()
-    print(f"\ngunicorn stopped on ec2-1: {failed} failed requests in {seconds:.1f}s to detect")
+    failed = len(load.failures)
+    print(
+        f"\ngunicorn stopped on ec2-1: {failed} failed of {len(load.results)} requests; "
+        f"the ALB noticed after {noticed - t0:.1f}s"
+    )
     assert failed <= 4 * 200, "failures are bounded by the detection window"
-    assert after == [], "once unhealthy, the ALB sends nothing to ec2-1"
+    assert _after(load, noticed) == [], "once unhealthy, the ALB sends nothing to ec2-1"
     # the deploy notices and brings it back (running=True is part of the desired state)
     result = deploy("--version", fleet.new)
     assert result.code == 0, result.output
@@ -302,17 +310,20 @@ def test_stopped_host_is_routed_around_and_comes_back_by_itself(
     container = CONTAINERS["ec2-2"]
     with Load(workers=4, max_requests=30000, max_seconds=300) as load:
         load.wait_for(100)
-        failed, seconds = _fault_window(load, "ec2-2", f"docker stop -t 30 {container}")
-        time.sleep(CADDY_RETRY + 1)  # requests already inside Caddy's upstream retries end
+        t0, noticed = _fault("ec2-2", f"docker stop -t 30 {container}")
+        time.sleep(11)  # requests in flight to the vanished host end (client timeout 10 s)
         mark = len(load.results)
         load.wait_for(mark + 500)
-        after = [r for r in load.results[mark:] if r[1].startswith("error")]
         subprocess.run(["docker", "start", container], check=True, capture_output=True)
         wait_targets("healthy", timeout=120)  # systemd boots, the enabled units start
         load.stop()
-    print(f"\nec2-2 stopped: {failed} failed requests in {seconds:.1f}s to detect")
+    failed = len(load.failures)
+    print(
+        f"\nec2-2 stopped: {failed} failed of {len(load.results)} requests; "
+        f"the ALB noticed after {noticed - t0:.1f}s"
+    )
     assert failed <= 4 * 200
-    assert after == []
+    assert _after(load, noticed) == []
     assert alb_versions(20) == {fleet.new: 20}
 
 
