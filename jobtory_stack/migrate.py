@@ -1,0 +1,813 @@
+"""`deploy.py migrate`: the deployment guideline's eight planned steps as one resumable flow.
+
+From today's production (one host, Caddy terminating TLS for `<duckdns_name>.duckdns.org`,
+`caddy.mode = "direct"`) to the planned one (the domain in Route 53, an ACM certificate
+in the ALB's region, the ALB in front, Caddy on plain :80, an ASG, SSM values and OAuth
+URIs on the new domain; `caddy.mode = "alb"`).
+
+Every step is a pair: `check(m) -> StepState` reads LIVE state (Route 53, ACM, ELBv2,
+the Caddy admin API, SSM, the deploy audit log) and `run(m)` converges it. There is no
+local state file, so `--check` is truthful by construction, and a re-run resumes at the
+first step whose check is not done (`--from-step N` forces the start). Steps 2-4 and 6
+reuse the AWS reconcilers' family functions (dns, loadbalancer, network, scaling,
+params); step 5 uses the Caddy admin helper's zero-drop `switch_mode`; step 7 the
+rolling host deploy (`hosts.deploy`). Step 8 only prints: nobody can change the Google
+console from here.
+
+Runbook: docs/runbook-migrate.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import socket
+import struct
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from jobtory_stack.aws import dns, loadbalancer, network, params, scaling
+from jobtory_stack.aws.core import Ctx, aws_errors, new_ctx, tag_list
+from jobtory_stack.caddy_admin import CaddyAdmin, CaddyError, config_mode
+from jobtory_stack.caddyfile import CaddySite
+from jobtory_stack.cli import CommandError, env_options, out, resolve_env
+from jobtory_stack.derived import Derived, derive
+from jobtory_stack.render import caddy_site
+from jobtory_stack.spec import Environment
+
+CLOUDFLARE_REFUSAL = (
+    "Cloudflare Registrar requires Cloudflare DNS: a domain registered there cannot have "
+    "its NS delegated to Route 53, so the hosted zone (step 2) and ACM's DNS validation "
+    "(step 3) cannot work. Transfer the domain to a registrar that lets you set NS "
+    "records (porkbun, gabia, Route 53 Domains) and set domain.registrar accordingly"
+)
+DNS_NS, DNS_IN = 2, 1
+
+
+class DnsError(Exception):
+    """The resolver did not answer, or answered with an error code."""
+
+
+# ---- the migration context ---------------------------------------------------------------
+
+
+def with_mode(env: Environment, mode: str) -> Environment:
+    """The same environment with `caddy.mode` replaced (the spec file is not changed)."""
+    caddy = env.doc.caddy.model_copy(update={"mode": mode})
+    return replace(env, doc=env.doc.model_copy(update={"caddy": caddy}))
+
+
+@dataclass(frozen=True)
+class StepState:
+    done: bool
+    detail: str
+    manual: bool = False  # cannot be checked from here (step 8: the Google console)
+
+    @property
+    def label(self) -> str:
+        return "manual" if self.manual else ("done" if self.done else "todo")
+
+
+@dataclass
+class Migration:
+    """Everything the steps need. `ctx` is the reconciler context of the TARGET
+    environment (the spec with caddy.mode = "alb"); `old` is the same environment in
+    direct mode (today's URLs on the DuckDNS name)."""
+
+    ctx: Ctx
+    old: Environment
+    spec_path: Path | None = None
+    resolver: tuple[str, int] | None = None
+    verify_delegation: bool = False
+    caddy_admins: tuple[str, ...] = ()
+    site_overrides: dict[str, Any] = field(default_factory=dict)
+    admin_factory: Callable[[str], CaddyAdmin] = CaddyAdmin
+    caddy_linger: float = 2.0
+    caddy_cert_timeout: float = 60.0
+    skip_hosts: bool = False
+    hosts_options: dict[str, Any] = field(default_factory=dict)
+    dns_timeout: float = 3.0
+
+    @property
+    def env(self) -> Environment:
+        return self.ctx.env
+
+    @property
+    def new(self) -> Derived:
+        return derive(self.env)
+
+    @property
+    def was(self) -> Derived:
+        return derive(self.old)
+
+    def out(self, line: str) -> None:
+        self.ctx.out(line)
+
+    def target_site(self, admin: str) -> CaddySite:
+        """The alb-mode site for the host behind `admin` (its admin address kept)."""
+        site = caddy_site(self.env, mode="alb")
+        return replace(site, admin=admin, **self.site_overrides)
+
+
+def new_migration(
+    env: Environment,
+    endpoint_url: str | None = None,
+    output: Callable[[str], None] | None = None,
+    **options: Any,
+) -> Migration:
+    """A Migration for `env` as loaded from the spec (whatever its caddy.mode says)."""
+    if not env.caddy.duckdns_name:
+        raise CommandError(
+            "caddy.duckdns_name: required for migrate (today's host name "
+            "<duckdns_name>.duckdns.org is where the migration starts)"
+        )
+    ctx = new_ctx(with_mode(env, "alb"), endpoint_url, output)
+    return Migration(ctx=ctx, old=with_mode(env, "direct"), **options)
+
+
+# ---- a tiny DNS client (NS queries over UDP, stdlib only) ---------------------------------
+
+
+def parse_resolver(text: str) -> tuple[str, int]:
+    """`HOST`, `HOST:PORT` or `[IPv6]:PORT` -> (host, port); port 53 by default."""
+    text = text.strip()
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        return host, int(rest.lstrip(":") or 53)
+    if text.count(":") == 1:
+        host, port = text.split(":")
+        return host, int(port)
+    return text, 53
+
+
+def system_resolver(path: Path = Path("/etc/resolv.conf")) -> tuple[str, int]:
+    try:
+        for line in path.read_text().splitlines():
+            parts = line.split()
+            if len(parts) >= 2 and parts[0] == "nameserver":
+                return parts[1], 53
+    except OSError:
+        pass
+    raise CommandError(f"no nameserver in {path}: pass --resolver HOST:PORT")
+
+
+def encode_name(name: str) -> bytes:
+    labels = [label for label in name.rstrip(".").split(".") if label]
+    return b"".join(bytes([len(x)]) + x.encode("ascii") for x in labels) + b"\x00"
+
+
+def read_name(message: bytes, offset: int) -> tuple[str, int]:
+    """A (possibly compressed) domain name at `offset` -> (name, offset after it)."""
+    labels: list[str] = []
+    end: int | None = None
+    for _ in range(128):  # bounded: a pointer loop is a malformed message
+        if offset >= len(message):
+            raise DnsError("truncated DNS message")
+        length = message[offset]
+        if length & 0xC0 == 0xC0:
+            if end is None:
+                end = offset + 2
+            offset = ((length & 0x3F) << 8) | message[offset + 1]
+            continue
+        if length == 0:
+            return ".".join(labels).lower(), (end if end is not None else offset + 1)
+        labels.append(message[offset + 1 : offset + 1 + length].decode("ascii", "replace"))
+        offset += 1 + length
+    raise DnsError("DNS name compression loop")
+
+
+def build_query(name: str, qtype: int = DNS_NS, qid: int | None = None) -> tuple[int, bytes]:
+    qid = secrets.randbelow(0x10000) if qid is None else qid
+    header = struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 0)  # RD set
+    return qid, header + encode_name(name) + struct.pack(">HH", qtype, DNS_IN)
+
+
+def parse_ns_response(message: bytes, qid: int) -> list[str]:
+    """NS names from the answer and authority sections (a referral carries them there)."""
+    if len(message) < 12:
+        raise DnsError("short DNS message")
+    rid, flags, qd, an, ns, _ar = struct.unpack(">HHHHHH", message[:12])
+    if rid != qid:
+        raise DnsError("DNS answer for another query")
+    rcode = flags & 0x000F
+    if rcode == 3:
+        return []  # NXDOMAIN: nobody serves the name (yet)
+    if rcode != 0:
+        raise DnsError(f"the resolver answered rcode {rcode}")
+    offset = 12
+    for _ in range(qd):
+        _, offset = read_name(message, offset)
+        offset += 4
+    found: set[str] = set()
+    for _ in range(an + ns):
+        _, offset = read_name(message, offset)
+        rtype, _cls, _ttl, rdlen = struct.unpack(">HHIH", message[offset : offset + 10])
+        offset += 10
+        if rtype == DNS_NS:
+            target, _ = read_name(message, offset)
+            found.add(target.rstrip("."))
+        offset += rdlen
+    return sorted(found)
+
+
+def query_ns(name: str, server: tuple[str, int], timeout: float = 3.0, tries: int = 2) -> list[str]:
+    """The NS names `server` gives for `name` (lowercase, no trailing dot)."""
+    family = socket.AF_INET6 if ":" in server[0] else socket.AF_INET
+    last = "no answer"
+    for _ in range(tries):
+        qid, query = build_query(name)
+        with socket.socket(family, socket.SOCK_DGRAM) as sock:
+            sock.settimeout(timeout)
+            try:
+                sock.sendto(query, server)
+                deadline = time.monotonic() + timeout
+                while time.monotonic() < deadline:
+                    data, _ = sock.recvfrom(4096)
+                    if data[:2] == query[:2]:
+                        return parse_ns_response(data, qid)
+            except TimeoutError:
+                last = f"no answer within {timeout:g} s"
+            except OSError as exc:
+                last = str(exc)
+    raise DnsError(f"resolver {server[0]}:{server[1]} failed for NS {name}: {last}")
+
+
+def normalize_ns(names: Sequence[str]) -> list[str]:
+    return sorted({n.lower().rstrip(".") for n in names})
+
+
+# ---- shared look-ups ----------------------------------------------------------------------
+
+
+def prime_ids(ctx: Ctx) -> list[Any]:
+    """Observe the network (ids of the VPC, subnets, groups) and return its pending changes."""
+    return network.plan(ctx)
+
+
+def current_hosts(ctx: Ctx) -> list[str]:
+    """Running instances that carry the environment's tags: today's hosts (and ASG ones)."""
+    filters: list[Any] = [{"Name": f"tag:{k}", "Values": [v]} for k, v in ctx.tags.items()]
+    filters.append({"Name": "instance-state-name", "Values": ["running"]})
+    ids: list[str] = []
+    for page in ctx.ec2.get_paginator("describe_instances").paginate(Filters=filters):
+        for reservation in page["Reservations"]:
+            ids.extend(i["InstanceId"] for i in reservation["Instances"])
+    return sorted(ids)
+
+
+def registered_targets(ctx: Ctx, tg_arn: str) -> dict[str, str]:
+    health = ctx.elbv2.describe_target_health(TargetGroupArn=tg_arn)["TargetHealthDescriptions"]
+    return {
+        str(t["Target"]["Id"]): str(t.get("TargetHealth", {}).get("State", "?")) for t in health
+    }
+
+
+def ssm_values(ctx: Ctx, names: Sequence[str]) -> dict[str, tuple[str, datetime | None]]:
+    full = [ctx.d.parameter_name(n) for n in names]
+    found: dict[str, tuple[str, datetime | None]] = {}
+    for i in range(0, len(full), 10):  # GetParameters takes 10 names at a time
+        answer = ctx.ssm.get_parameters(Names=full[i : i + 10], WithDecryption=False)
+        for p in answer["Parameters"]:
+            short = p["Name"][len(ctx.env.ssm_prefix) :]
+            found[short] = (p["Value"], p.get("LastModifiedDate"))
+    return found
+
+
+# ---- the steps ----------------------------------------------------------------------------
+
+
+def check_domain(m: Migration) -> StepState:
+    d = m.env.domain
+    if d.registrar == "cloudflare":
+        return StepState(False, f"refused: {CLOUDFLARE_REFUSAL}")
+    if d.apex.endswith("duckdns.org"):
+        return StepState(False, f"domain.apex {d.apex} is a DuckDNS name: buy the new domain")
+    return StepState(True, f"{d.apex} at {d.registrar}: NS can be delegated to Route 53")
+
+
+def run_domain(m: Migration) -> None:
+    state = check_domain(m)
+    if not state.done:
+        raise CommandError(f"step 1 (domain): {state.detail.removeprefix('refused: ')}")
+    m.out(f"  {state.detail}")
+
+
+def observed_delegation(m: Migration) -> list[str]:
+    server = m.resolver or system_resolver()
+    try:
+        return normalize_ns(query_ns(m.env.domain.apex, server, timeout=m.dns_timeout))
+    except DnsError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def check_zone(m: Migration) -> StepState:
+    ctx = m.ctx
+    zid, owned = dns.find_zone(ctx, dns.fqdn(m.env.domain.apex))
+    if zid is None:
+        return StepState(False, f"no Route 53 hosted zone for {m.env.domain.apex}")
+    if not owned:
+        return StepState(False, f"zone {zid} exists but is not tagged as this stack's")
+    zone_ns = normalize_ns(
+        ctx.route53.get_hosted_zone(Id=zid).get("DelegationSet", {}).get("NameServers", [])
+    )
+    if not m.verify_delegation:
+        return StepState(
+            True,
+            f"zone {zid}; NS {' '.join(zone_ns)} (delegation not verified: --verify-delegation)",
+        )
+    seen = observed_delegation(m)
+    if seen != zone_ns:
+        return StepState(
+            False,
+            f"zone {zid} exists, but the resolver answers NS [{' '.join(seen) or 'none'}] "
+            f"for {m.env.domain.apex}; the registrar must list {' '.join(zone_ns)}",
+        )
+    return StepState(True, f"zone {zid}; delegation verified: NS {' '.join(zone_ns)}")
+
+
+def run_zone(m: Migration) -> None:
+    ctx = m.ctx
+    name = dns.fqdn(m.env.domain.apex)
+    zid, owned = dns.find_zone(ctx, name)
+    if zid is None:
+        zone = ctx.route53.create_hosted_zone(
+            Name=name,
+            CallerReference=f"{ctx.d.resource_name('zone')}-{uuid.uuid4()}",
+            HostedZoneConfig={"Comment": f"{ctx.env.stack_name} {ctx.env.name}"},
+        )
+        zid = dns.zone_id(zone["HostedZone"]["Id"])
+        m.out(f"  + route53_zone {name} ({zid})")
+    if not owned:
+        ctx.route53.change_tags_for_resource(
+            ResourceType="hostedzone",
+            ResourceId=zid,
+            AddTags=tag_list(ctx.tags),  # type: ignore[arg-type]
+        )
+    zone_ns = normalize_ns(
+        ctx.route53.get_hosted_zone(Id=zid).get("DelegationSet", {}).get("NameServers", [])
+    )
+    m.out(
+        f"  set these NS records at the registrar ({m.env.domain.registrar}) for "
+        f"{m.env.domain.apex}:"
+    )
+    for ns in zone_ns:
+        m.out(f"    {ns}")
+    if m.verify_delegation:
+        seen = observed_delegation(m)
+        if seen != zone_ns:
+            raise CommandError(
+                f"step 2 (hosted zone): the delegation is not in place yet: the resolver "
+                f"answers NS [{' '.join(seen) or 'none'}] for {m.env.domain.apex}; set "
+                f"{' '.join(zone_ns)} at {m.env.domain.registrar}, wait for the change to "
+                "propagate (the TLD's NS TTL, up to 48 h), then re-run"
+            )
+        m.out("  delegation verified")
+
+
+def check_certificate(m: Migration) -> StepState:
+    ctx = m.ctx
+    want = dns.desired(ctx)
+    have = dns.observe(ctx, want)
+    names = ", ".join(want.cert_names)
+    region = ctx.env.certificate_region
+    if have.cert_arn is None:
+        return StepState(False, f"no ACM certificate for {names} in {region}")
+    missing = dns.missing_validation(have)
+    if missing:
+        return StepState(False, f"validation records missing in the zone: {', '.join(missing)}")
+    if have.cert_status != "ISSUED":
+        return StepState(False, f"certificate {have.cert_status} for {names} in {region}")
+    return StepState(True, f"ISSUED in {region} for {names}; validation records in the zone")
+
+
+def run_certificate(m: Migration) -> None:
+    if m.env.certificate_region != m.env.alb_region:  # the spec refuses this; be explicit
+        raise CommandError("the certificate must be in the ALB's region")
+    dns.apply(m.ctx, dns.plan(m.ctx))
+
+
+def check_loadbalancer(m: Migration) -> StepState:
+    ctx = m.ctx
+    net = prime_ids(ctx)
+    if net:
+        return StepState(False, f"the network needs {len(net)} change(s) first")
+    dns.observe(ctx, dns.desired(ctx))  # the certificate's ARN for the listener
+    pending = loadbalancer.plan(ctx)
+    if pending:
+        return StepState(
+            False, "ALB: " + "; ".join(f"{c.action} {c.resource} {c.name}" for c in pending)
+        )
+    aliases = dns.alias_plan(ctx)
+    if aliases:
+        return StepState(False, f"{len(aliases)} alias record(s) to the ALB missing")
+    targets = registered_targets(ctx, ctx.ids["tg"])
+    missing = [i for i in current_hosts(ctx) if i not in targets]
+    if missing:
+        return StepState(False, f"hosts not in the target group: {', '.join(missing)}")
+    return StepState(
+        True,
+        f"{ctx.d.resource_name('alb')} ({ctx.ids.get('alb_dns')}): 80 -> 301 https, "
+        f"443 HTTPS on the certificate; target group {ctx.d.resource_name('tg')} "
+        f"with {len(targets)} target(s)",
+    )
+
+
+def run_loadbalancer(m: Migration) -> None:
+    ctx = m.ctx
+    net = prime_ids(ctx)
+    if net:
+        ctx.out(f"  network: {len(net)} change(s) (the ALB's subnets and security groups)")
+        network.apply(ctx, net)
+    have = dns.observe(ctx, dns.desired(ctx))
+    if have.cert_status != "ISSUED":
+        raise CommandError("step 4 needs an ISSUED certificate: run step 3 first")
+    loadbalancer.apply(ctx, loadbalancer.plan(ctx))
+    dns.alias_apply(ctx, dns.alias_plan(ctx))
+    tg = ctx.ids["tg"]
+    targets = registered_targets(ctx, tg)
+    missing = [i for i in current_hosts(ctx) if i not in targets]
+    if missing:
+        ctx.elbv2.register_targets(
+            TargetGroupArn=tg, Targets=[{"Id": i, "Port": 80} for i in missing]
+        )
+        for i in missing:
+            ctx.out(f"  + target {i}:80 in {ctx.d.resource_name('tg')}")
+    if not targets and not missing:
+        ctx.out("  no running host carries the env's tags: the ASG (step 6) adds its own")
+
+
+def check_caddy(m: Migration) -> StepState:
+    if not m.caddy_admins:
+        return StepState(
+            False, "no Caddy admin address given (--caddy-admin ADDR, one per host): unknown"
+        )
+    modes: list[str] = []
+    done = True
+    for address in m.caddy_admins:
+        try:
+            with m.admin_factory(address) as admin:
+                mode = config_mode(admin.config("")) or "empty"
+        except CaddyError as exc:
+            mode, done = f"unreachable ({exc})", False
+        done = done and mode == "alb"
+        modes.append(f"{address}: {mode}")
+    return StepState(done, "; ".join(modes))
+
+
+def run_caddy(m: Migration) -> None:
+    if not m.caddy_admins:
+        raise CommandError(
+            "step 5 needs the Caddy admin API of every host: --caddy-admin ADDR (repeat "
+            "it; e.g. `ssh -L 2019:localhost:2019 host` first, then --caddy-admin "
+            "localhost:2019)"
+        )
+    for address in m.caddy_admins:
+        site = m.target_site(address)
+        with m.admin_factory(address) as admin:
+            before = config_mode(admin.config("")) or "empty"
+            changed = admin.switch_mode(
+                site, linger=m.caddy_linger, cert_timeout=m.caddy_cert_timeout
+            )
+        m.out(
+            f"  caddy {address}: {before} -> alb (plain :{site.http_port}, no restart)"
+            if changed
+            else f"  caddy {address}: already alb"
+        )
+    tg = m.ctx.ids.get("tg")
+    if tg:
+        wait_targets_healthy(m, tg)
+
+
+def wait_targets_healthy(m: Migration, tg: str) -> None:
+    """After the switch the ALB's health checks get 200 instead of a redirect."""
+
+    def check() -> str | None:
+        states = registered_targets(m.ctx, tg)
+        bad = {i: s for i, s in states.items() if s != "healthy"}
+        return None if not bad else ", ".join(f"{i} {s}" for i, s in sorted(bad.items()))
+
+    m.ctx.wait_for("the target group's targets to be healthy", check)
+
+
+def check_scaling(m: Migration) -> StepState:
+    ctx = m.ctx
+    prime_ids(ctx)
+    loadbalancer.observe(ctx, loadbalancer.desired(ctx))
+    asg = ctx.env.asg
+    pending = scaling.plan(ctx)
+    if pending:
+        return StepState(False, "; ".join(f"{c.action} {c.resource} {c.name}" for c in pending))
+    return StepState(
+        True,
+        f"launch template, ASG {ctx.d.resource_name('asg')} (min {asg.min_size}, "
+        f"max {asg.max_size}) and the target-tracking policy ({asg.target_cpu_percent}% CPU)",
+    )
+
+
+def run_scaling(m: Migration) -> None:
+    ctx = m.ctx
+    prime_ids(ctx)
+    lb = loadbalancer.observe(ctx, loadbalancer.desired(ctx))
+    if lb.tg_arn is None:
+        raise CommandError("step 6 needs the target group: run step 4 first")
+    scaling.apply(ctx, scaling.plan(ctx))
+
+
+def audit_after(m: Migration, since: datetime) -> dict[str, Any] | None:
+    """The latest successful host deploy that started after `since`, if any."""
+    from jobtory_stack.deploy_lock import parameter_names, read_audit
+
+    _, audit = parameter_names(m.env.stack_name, m.env.name)
+    for record in reversed(read_audit(m.ctx.ssm, audit)):
+        result = str(record.get("result", ""))
+        try:
+            started = datetime.strptime(str(record.get("started")), "%Y-%m-%dT%H:%M:%SZ")
+        except ValueError:
+            continue
+        if result in {"ok", "no change"} and started.replace(tzinfo=UTC) >= since:
+            return dict(record)
+    return None
+
+
+def check_params(m: Migration) -> StepState:
+    want = m.new.parameters
+    have = ssm_values(m.ctx, list(want))
+    stale = [n for n, v in want.items() if have.get(n, ("", None))[0] != v]
+    if stale:
+        shown = ", ".join(f"{n}={have.get(n, ('(missing)', None))[0]}" for n in stale[:3])
+        more = f" and {len(stale) - 3} more" if len(stale) > 3 else ""
+        return StepState(False, f"SSM not on the new domain yet: {shown}{more}")
+    base = f"SSM {m.env.ssm_prefix}: {len(want)} derived values on {m.new.base_url}"
+    if m.skip_hosts:
+        return StepState(True, f"{base}; hosts not checked (--skip-hosts)")
+    modified = [t for _, t in have.values() if t is not None]
+    since = max(modified).astimezone(UTC).replace(microsecond=0) if modified else None
+    record = audit_after(m, since) if since else None
+    if record is None:
+        return StepState(False, f"{base}; no host deploy since they changed (hosts keep old env)")
+    return StepState(
+        True,
+        f"{base}; hosts re-rendered by the deploy of {record.get('started')} "
+        f"({', '.join(record.get('hosts', []))})",
+    )
+
+
+def run_params(m: Migration) -> None:
+    ctx = m.ctx
+    for name, value in m.new.parameters.items():
+        old = m.was.parameters.get(name)
+        if old != value:
+            ctx.out(f"  {name}: {old} -> {value}")
+    params.sync(ctx, ctx.secrets_file)
+    if m.skip_hosts:
+        ctx.out(
+            "  hosts NOT restarted (--skip-hosts): every process that read SSM at start "
+            "keeps the old values until it restarts (replica: "
+            "`docker compose -f compose/compose.yaml restart app`)"
+        )
+        return
+    time.sleep(1.0)  # the audit's start time has 1 s resolution: start after the writes
+    roll_hosts(m)
+
+
+def roll_hosts(m: Migration) -> None:
+    """The rolling host deploy: drain, re-render the env file from SSM, restart, restore."""
+    from jobtory_stack import hosts
+
+    if m.spec_path is None:
+        raise CommandError("step 7 needs the spec file for the host deploy (--spec)")
+    args = argparse.Namespace(
+        spec=m.spec_path,
+        env=m.env.name,
+        source=None,
+        version=None,
+        only=None,
+        keep=3,
+        lock_timeout=1800.0,
+        ready_timeout=180.0,
+        json=False,
+    )
+    for key, value in m.hosts_options.items():
+        setattr(args, key, value)
+    m.out("  rolling host deploy (one host at a time, drained from the balancer first):")
+    try:
+        report = hosts.deploy(args, lambda line: m.out(f"    {line}"))
+    except hosts.HostsError as exc:
+        raise CommandError(f"step 7: host deploy failed: {exc}") from None
+    m.out(f"  restarted on: {', '.join(h.name for h in report.hosts) or 'none'}")
+
+
+def check_oauth(m: Migration) -> StepState:
+    return StepState(
+        False,
+        "Google Cloud console: cannot be checked from here (the step prints what to change)",
+        manual=True,
+    )
+
+
+def oauth_lines(m: Migration) -> list[str]:
+    new, old = m.new, m.was
+    lines = [f"Google Cloud console > APIs & Services > Credentials > OAuth client ({m.env.name}):"]
+    for title, want, had in (
+        ("Authorized JavaScript origins", new.oauth_js_origins, old.oauth_js_origins),
+        ("Authorized redirect URIs", new.oauth_redirect_uris, old.oauth_redirect_uris),
+    ):
+        lines.append(f"  {title}:")
+        lines.extend(f"    add     {v}" for v in want if v not in had)
+        lines.extend(f"    keep    {v}" for v in want if v in had)
+        lines.extend(f"    remove  {v}" for v in had if v not in want)
+    lines.append(
+        "  remove the old entries only after nobody signs in on the old name any more; "
+        "this command cannot change the console"
+    )
+    return lines
+
+
+def run_oauth(m: Migration) -> None:
+    for line in oauth_lines(m):
+        m.out(f"  {line}")
+
+
+@dataclass(frozen=True)
+class Step:
+    number: int
+    name: str
+    check: Callable[[Migration], StepState]
+    run: Callable[[Migration], None]
+
+
+STEPS: tuple[Step, ...] = (
+    Step(1, "domain", check_domain, run_domain),
+    Step(2, "hosted zone", check_zone, run_zone),
+    Step(3, "certificate", check_certificate, run_certificate),
+    Step(4, "load balancer", check_loadbalancer, run_loadbalancer),
+    Step(5, "caddy alb mode", check_caddy, run_caddy),
+    Step(6, "auto scaling", check_scaling, run_scaling),
+    Step(7, "ssm + hosts", check_params, run_params),
+    Step(8, "google oauth", check_oauth, run_oauth),
+)
+
+
+# ---- the flow -----------------------------------------------------------------------------
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    with aws_errors():
+        yield
+
+
+def check_all(m: Migration) -> list[tuple[Step, StepState]]:
+    states = []
+    for step in STEPS:
+        with _errors():
+            states.append((step, step.check(m)))
+    return states
+
+
+def first_pending(states: Sequence[tuple[Step, StepState]]) -> int | None:
+    for step, state in states:
+        if not state.done and not state.manual:
+            return step.number
+    return None
+
+
+def run(
+    m: Migration,
+    from_step: int | None = None,
+    after_step: Callable[[int], None] | None = None,
+) -> list[int]:
+    """Run the flow; returns the steps that ran. Without `from_step` it starts at the
+    first step whose check is not done; a step whose check is done is skipped. With
+    `from_step` every step from there runs (each is idempotent). After each step its
+    check must say done (the manual step 8 excepted), else the flow stops there."""
+    if from_step is None:
+        start = len(STEPS)
+        with _errors():
+            for step in STEPS[:-1]:  # lazily: stop at the first step not done
+                if not step.check(m).done:
+                    start = step.number
+                    break
+        if start > 1:
+            m.out(f"steps 1-{start - 1} are done: resuming at step {start}")
+    else:
+        start = from_step
+    ran: list[int] = []
+    for step in STEPS[start - 1 :]:
+        m.out(f"step {step.number}/{len(STEPS)}: {step.name}")
+        with _errors():
+            if from_step is None and step.number != start:
+                state = step.check(m)
+                if state.done:
+                    m.out(f"  done already: {state.detail}")
+                    continue
+            started = time.monotonic()
+            step.run(m)
+            state = step.check(m)
+        if not state.done and not state.manual:
+            raise CommandError(
+                f"step {step.number} ({step.name}) ran but is not done: {state.detail}"
+            )
+        m.out(
+            f"  ok ({time.monotonic() - started:.1f}s)"
+            + ("" if state.manual else f": {state.detail}")
+        )
+        ran.append(step.number)
+        if after_step is not None:
+            after_step(step.number)
+    m.out(f"migration of {m.env.name} complete: served on {m.new.base_url} through the ALB")
+    return ran
+
+
+# ---- CLI ----------------------------------------------------------------------------------
+
+
+def migration_from_args(args: argparse.Namespace) -> Migration:
+    env = resolve_env(args)
+    m = new_migration(
+        env,
+        args.endpoint_url,
+        out,
+        spec_path=args.spec,
+        resolver=parse_resolver(args.resolver) if args.resolver else None,
+        verify_delegation=args.verify_delegation or bool(args.resolver),
+        caddy_admins=tuple(args.caddy_admin or ()),
+        skip_hosts=args.skip_hosts,
+    )
+    if args.wait_timeout is not None:
+        m.ctx.wait_timeout = args.wait_timeout
+    m.ctx.secrets_file = args.secrets_file
+    m.ctx.release = args.release or os.environ.get("JOBTORY_RELEASE_VERSION")
+    m.ctx.artifact_url = args.artifact_url or os.environ.get("JOBTORY_ARTIFACT_URL")
+    return m
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    m = migration_from_args(args)
+    if args.check:
+        states = check_all(m)
+        width = max(len(s.name) for s in STEPS)
+        for step, state in states:
+            out(f"{step.number} {step.name:<{width}}  {state.label:<6}  {state.detail}")
+        nxt = first_pending(states)
+        out(f"next: step {nxt}" if nxt else "all automated steps are done (8 is manual)")
+        return 0
+    run(m, from_step=args.from_step)
+    return 0
+
+
+def register_cli(sub: Any) -> None:
+    p = sub.add_parser(
+        "migrate",
+        parents=[env_options()],
+        help="the guideline's 8 steps: direct mode (DuckDNS) -> domain + ACM + ALB + ASG",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--check", action="store_true", help="report which steps are done; change nothing"
+    )
+    p.add_argument(
+        "--from-step",
+        type=int,
+        choices=range(1, len(STEPS) + 1),
+        metavar="N",
+        help="start at step N and run every step from there (default: the first not done)",
+    )
+    p.add_argument(
+        "--endpoint-url", help="AWS endpoint (emulator); default AWS_ENDPOINT_URL / spec"
+    )
+    p.add_argument(
+        "--verify-delegation",
+        action="store_true",
+        help="step 2: require the registrar's NS to point at the zone (asks --resolver)",
+    )
+    p.add_argument(
+        "--resolver",
+        metavar="HOST:PORT",
+        help="DNS resolver for the delegation check (implies --verify-delegation; "
+        "default: the first nameserver in /etc/resolv.conf)",
+    )
+    p.add_argument(
+        "--caddy-admin",
+        action="append",
+        metavar="ADDR",
+        help="step 5: a host's Caddy admin API (localhost:2019, unix//path); repeat per host",
+    )
+    p.add_argument(
+        "--skip-hosts",
+        action="store_true",
+        help="step 7: write SSM only; do not run the rolling host deploy",
+    )
+    p.add_argument("--secrets-file", type=Path, help="the replica's secrets file (params sync)")
+    p.add_argument("--wait-timeout", type=float, help="bound of each wait in seconds")
+    p.add_argument("--release", help="step 6: the release new ASG instances boot")
+    p.add_argument("--artifact-url", metavar="URL", help="step 6: where instances fetch it")
+    p.set_defaults(handler=cmd_migrate)

