@@ -183,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _command_modules() -> list[Callable[[Any], object]]:
     """register_cli of every module that adds commands."""
-    from jobtory_stack import caddy_admin, hosts, render
+    from jobtory_stack import caddy_admin, hosts, migrate, render
     from jobtory_stack.aws import cli as aws_cli
 
     return [
@@ -192,6 +192,7 @@ def _command_modules() -> list[Callable[[Any], object]]:
         hosts.register_cli,
         caddy_admin.register_cli,
         _register_alb,
+        migrate.register_cli,
     ]
 
 
