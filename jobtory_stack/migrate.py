@@ -752,12 +752,16 @@ def migration_from_args(args: argparse.Namespace) -> Migration:
 def cmd_migrate(args: argparse.Namespace) -> int:
     m = migration_from_args(args)
     if args.check:
+        notes: list[str] = []
+        m.ctx.out = notes.append  # the reconcilers' remarks go after the table
         states = check_all(m)
         width = max(len(s.name) for s in STEPS)
         for step, state in states:
             out(f"{step.number} {step.name:<{width}}  {state.label:<6}  {state.detail}")
         nxt = first_pending(states)
         out(f"next: step {nxt}" if nxt else "all automated steps are done (8 is manual)")
+        for note in dict.fromkeys(notes):
+            out(note)
         return 0
     run(m, from_step=args.from_step)
     return 0
