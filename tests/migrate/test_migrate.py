@@ -269,6 +269,13 @@ def test_migrate_direct_to_alb_resumes_after_a_kill_and_drops_nothing(
     assert states(again) == {i: "done" for i in range(1, 8)} | {8: "manual"}
     assert direct_caddy.mode() == "alb"
 
+    # forced from step 1 again: every step runs, and none changes anything
+    lines.clear()
+    rerun = migration(local_env, direct_caddy, dns_responder, lines)
+    assert run(rerun, from_step=1) == list(range(1, 9))
+    assert rerun.ctx.mutations == [], rerun.ctx.mutations
+    assert "  caddy " + direct_caddy.admin_address + ": already alb" in lines
+
     print(
         f"migrate loop: {loop.total} requests in {elapsed:.1f}s {dict(loop.results)}; "
         f"retried once: {loop.retries}"
