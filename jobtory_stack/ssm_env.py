@@ -110,20 +110,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wait", type=float, default=60.0, help="seconds to wait for SSM")
     action = parser.add_mutually_exclusive_group(required=True)
     action.add_argument("--write", type=Path, metavar="PATH", help="write a 0600 env file")
-    action.add_argument("--exec", dest="command", nargs=argparse.REMAINDER, help="run a command")
-    args = parser.parse_args(argv)
+    action.add_argument("--exec", action="store_true", help="run the command after '--'")
+    # Split at '--' ourselves: argparse's REMAINDER handling of '--' changed in 3.13.
+    argv = list(sys.argv[1:] if argv is None else argv)
+    split = argv.index("--") if "--" in argv else len(argv)
+    args = parser.parse_args(argv[:split])
+    command = argv[split + 1 :]
     if not args.prefix:
         parser.error("--prefix (or SSM_PREFIX) is required")
+    if args.exec and not command:
+        parser.error("--exec needs a command: --exec -- gunicorn ...")
     env = load_env_with_retry(args.prefix, timeout=args.wait)
     if args.write:
         changed = write_env_file(args.write, env)
         print(f"{args.write}: {len(env)} parameters, {'changed' if changed else 'unchanged'}")
         return 0
-    command = list(args.command or [])
-    if command[:1] == ["--"]:
-        command = command[1:]
-    if not command:
-        parser.error("--exec needs a command")
     os.execvpe(command[0], command, {**os.environ, **env})
 
 

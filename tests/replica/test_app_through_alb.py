@@ -21,12 +21,6 @@ def test_app_sees_a_client_address_not_caddys(replica: Replica) -> None:
     assert info["client_ip"] and info["client_ip"] != info["remote_addr"]
 
 
-@pytest.mark.xfail(
-    reason="the local spec trusts 172.30.0.0/24 in Caddy, which includes the docker "
-    "gateway the host's requests come from, so Caddy's {client_ip} stops at the ALB "
-    "stand-in instead of the client it saw (trust only the ALB's address)",
-    strict=False,
-)
 def test_app_sees_the_client_address_the_alb_saw(replica: Replica) -> None:
     with replica.client() as http:
         info = http.get("/api/request-info").json()
