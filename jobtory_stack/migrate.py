@@ -468,6 +468,8 @@ def run_caddy(m: Migration) -> None:
             "it; e.g. `ssh -L 2019:localhost:2019 host` first, then --caddy-admin "
             "localhost:2019)"
         )
+    if not check_caddy(m).done:
+        widen_app_hosts(m)
     for address in m.caddy_admins:
         site = m.target_site(address)
         with m.admin_factory(address) as admin:
@@ -480,9 +482,41 @@ def run_caddy(m: Migration) -> None:
             if changed
             else f"  caddy {address}: already alb"
         )
-    tg = m.ctx.ids.get("tg")
+    prime_ids(m.ctx)
+    tg = loadbalancer.observe(m.ctx, loadbalancer.desired(m.ctx)).tg_arn
     if tg:
         wait_targets_healthy(m, tg)
+
+
+TRANSITION_PARAMETERS = ("DJANGO_ALLOWED_HOSTS", "DJANGO_CSRF_TRUSTED_ORIGINS")
+
+
+def widen_app_hosts(m: Migration) -> None:
+    """Before Caddy serves the new names: let the app accept the old AND the new ones.
+
+    Requests on the new domain reach Django as soon as Caddy is in alb mode, but its
+    ALLOWED_HOSTS / CSRF origins (SSM, read at start) name only the DuckDNS host until
+    step 7. So the two lists get the new names added (nothing removed), and the hosts
+    are rolled (unless --skip-hosts); step 7 writes the final lists."""
+    have = ssm_values(m.ctx, TRANSITION_PARAMETERS)
+    changed = []
+    for name in TRANSITION_PARAMETERS:
+        current = have.get(name, ("", None))[0]
+        items = [x for x in current.split(",") if x]
+        wanted = items + [x for x in m.new.parameters[name].split(",") if x not in items]
+        if wanted != items:
+            params.put(m.ctx, name, ",".join(wanted), False, name in have, True)
+            m.out(f"  {name}: {current or '(unset)'} -> {','.join(wanted)} (old and new)")
+            changed.append(name)
+    if not changed:
+        return
+    if m.skip_hosts:
+        m.out(
+            "  hosts NOT restarted (--skip-hosts): the app accepts the new names after its restart"
+        )
+        return
+    time.sleep(1.0)
+    roll_hosts(m)
 
 
 def wait_targets_healthy(m: Migration, tg: str) -> None:

@@ -19,6 +19,8 @@ import boto3
 import httpx
 import pytest
 
+from jobtory_stack.aws import params
+from jobtory_stack.aws.core import new_ctx
 from jobtory_stack.caddy_admin import CaddyAdmin
 from jobtory_stack.cli import CommandError
 from jobtory_stack.derived import derive
@@ -30,6 +32,7 @@ from jobtory_stack.migrate import (
     oauth_lines,
     parse_resolver,
     run,
+    with_mode,
 )
 from jobtory_stack.spec import Environment
 from tests.alb.conftest import RunningAlb
@@ -196,6 +199,11 @@ def test_migrate_direct_to_alb_resumes_after_a_kill_and_drops_nothing(
     moto_host: Callable[[Environment], str],
 ) -> None:
     host_id = moto_host(local_env)
+    # today's SSM values: the env in direct mode, URLs on the DuckDNS name
+    params.sync(new_ctx(with_mode(local_env, "direct"), None, lambda line: None))
+    ssm = boto3.client("ssm", endpoint_url=aws_env)
+    allowed = f"{local_env.ssm_prefix}DJANGO_ALLOWED_HOSTS"
+    assert ssm.get_parameter(Name=allowed)["Parameter"]["Value"] == DUCKDNS
     dns_responder.records[NEW_HOST] = list(REGISTRAR_NS)  # the registrar's own NS, for now
     alb = start_alb(n_targets=0, extra_targets=(f"127.0.0.1:{direct_caddy.site.http_port}",))
     loop = Loop(direct_caddy, alb)
@@ -217,6 +225,7 @@ def test_migrate_direct_to_alb_resumes_after_a_kill_and_drops_nothing(
             8: "manual",
         }
         assert "direct" in before[4][1].detail
+        assert f"DJANGO_ALLOWED_HOSTS={DUCKDNS}" in before[6][1].detail
 
         # 1st run: the zone is created and its NS printed, but the resolver still answers
         # the registrar's NS: the flow stops at step 2 and says what to set
@@ -258,7 +267,15 @@ def test_migrate_direct_to_alb_resumes_after_a_kill_and_drops_nothing(
         again = migration(
             local_env, direct_caddy, dns_responder, lines, admin_factory=watching_admin(loop)
         )
-        assert run(again) == [5, 6, 7, 8]
+        during: dict[int, str] = {}
+
+        def record_allowed(number: int) -> None:
+            during[number] = ssm.get_parameter(Name=allowed)["Parameter"]["Value"]
+
+        assert run(again, after_step=record_allowed) == [5, 6, 7, 8]
+        # the app accepts both names while Caddy switches; step 7 leaves only the new ones
+        assert during[5] == f"{DUCKDNS},{NEW_HOST},www.{NEW_HOST}"
+        assert during[7] == f"{NEW_HOST},www.{NEW_HOST}"
         assert "steps 1-4 are done: resuming at step 5" in lines
         time.sleep(1.0)  # a second of traffic on the new path after the last change
     finally:
@@ -307,7 +324,6 @@ def test_migrate_direct_to_alb_resumes_after_a_kill_and_drops_nothing(
     assert (asg["MinSize"], asg["MaxSize"]) == (local_env.asg.min_size, local_env.asg.max_size)
 
     # SSM holds the new URLs
-    ssm = boto3.client("ssm", endpoint_url=aws_env)
     prefix = local_env.ssm_prefix
     got = {
         p["Name"][len(prefix) :]: p["Value"]
