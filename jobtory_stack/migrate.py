@@ -322,7 +322,10 @@ def check_zone(m: Migration) -> StepState:
             True,
             f"zone {zid}; NS {' '.join(zone_ns)} (delegation not verified: --verify-delegation)",
         )
-    seen = observed_delegation(m)
+    try:
+        seen = observed_delegation(m)
+    except CommandError as exc:
+        return StepState(False, f"zone {zid} exists; delegation unknown: {exc}")
     if seen != zone_ns:
         return StepState(
             False,

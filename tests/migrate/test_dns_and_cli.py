@@ -86,3 +86,30 @@ def test_cli_refuses_a_bad_step_number(capsys: pytest.CaptureFixture[str]) -> No
     with pytest.raises(SystemExit) as exc:
         main(["migrate", "--spec", str(ROOT / "stack.toml"), "--from-step", "9"])
     assert exc.value.code == 2
+
+
+def test_check_reports_a_silent_resolver_instead_of_failing(
+    aws_env: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from jobtory_stack.aws.core import Ctx
+    from jobtory_stack.migrate import STEPS, new_migration, run_zone
+    from jobtory_stack.spec import load_stack
+
+    env = load_stack(ROOT / "stack.toml").env("local")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        m = new_migration(
+            env,
+            None,
+            lambda line: None,
+            resolver=("127.0.0.1", silent.getsockname()[1]),
+            verify_delegation=True,
+            dns_timeout=0.2,
+        )
+        assert isinstance(m.ctx, Ctx)
+        m.verify_delegation = False
+        run_zone(m)  # the zone exists; only the delegation is unknown
+        m.verify_delegation = True
+        state = STEPS[1].check(m)
+    assert not state.done and "delegation unknown" in state.detail
+    assert "no answer within" in state.detail
