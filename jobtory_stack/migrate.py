@@ -604,8 +604,9 @@ def check_params(m: Migration) -> StepState:
 
 def run_params(m: Migration) -> None:
     ctx = m.ctx
+    have = ssm_values(ctx, list(m.new.parameters))
     for name, value in m.new.parameters.items():
-        old = m.was.parameters.get(name)
+        old = have.get(name, ("(unset)", None))[0]
         if old != value:
             ctx.out(f"  {name}: {old} -> {value}")
     params.sync(ctx, ctx.secrets_file)
