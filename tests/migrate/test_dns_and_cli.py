@@ -113,3 +113,21 @@ def test_check_reports_a_silent_resolver_instead_of_failing(
         state = STEPS[1].check(m)
     assert not state.done and "delegation unknown" in state.detail
     assert "no answer within" in state.detail
+
+
+def test_cli_runs_steps_1_to_4_then_stops_at_5_without_an_admin_address(
+    aws_env: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The CLI path: steps 1-4 run against moto, step 5 refuses without --caddy-admin
+    (exit 1, one line naming the fix), and --check then says 1-4 done, next 5."""
+    spec = ["--spec", str(ROOT / "stack.toml"), "--env", "local"]
+    assert main(["migrate", *spec, "--skip-hosts", "--wait-timeout", "60"]) == 1
+    captured = capsys.readouterr()
+    assert "step 4/8: load balancer" in captured.out
+    assert captured.err.startswith("error: step 5 needs the Caddy admin API of every host")
+    assert main(["migrate", *spec, "--check"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    labels = {int(line.split()[0]): line for line in lines[:8]}
+    assert all("  done  " in labels[i] for i in (1, 2, 3, 4)), lines
+    assert "  todo  " in labels[5] and "no Caddy admin address given" in labels[5]
+    assert lines[8] == "next: step 5"
