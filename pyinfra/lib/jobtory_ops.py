@@ -106,6 +106,20 @@ def activated(root: str, version: str, script: str) -> Iterator[str]:
     yield f"{q(script)} {q(version)}"
 
 
+# Operation results shared between task files, per host. Not in host.data: pyinfra hands
+# out shallow COPIES of host data values, and a copied OperationMeta never completes.
+_RESULTS: dict[tuple[str, str], Any] = {}
+
+
+def remember(key: str, meta: Any) -> Any:
+    _RESULTS[(host.name, key)] = meta
+    return meta
+
+
+def recall(key: str) -> Any:
+    return _RESULTS[(host.name, key)]
+
+
 def _changed(meta: Any) -> bool:
     """An earlier operation's change: its result once executed, its plan before."""
     return bool(meta.did_change() if meta.is_complete() else meta.will_change)

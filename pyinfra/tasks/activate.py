@@ -7,9 +7,9 @@ from pyinfra.operations import systemd
 from pyinfra import host
 
 s = host.data.jobtory
-env_op = host.data.jobtory_env_op
-caddyfile_op = host.data.jobtory_caddyfile_op
-units = host.data.jobtory_units_op
+env_op = jobtory_ops.recall("env")
+caddyfile_op = jobtory_ops.recall("caddyfile")
+units = jobtory_ops.recall("units")
 
 activate_op = jobtory_ops.activated(
     name=f"activate {s.version} (/readyz before the switch, rollback on failure)",

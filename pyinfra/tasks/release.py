@@ -28,7 +28,7 @@ jobtory_ops.release(
     archive=s.source_archive,
     wheels=s.wheels_dir,
 )
-host.data.jobtory_env_op = jobtory_ops.env_file(
+env_op = jobtory_ops.env_file(
     name=f"env file {s.env_file} from SSM {s.ssm_prefix} (0600, {s.app_user})",
     release=s.release_dir,
     prefix=s.ssm_prefix,
@@ -42,3 +42,4 @@ jobtory_ops.migrations(
     user=s.app_user,
     env_file=s.env_file,
 )
+jobtory_ops.remember("env", env_op)

@@ -18,13 +18,14 @@ for unit in ("jobtory-gunicorn.service", "jobtory-candidate@.service", "jobtory-
         mode="644",
         **s.template_data,
     )
-host.data.jobtory_units_op = units
-host.data.jobtory_caddyfile_op = files.put(
+caddyfile_op = files.put(
     name=f"Caddyfile (alb mode) {s.caddyfile}",
     src=StringIO(s.caddyfile_text),
     dest=s.caddyfile,
     mode="644",
 )
+jobtory_ops.remember("units", units)
+jobtory_ops.remember("caddyfile", caddyfile_op)
 jobtory_ops.daemon_reloaded(
     name="systemd daemon-reload (units changed)", after=list(units.values())
 )

@@ -253,6 +253,32 @@ def test_a_release_failing_readyz_is_rolled_back(
     assert load.failures == [], f"{len(load.failures)} failed requests during the rollback"
 
 
+# ---- a changed SSM value reaches the hosts (env file re-rendered, gunicorn restarted) ----
+
+
+def test_changed_ssm_value_is_rolled_out_without_a_new_release(
+    fleet: Fleet, first_deploy: Deploy
+) -> None:
+    name = local_env().ssm_prefix + "JOBTORY_FLEET_TEST_MARK"  # type: ignore[attr-defined]
+    client = ssm()
+    client.put_parameter(Name=name, Value=f"mark-{time.time():.0f}", Type="String", Overwrite=True)  # type: ignore[attr-defined]
+    try:
+        with Load(workers=2, max_requests=20000, max_seconds=300) as load:
+            result = deploy("--version", fleet.new)
+            load.stop()
+        assert result.code == 0, result.output
+        for host in result.summary["hosts"]:
+            # the env file, and the restart it needs; the release stays as it is
+            assert host["changed"] == 2, result.output
+        for host in CONTAINERS:
+            assert "JOBTORY_FLEET_TEST_MARK=" in host_exec(host, "cat /etc/jobtory/env").stdout
+            assert current_version(host) == fleet.new
+        assert load.failures == []
+    finally:
+        client.delete_parameter(Name=name)  # type: ignore[attr-defined]
+    assert deploy("--version", fleet.new).summary["changed_operations"] == 4
+
+
 # ---- faults: the ALB routes around a dead host ------------------------------------------
 
 
