@@ -24,7 +24,12 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
-    """A real moto server process on 127.0.0.1, for the whole session."""
+    """A real moto server process on 127.0.0.1, for the whole session.
+
+    moto issues a requested ACM certificate only after MOTO_ACM_VALIDATION_WAIT
+    seconds (default 60, read at start); the deployer waits for ISSUED, so the
+    server starts with the wait at 0, as the replica's `aws` service does.
+    """
     exe = shutil.which("moto_server", path=os.path.dirname(sys.executable))
     require(exe is not None, "moto_server is not installed (uv sync)")
     assert exe is not None
@@ -33,6 +38,7 @@ def moto_endpoint() -> Iterator[str]:
         [exe, "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env={**os.environ, "MOTO_ACM_VALIDATION_WAIT": "0"},
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30

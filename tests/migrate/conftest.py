@@ -23,7 +23,6 @@ from jobtory_stack.migrate import encode_name, read_name, with_mode
 from jobtory_stack.render import caddy_site
 from jobtory_stack.spec import Environment, load_stack
 from tests.alb.conftest import haproxy_bin, start_alb, tls  # noqa: F401  (fixtures)
-from tests.aws.conftest import moto_endpoint  # noqa: F401  (ACM wait 0)
 from tests.caddy.conftest import caddy_binary, listening_socket, start_echo
 from tests.conftest import free_port
 from tests.helpers import ROOT, require

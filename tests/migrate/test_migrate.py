@@ -151,6 +151,7 @@ class Loop:
                 if no_response and attempt == 1:
                     with self.lock:
                         self.retries += 1
+                    time.sleep(0.05)  # a client's retry comes a moment later, not mid-reload
                     continue
                 return False, f"{type(exc).__name__}: {exc}"
             except Exception as exc:
