@@ -251,19 +251,12 @@ class HostSettings:
 
 
 def host_caddyfile(env: Any, settings: HostSettings) -> str:
-    """The alb-mode Caddyfile for a host: the spec's served hosts and trusted proxies,
-    gunicorn on the host's loopback, static files from the current release."""
-    from jobtory_stack.caddyfile import CaddySite, render_caddyfile
-    from jobtory_stack.derived import derive
+    """The alb-mode Caddyfile for a host: the spec's one CaddySite mapping, with
+    gunicorn on the host's loopback and static files from the current release."""
+    from jobtory_stack.caddyfile import render_caddyfile
+    from jobtory_stack.render import caddy_site
 
-    d = derive(env)
-    site = CaddySite(
-        mode="alb",
-        hosts=d.served_hosts,
-        upstreams=(settings.bind,),
-        trusted_proxies=d.trusted_proxies,
-        static_root=settings.static_root,
-    )
+    site = caddy_site(env, mode="alb", upstreams=(settings.bind,), static_root=settings.static_root)
     return render_caddyfile(site)
 
 
