@@ -39,6 +39,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from jobtory_stack.caddyfile import CaddySite, Mode
+
 REPO = Path(__file__).resolve().parent.parent
 PYINFRA_DIR = REPO / "pyinfra"
 DEPLOY_FILE = PYINFRA_DIR / "deploy.py"
@@ -59,6 +61,14 @@ SKIP_NAMES = frozenset(
 SKIP_SUFFIXES = (".pyc", ".pyo", ".sqlite3", ".log")
 RUNTIME_EXTRAS = ("app", "hosts")
 HOST_PYTHON = "3.13"  # Debian 13 (trixie); Ubuntu 24.04 has 3.12: set JOBTORY_HOST_PYTHON
+# Where things live on a host (HostSettings' defaults and the host's CaddySite).
+HOST_ROOT = "/srv/jobtory"
+HOST_BIND = "127.0.0.1:8000"  # gunicorn, on the host's loopback only
+# Caddy's admin API on a unix socket, group-writable: the web user's group (which the
+# deploy's SSH user joins) may reach it through `ssh -L PORT:SOCKET`; no other local
+# user can reconfigure Caddy, as anyone could on a loopback TCP port.
+HOST_CADDY_ADMIN = "unix//run/jobtory-caddy/admin.sock|0660"
+CADDY_MODES: tuple[Mode, ...] = ("alb", "direct")
 WHEEL_PLATFORMS = (
     "manylinux_2_28_x86_64",
     "manylinux_2_17_x86_64",
@@ -133,13 +143,14 @@ class HostSettings:
     manifest: Manifest
     deploy_dir: Path
     caddyfile_text: str
+    caddy_mode: Mode = "alb"
     aws_env: dict[str, str] = field(default_factory=dict)
     keep_releases: int = 3
-    root: str = "/srv/jobtory"
+    root: str = HOST_ROOT
     etc: str = "/etc/jobtory"
     app_user: str = "jobtory"
     web_user: str = "jobtory-web"
-    bind: str = "127.0.0.1:8000"
+    bind: str = HOST_BIND
     candidate_bind: str = "127.0.0.1:8001"
     workers: int = 2
 
@@ -158,6 +169,9 @@ class HostSettings:
         spec = Path(_data_get(data, "jobtory_spec", "") or deploy_dir.parent / "stack.toml")
         env = load_stack(spec).env(env_name)
         artifacts = Path(_data_get(data, "jobtory_artifacts", "") or ARTIFACTS_DIR).resolve()
+        mode = str(_data_get(data, "jobtory_caddy_mode", "") or env.caddy.mode)
+        if mode not in CADDY_MODES:
+            raise HostsError(f"pyinfra data jobtory_caddy_mode: {mode!r} is not alb or direct")
         settings = cls(
             env_name=env_name,
             version=version,
@@ -167,6 +181,7 @@ class HostSettings:
             manifest=Manifest.load(artifacts, version),
             deploy_dir=deploy_dir,
             caddyfile_text="",
+            caddy_mode=mode,
             aws_env=parse_kv(_data_get(data, "jobtory_aws_env", {})),
             keep_releases=int(_data_get(data, "jobtory_keep_releases", 3)),
             workers=int(_data_get(data, "jobtory_workers", 2)),
@@ -250,13 +265,28 @@ class HostSettings:
         }
 
 
-def host_caddyfile(env: Any, settings: HostSettings) -> str:
-    """The alb-mode Caddyfile for a host: the spec's one CaddySite mapping, with
-    gunicorn on the host's loopback and static files from the current release."""
-    from jobtory_stack.caddyfile import render_caddyfile
+def host_site(
+    env: Any,
+    mode: Mode | None = None,
+    bind: str = HOST_BIND,
+    static_root: str = f"{HOST_ROOT}/current/app/frontend",
+) -> CaddySite:
+    """A host's Caddy: the spec's one CaddySite mapping (`mode` overrides caddy.mode),
+    gunicorn on the host's loopback, static files from the current release, the admin
+    API on the host's unix socket. `deploy.py migrate` switches hosts to this alb site."""
+    from dataclasses import replace
+
     from jobtory_stack.render import caddy_site
 
-    site = caddy_site(env, mode="alb", upstreams=(settings.bind,), static_root=settings.static_root)
+    site = caddy_site(env, mode=mode, upstreams=(bind,), static_root=static_root)
+    return replace(site, admin=HOST_CADDY_ADMIN)
+
+
+def host_caddyfile(env: Any, settings: HostSettings) -> str:
+    """The Caddyfile a host runs, in the mode the deploy asks for (default: the spec's)."""
+    from jobtory_stack.caddyfile import render_caddyfile
+
+    site = host_site(env, settings.caddy_mode, settings.bind, settings.static_root)
     return render_caddyfile(site)
 
 
@@ -569,6 +599,23 @@ class Balancer(Protocol):
     def restore(self, target: str, timeout: float) -> None: ...
 
 
+class NoBalancer:
+    """Direct mode: each host's Caddy terminates TLS itself and no balancer is in front
+    (today's single host). Nothing to drain: Caddy's lb_try_duration covers gunicorn's
+    restart, and the activation's candidate check covers a new release."""
+
+    name = "no balancer (caddy direct mode)"
+
+    def healthy(self, target: str) -> bool:
+        return True
+
+    def drain(self, target: str) -> None:
+        return None
+
+    def restore(self, target: str, timeout: float) -> None:
+        return None
+
+
 class FleetBalancer:
     """The fleet's ALB stand-in, through its HAProxy runtime API (127.0.0.1 only)."""
 
@@ -577,6 +624,23 @@ class FleetBalancer:
 
         self.runtime = AlbRuntime(host, port)
         self.name = f"alb stand-in {host}:{port}"
+
+    @classmethod
+    def of_fleet(cls, group: Mapping[str, Any] | None = None) -> FleetBalancer:
+        """The fleet replica's stand-in, from the static inventory's group data."""
+        if group is None:
+            group = fleet_inventory()[1]
+        host, _, port = str(group.get("alb_runtime", "127.0.0.1:9998")).rpartition(":")
+        return cls(host, int(port))
+
+    def health(self) -> dict[str, str]:
+        """target -> healthy / unhealthy / draining / unused (as ELBv2 names them)."""
+        from jobtory_stack.alb_standin import AlbError
+
+        try:
+            return {t.name: t.health for t in self.runtime.targets()}
+        except AlbError as exc:
+            raise HostsError(str(exc)) from None
 
     def healthy(self, target: str) -> bool:
         from jobtory_stack.alb_standin import AlbError
@@ -859,8 +923,7 @@ def _ssm(env: Any) -> Any:
 
 def _balancer_for(env: Any, group: Mapping[str, Any]) -> Balancer:
     if env.name == "local":
-        host, _, port = str(group.get("alb_runtime", "127.0.0.1:9998")).rpartition(":")
-        return FleetBalancer(host, int(port))
+        return FleetBalancer.of_fleet(group)
     from jobtory_stack.aws.core import RETRY_CONFIG, make_session, resolve_endpoint
     from jobtory_stack.derived import derive
 
@@ -887,6 +950,7 @@ def deploy(args: argparse.Namespace, out: Out) -> DeployReport:
     )
 
     env = resolve_env(args)
+    mode = getattr(args, "caddy_mode", None) or env.caddy.mode
     source = Path(args.source).resolve() if args.source else REPO
     version = check_version(args.version) if args.version else default_version(source)
     report = DeployReport(env.name, version)
@@ -931,10 +995,13 @@ def deploy(args: argparse.Namespace, out: Out) -> DeployReport:
             "jobtory_artifacts": str(ARTIFACTS_DIR),
             "jobtory_spec": str(Path(args.spec).resolve()),
             "jobtory_keep_releases": str(args.keep),
+            "jobtory_caddy_mode": mode,
         }
-        out(f"hosts: {', '.join(t.name for t in targets)} (one at a time)")
-        with aws_errors():
-            balancer = _balancer_for(env, group)
+        out(f"hosts: {', '.join(t.name for t in targets)} (one at a time); caddy {mode} mode")
+        balancer: Balancer = NoBalancer()
+        if mode == "alb":
+            with aws_errors():
+                balancer = _balancer_for(env, group)
         rolling_deploy(
             targets,
             balancer,
@@ -1129,6 +1196,12 @@ def register_cli(sub: Any) -> None:
         type=float,
         default=180.0,
         help="seconds a host may take to pass the balancer's health checks",
+    )
+    p.add_argument(
+        "--caddy-mode",
+        choices=CADDY_MODES,
+        help="Caddy's mode on the hosts (default: the spec's caddy.mode); direct = no "
+        "balancer to drain from (today's single host)",
     )
     p.add_argument("--json", action="store_true", help="print a JSON summary line at the end")
     p.add_argument("--audit", action="store_true", help="print the deploy audit log and exit")

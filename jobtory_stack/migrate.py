@@ -39,7 +39,7 @@ from jobtory_stack.caddy_admin import CaddyAdmin, CaddyError, config_mode
 from jobtory_stack.caddyfile import CaddySite
 from jobtory_stack.cli import CommandError, env_options, out, resolve_env
 from jobtory_stack.derived import Derived, derive
-from jobtory_stack.render import caddy_site
+from jobtory_stack.hosts import HostsError, host_site
 from jobtory_stack.spec import Environment
 
 CLOUDFLARE_REFUSAL = (
@@ -97,6 +97,9 @@ class Migration:
     # checked through its audit log). A callable replaces it (tests, custom fleets); its
     # effect cannot be checked from here, and step 7's check says so.
     host_restart: Callable[[Migration], None] | None = None
+    # The target group's health as the traffic sees it (target -> state). None: the
+    # ELBv2 target group. The fleet replica: its ALB stand-in (moto only models health).
+    target_health: Callable[[], dict[str, str]] | None = None
     dns_timeout: float = 3.0
 
     @property
@@ -114,10 +117,11 @@ class Migration:
     def out(self, line: str) -> None:
         self.ctx.out(line)
 
-    def target_site(self, admin: str) -> CaddySite:
-        """The alb-mode site for the host behind `admin` (its admin address kept)."""
-        site = caddy_site(self.env, mode="alb")
-        return replace(site, admin=admin, **self.site_overrides)
+    def target_site(self, admin_listen: str) -> CaddySite:
+        """The alb-mode site of a host (as `deploy.py hosts` renders it), keeping the
+        admin address Caddy listens on now (not the tunnel's end that reaches it)."""
+        site = host_site(self.env, mode="alb")
+        return replace(site, admin=admin_listen, **self.site_overrides)
 
 
 def new_migration(
@@ -472,27 +476,58 @@ def run_caddy(m: Migration) -> None:
     if not m.caddy_admins:
         raise CommandError(
             "step 5 needs the Caddy admin API of every host: --caddy-admin ADDR (repeat "
-            "it; e.g. `ssh -L 2019:localhost:2019 host` first, then --caddy-admin "
-            "localhost:2019)"
+            "it; e.g. `ssh -N -L 127.0.0.1:2019:/run/jobtory-caddy/admin.sock admin@host` "
+            "first, then --caddy-admin 127.0.0.1:2019)"
         )
     if not check_caddy(m).done:
         widen_app_hosts(m)
-    for address in m.caddy_admins:
-        site = m.target_site(address)
+    prime_ids(m.ctx)
+    tg = loadbalancer.observe(m.ctx, loadbalancer.desired(m.ctx)).tg_arn
+    for index, address in enumerate(m.caddy_admins):
         with m.admin_factory(address) as admin:
-            before = config_mode(admin.config("")) or "empty"
+            current = admin.config("")
+            before = config_mode(current) or "empty"
+            listen = ((current or {}).get("admin") or {}).get("listen") or DEFAULT_ADMIN_LISTEN
+            site = m.target_site(str(listen))
+            # the direct site stays up until the balancer serves this host as well
+            hold = (lambda n=index + 1: wait_serving(m, tg, n)) if tg else None
             changed = admin.switch_mode(
-                site, linger=m.caddy_linger, cert_timeout=m.caddy_cert_timeout
+                site, linger=m.caddy_linger, cert_timeout=m.caddy_cert_timeout, hold=hold
             )
         m.out(
             f"  caddy {address}: {before} -> alb (plain :{site.http_port}, no restart)"
             if changed
             else f"  caddy {address}: already alb"
         )
-    prime_ids(m.ctx)
-    tg = loadbalancer.observe(m.ctx, loadbalancer.desired(m.ctx)).tg_arn
     if tg:
         wait_targets_healthy(m, tg)
+
+
+DEFAULT_ADMIN_LISTEN = "localhost:2019"  # Caddy's when a config names none
+
+
+def target_health(m: Migration, tg: str) -> dict[str, str]:
+    if m.target_health is None:
+        return registered_targets(m.ctx, tg)
+    try:
+        return m.target_health()
+    except HostsError as exc:
+        raise CommandError(f"the load balancer's target health: {exc}") from None
+
+
+def wait_serving(m: Migration, tg: str, count: int) -> None:
+    """Until `count` targets (at most as many as are registered) pass the balancer's
+    health checks: the new path serves this host too."""
+
+    def check() -> str | None:
+        states = target_health(m, tg)
+        want = min(count, len(states))
+        healthy = sum(state == "healthy" for state in states.values())
+        if healthy >= want:
+            return None
+        return f"{healthy} of {want}: " + ", ".join(f"{i} {s}" for i, s in sorted(states.items()))
+
+    m.ctx.wait_for(f"{count} healthy target(s) behind the load balancer", check)
 
 
 TRANSITION_PARAMETERS = ("DJANGO_ALLOWED_HOSTS", "DJANGO_CSRF_TRUSTED_ORIGINS")
@@ -523,14 +558,14 @@ def widen_app_hosts(m: Migration) -> None:
         )
         return
     time.sleep(1.0)
-    roll_hosts(m)
+    roll_hosts(m, "direct")  # Caddy is switched right after, through its admin API
 
 
 def wait_targets_healthy(m: Migration, tg: str) -> None:
     """After the switch the ALB's health checks get 200 instead of a redirect."""
 
     def check() -> str | None:
-        states = registered_targets(m.ctx, tg)
+        states = target_health(m, tg)
         bad = {i: s for i, s in states.items() if s != "healthy"}
         return None if not bad else ", ".join(f"{i} {s}" for i, s in sorted(bad.items()))
 
@@ -618,11 +653,12 @@ def run_params(m: Migration) -> None:
         )
         return
     time.sleep(1.0)  # the audit's start time has 1 s resolution: start after the writes
-    roll_hosts(m)
+    roll_hosts(m, "alb")
 
 
-def roll_hosts(m: Migration) -> None:
-    """The rolling host deploy: drain, re-render the env file from SSM, restart, restore."""
+def roll_hosts(m: Migration, caddy_mode: str) -> None:
+    """The rolling host deploy: drain, re-render the env file from SSM, restart, restore.
+    `caddy_mode`: the Caddyfile the hosts get (whatever the spec's caddy.mode says)."""
     from jobtory_stack import hosts
 
     if m.host_restart is not None:
@@ -641,6 +677,7 @@ def roll_hosts(m: Migration) -> None:
         lock_timeout=1800.0,
         ready_timeout=180.0,
         json=False,
+        caddy_mode=caddy_mode,
     )
     for key, value in m.hosts_options.items():
         setattr(args, key, value)
@@ -789,6 +826,10 @@ def migration_from_args(args: argparse.Namespace) -> Migration:
         caddy_admins=tuple(args.caddy_admin or ()),
         skip_hosts=args.skip_hosts,
     )
+    if env.name == "local":  # the fleet replica: its ALB stand-in is what serves
+        from jobtory_stack.hosts import FleetBalancer
+
+        m.target_health = FleetBalancer.of_fleet().health
     if args.wait_timeout is not None:
         m.ctx.wait_timeout = args.wait_timeout
     m.ctx.secrets_file = args.secrets_file

@@ -26,6 +26,17 @@ for user in (s.app_user, s.web_user):
         system=True,
         ensure_home=False,
     )
+# The deploy's SSH user may reach Caddy's admin socket (group web_user, 0660): the
+# tunnel of `deploy.py migrate --caddy-admin` / `deploy.py caddy` runs as that user.
+ssh_user = host.data.get("ssh_user")
+if ssh_user and ssh_user != "root":
+    server.user(
+        name=f"{ssh_user} in group {s.web_user} (Caddy's admin socket)",
+        user=ssh_user,
+        groups=[s.web_user],
+        append=True,
+        ensure_home=False,
+    )
 for path in (s.root, f"{s.root}/releases", f"{s.root}/artifacts", f"{s.root}/wheels", s.etc):
     files.directory(name=f"directory {path}", path=path, user="root", group="root", mode="755")
 

@@ -19,7 +19,7 @@ for unit in ("jobtory-gunicorn.service", "jobtory-candidate@.service", "jobtory-
         **s.template_data,
     )
 caddyfile_op = files.put(
-    name=f"Caddyfile (alb mode) {s.caddyfile}",
+    name=f"Caddyfile ({s.caddy_mode} mode) {s.caddyfile}",
     src=StringIO(s.caddyfile_text),
     dest=s.caddyfile,
     mode="644",
