@@ -12,7 +12,6 @@ Records in ctx.ids: zone, cert.
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from dataclasses import dataclass, field
 from functools import partial
@@ -218,9 +217,10 @@ def apply(ctx: Ctx, changes: list[Change]) -> None:
             DomainName=want.cert_names[0],
             SubjectAlternativeNames=list(want.cert_names),
             ValidationMethod="DNS",
-            IdempotencyToken=hashlib.sha256(
-                f"{ctx.d.resource_name('cert')}:{','.join(want.cert_names)}".encode()
-            ).hexdigest()[:32],
+            # one token per call: botocore's retries of this call reuse it, while a request
+            # after a destroy gets a new certificate (ACM keeps a token for an hour, and
+            # would answer a deleted certificate's ARN)
+            IdempotencyToken=uuid.uuid4().hex,
             Tags=tag_list(ctx.tags),  # type: ignore[arg-type]
         )["CertificateArn"]
         ctx.ids["cert"] = have.cert_arn

@@ -143,6 +143,17 @@ def restarted_if_running(unit: str, after: list[Any], unless: list[Any]) -> Iter
 
 
 @operation()
+def socket_listening(socket: str, service: str) -> Iterator[str]:
+    """Start and enable `socket` unless it is active. A `service` still bound to the port
+    itself (a host deployed before socket activation) is stopped first, so the socket
+    can bind; the activation step starts it again on the socket."""
+    if host.get_fact(UnitActive, unit=socket):
+        return
+    yield f"systemctl stop {q(service)}"
+    yield f"systemctl enable --now {q(socket)}"
+
+
+@operation()
 def pruned(root: str, keep: int, protect: list[str]) -> Iterator[str]:
     """Remove the oldest ready releases beyond `keep`, never current or `protect`."""
     state = host.get_fact(Releases, root=root)

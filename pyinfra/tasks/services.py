@@ -1,4 +1,5 @@
-"""Services: systemd units for gunicorn, the candidate check and Caddy; the Caddyfile."""
+"""Services: systemd units for gunicorn (and its socket), the candidate check and Caddy;
+the Caddyfile."""
 
 from io import StringIO
 
@@ -10,7 +11,13 @@ from pyinfra import host
 s = host.data.jobtory
 templates = s.deploy_dir / "templates"
 units = {}
-for unit in ("jobtory-gunicorn.service", "jobtory-candidate@.service", "jobtory-caddy.service"):
+UNITS = (
+    "jobtory-gunicorn.socket",
+    "jobtory-gunicorn.service",
+    "jobtory-candidate@.service",
+    "jobtory-caddy.service",
+)
+for unit in UNITS:
     units[unit] = files.template(
         name=f"unit {unit}",
         src=str(templates / f"{unit}.j2"),
@@ -28,6 +35,11 @@ jobtory_ops.remember("units", units)
 jobtory_ops.remember("caddyfile", caddyfile_op)
 jobtory_ops.daemon_reloaded(
     name="systemd daemon-reload (units changed)", after=list(units.values())
+)
+jobtory_ops.socket_listening(
+    name="gunicorn's socket held by systemd (jobtory-gunicorn.socket)",
+    socket="jobtory-gunicorn.socket",
+    service="jobtory-gunicorn.service",
 )
 systemd.service(
     name="enable jobtory-gunicorn (started by activate)",

@@ -506,9 +506,10 @@ def test_user_data_bootstraps_a_new_host_identical_to_its_peers(fleet: Fleet) ->
         same = (
             "readlink /srv/jobtory/current; stat -c '%a %U' /etc/jobtory/env; "
             "sha256sum /etc/jobtory/env /etc/jobtory/Caddyfile /etc/jobtory/aws.env "
-            "/etc/systemd/system/jobtory-*.service | cut -c1-64; "
-            "systemctl is-active jobtory-gunicorn jobtory-caddy; "
-            "systemctl is-enabled jobtory-gunicorn jobtory-caddy"
+            "/etc/systemd/system/jobtory-*.service /etc/systemd/system/jobtory-*.socket "
+            "| cut -c1-64; "
+            "systemctl is-active jobtory-gunicorn.socket jobtory-gunicorn jobtory-caddy; "
+            "systemctl is-enabled jobtory-gunicorn.socket jobtory-gunicorn jobtory-caddy"
         )
         assert host_exec(name, same).stdout == host_exec("ec2-1", same).stdout
     finally:

@@ -1,0 +1,427 @@
+"""`deploy.py migrate` end to end on the fleet replica, as a person runs it.
+
+Before: both stand-in EC2 hosts run Caddy in direct mode (`deploy.py hosts --caddy-mode
+direct`): HTTPS for jobtory.duckdns.org on each host (ec2-1's published on 127.0.0.1:9441,
+where the DuckDNS name points), SSM holds the DuckDNS URLs, and the fleet's ALB stand-in
+sees both targets unhealthy (port 80 only redirects). The command runs against the
+replica's AWS emulator, reaches each host's Caddy admin socket through an SSH tunnel,
+is killed after step 4, asked `--check`, and re-run: it resumes at step 5 and ends with
+both hosts in alb mode behind the stand-in, on the new domain.
+
+A bounded loop runs through all of it: on the old path (HTTPS straight to ec2-1, SNI and
+Host the DuckDNS name) until the ALB stand-in reports a healthy target, then on the new
+path (HTTPS through the stand-in, Host jobtory.localhost): users move when the new name
+serves. Failures are counted on both paths. Everything goes to 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+
+from jobtory_stack.aws import dns, loadbalancer, network, params, scaling
+from jobtory_stack.aws.core import make_session, new_ctx
+from jobtory_stack.caddy_admin import CaddyAdmin, CaddyError, config_mode
+from jobtory_stack.derived import derive
+from jobtory_stack.hosts import FLEET_DIR, FleetBalancer, HostsError, fleet_inventory
+from jobtory_stack.migrate import with_mode
+from jobtory_stack.spec import Environment, load_stack
+from tests.conftest import free_port
+from tests.fleet.conftest import ALB_HTTPS, AWS_URL, ROOT, Fleet, host_exec, run_deploy
+
+pytestmark = [pytest.mark.fleet, pytest.mark.timeout(1200)]
+
+DUCKDNS = "jobtory.duckdns.org"
+NEW_HOST = "jobtory.localhost"
+OLD_HTTPS = int(os.environ.get("EC2_1_HTTPS_PORT", "9441"))
+SSH_PORTS = {"ec2-1": 2221, "ec2-2": 2222}
+ADMIN_SOCKET = "/run/jobtory-caddy/admin.sock"
+CADDY_CA = "/var/lib/jobtory-caddy/data/caddy/pki/authorities/local/root.crt"
+ALB_EMPTY = "502 from the ALB: empty response from Caddy"
+
+
+def local_env() -> Environment:
+    return load_stack(ROOT / "stack.toml").env("local")
+
+
+def aws(service: str, env: Environment) -> Any:
+    """A client of the replica's emulator (dummy credentials, as the CLI uses there)."""
+    return make_session(env.region, AWS_URL).client(service, endpoint_url=AWS_URL)  # type: ignore[call-overload]
+
+
+def reset_aws(env: Environment) -> None:
+    """The emulator back to before the migration: no zone, certificate, ALB, ASG or VPC of
+    env local (SSM stays: the replica's app needs it), no stand-in instances."""
+    ctx = new_ctx(with_mode(env, "alb"), AWS_URL, lambda line: None)
+    scaling.destroy(ctx)
+    loadbalancer.destroy(ctx, True)
+    dns.destroy(ctx)
+    network.destroy(ctx)
+    ec2 = aws("ec2", env)
+    found = ec2.describe_instances(
+        Filters=[
+            {"Name": "tag:env", "Values": [env.name]},
+            {"Name": "instance-state-name", "Values": ["pending", "running"]},
+        ]
+    )
+    ids = [i["InstanceId"] for r in found["Reservations"] for i in r["Instances"]]
+    if ids:
+        ec2.terminate_instances(InstanceIds=ids)
+
+
+def emulated_instances(env: Environment) -> None:
+    """ec2-1 and ec2-2 as the emulator knows them: running, tagged as the env's."""
+    ec2 = aws("ec2", env)
+    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    for name in SSH_PORTS:
+        tags = [
+            {"Key": "stack", "Value": env.stack_name},
+            {"Key": "env", "Value": env.name},
+            {"Key": "Name", "Value": name},
+        ]
+        ec2.run_instances(
+            ImageId=image,
+            MinCount=1,
+            MaxCount=1,
+            InstanceType="t3.small",
+            TagSpecifications=[{"ResourceType": "instance", "Tags": tags}],  # type: ignore[list-item,misc]
+        )
+
+
+def ssm_values(env: Environment) -> dict[str, str]:
+    ssm = aws("ssm", env)
+    found: dict[str, str] = {}
+    for page in ssm.get_paginator("get_parameters_by_path").paginate(
+        Path=env.ssm_prefix, Recursive=True
+    ):
+        for p in page["Parameters"]:
+            found[p["Name"][len(env.ssm_prefix) :]] = p["Value"]
+    return found
+
+
+@pytest.fixture
+def admin_tunnels(fleet: Fleet) -> Iterator[list[str]]:
+    """`ssh -N -L 127.0.0.1:P:<Caddy's admin socket>` to each host, as the runbook says."""
+    procs: list[subprocess.Popen[bytes]] = []
+    addresses: list[str] = []
+    try:
+        for name, port in SSH_PORTS.items():
+            local = free_port()
+            procs.append(
+                subprocess.Popen(
+                    [
+                        "ssh",
+                        "-N",
+                        "-p",
+                        str(port),
+                        "-i",
+                        str(FLEET_DIR / "id_ed25519"),
+                        "-o",
+                        "BatchMode=yes",
+                        "-o",
+                        "ExitOnForwardFailure=yes",
+                        "-o",
+                        "StrictHostKeyChecking=no",
+                        "-o",
+                        "UserKnownHostsFile=/dev/null",
+                        "-o",
+                        "LogLevel=ERROR",
+                        "-L",
+                        f"127.0.0.1:{local}:{ADMIN_SOCKET}",
+                        "admin@127.0.0.1",
+                    ],
+                    stdin=subprocess.DEVNULL,
+                )
+            )
+            address = f"127.0.0.1:{local}"
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    with CaddyAdmin(address) as admin:
+                        assert config_mode(admin.config("")) == "direct", name
+                    break
+                except CaddyError:
+                    if time.monotonic() > deadline or procs[-1].poll() is not None:
+                        raise
+                    time.sleep(0.3)
+            addresses.append(address)
+        yield addresses
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(timeout=10)
+
+
+@pytest.fixture
+def direct_fleet(fleet: Fleet) -> Iterator[Environment]:
+    """Today's production on the fleet: SSM on the DuckDNS name, Caddy in direct mode."""
+    env = local_env()
+    reset_aws(env)
+    params.sync(new_ctx(with_mode(env, "direct"), AWS_URL, lambda line: None))
+    emulated_instances(env)
+    balancer = FleetBalancer.of_fleet()
+    for target in fleet_inventory()[0]:  # put back what earlier tests may have drained
+        balancer.restore(target.lb_target, timeout=0)
+    result = run_deploy("--caddy-mode", "direct")
+    assert result.code == 0, result.output
+    deadline = time.monotonic() + 90  # the stand-in's checks now get redirects: unhealthy
+    while "healthy" in balancer.health().values():
+        assert time.monotonic() < deadline, balancer.health()
+        time.sleep(0.5)
+    yield env
+    reset_aws(env)  # SSM stays on the new domain: the spec's local values
+
+
+# ---- the request loop ------------------------------------------------------------------------
+
+
+class Loop:
+    """Bounded clients (<= 600 s, <= 60000 requests). Old path until the ALB stand-in
+    has a healthy target, new path after. A failure is an error or any status but 200.
+
+    The retry rule of tests/caddy and tests/migrate (RFC 9112 section 9.3.1): a GET whose
+    connection closed before any response byte is retried once; retries are counted. A 502
+    from the stand-in for an empty answer from Caddy (docs/caddy.md, "Honest fine print":
+    Caddy's reload with a single serving target) is counted apart, as in tests/migrate.
+    """
+
+    def __init__(self, old_ca: Path) -> None:
+        self.old_ca = old_ca
+        self.path = "old"
+        self.switched_at: float | None = None
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.results: Counter[str] = Counter()
+        self.failures: list[str] = []
+        self.alb_empty = 0
+        self.retries = 0
+        self.budget = 60000
+        self.threads = [threading.Thread(target=self.client, args=(ka,)) for ka in (True, False)]
+        self.threads.append(threading.Thread(target=self.watch))
+
+    def start(self) -> None:
+        for t in self.threads:
+            t.start()
+
+    def finish(self) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(timeout=30)
+
+    def watch(self) -> None:
+        """Users move to the new name once it serves: a healthy target behind the ALB."""
+        balancer = FleetBalancer.of_fleet()
+        end = time.monotonic() + 600
+        while not self.stop.is_set() and time.monotonic() < end:
+            try:
+                serving = "healthy" in balancer.health().values()
+            except HostsError:
+                serving = False
+            if serving:
+                with self.lock:
+                    self.path, self.switched_at = "new", time.monotonic()
+                return
+            time.sleep(0.2)
+
+    def client(self, keepalive: bool) -> None:
+        ctx = ssl.create_default_context(cafile=str(self.old_ca))
+        old = httpx.Client(verify=ctx, timeout=10, trust_env=False)
+        new = httpx.Client(verify=False, timeout=10, trust_env=False)  # the fleet CA
+        kind = "keepalive" if keepalive else "fresh"
+        end = time.monotonic() + 600
+        try:
+            while not self.stop.is_set() and time.monotonic() < end:
+                with self.lock:
+                    if self.budget <= 0:
+                        return
+                    self.budget -= 1
+                    path = self.path
+                if path == "old":
+                    port, host, client = OLD_HTTPS, DUCKDNS, old
+                else:
+                    port, host, client = ALB_HTTPS, NEW_HOST, new
+                ok, outcome = self.fetch(client, port, host, keepalive)
+                with self.lock:
+                    self.results[f"{path} {kind} {outcome}"] += 1
+                    if outcome == ALB_EMPTY and path == "new":
+                        self.alb_empty += 1
+                    elif not ok:
+                        self.failures.append(f"{time.monotonic():.1f} {path} {kind} {outcome}")
+                time.sleep(0.005)
+        finally:
+            old.close()
+            new.close()
+
+    def fetch(
+        self, client: httpx.Client, port: int, host: str, keepalive: bool
+    ) -> tuple[bool, str]:
+        headers = {"Host": host} if keepalive else {"Host": host, "Connection": "close"}
+        url = f"https://127.0.0.1:{port}/api/version"
+        for attempt in (1, 2):
+            try:
+                r = client.get(url, headers=headers, extensions={"sni_hostname": host})
+            except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+                no_response = not isinstance(exc, httpx.RemoteProtocolError) or (
+                    "without sending a response" in str(exc)
+                )
+                if no_response and attempt == 1:
+                    with self.lock:
+                        self.retries += 1
+                    time.sleep(0.05)
+                    continue
+                return False, f"{type(exc).__name__}: {exc}"
+            except Exception as exc:
+                return False, f"{type(exc).__name__}: {exc}"
+            if r.status_code == 502 and "invalid or incomplete response" in r.text:
+                return False, ALB_EMPTY
+            return r.status_code == 200 and "version" in r.json(), str(r.status_code)
+        return False, "unreachable"
+
+    @property
+    def total(self) -> int:
+        return sum(self.results.values())
+
+    def count(self, path: str) -> int:
+        return sum(
+            n for k, n in self.results.items() if k.startswith(f"{path} ") and k.endswith(" 200")
+        )
+
+
+# ---- the command ------------------------------------------------------------------------------
+
+
+def migrate(*args: str, kill_after_step: int | None = None) -> tuple[int, str]:
+    """`deploy.py migrate --env local ARGS`; SIGKILL once step `kill_after_step` is ok."""
+    proc = subprocess.Popen(
+        [sys.executable, "deploy.py", "migrate", "--env", "local", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "AWS_ENDPOINT_URL": AWS_URL, "PYTHONUNBUFFERED": "1"},
+    )
+    assert proc.stdout is not None
+    lines: list[str] = []
+    step = 0
+    deadline = time.monotonic() + 900
+    for line in proc.stdout:
+        lines.append(line)
+        print(line, end="")
+        if line.startswith("step "):
+            step = int(line.split()[1].split("/")[0])
+        if kill_after_step == step and line.startswith("  ok"):
+            proc.send_signal(signal.SIGKILL)
+            break
+        if time.monotonic() > deadline:
+            proc.kill()
+            break
+    proc.wait(timeout=60)
+    return proc.returncode, "".join(lines)
+
+
+def check_table(output: str) -> dict[int, str]:
+    """`--check` output -> {step: done|todo|manual}."""
+    table: dict[int, str] = {}
+    for line in output.splitlines():
+        parts = line.split()
+        if parts and parts[0].isdigit() and len(parts) > 2:
+            label = next(p for p in parts[1:] if p in ("done", "todo", "manual"))
+            table[int(parts[0])] = label
+    return table
+
+
+def redirect_uri(response: httpx.Response) -> str:
+    assert response.status_code == 302, (response.status_code, response.text[:300])
+    return parse_qs(urlsplit(response.headers["location"]).query)["redirect_uri"][0]
+
+
+def test_migrate_moves_the_fleet_from_duckdns_to_the_alb_with_no_failed_request(
+    direct_fleet: Environment, admin_tunnels: list[str], tmp_path: Path
+) -> None:
+    env = direct_fleet
+    old, new = derive(with_mode(env, "direct")), derive(with_mode(env, "alb"))
+    ca = tmp_path / "ec2-1-caddy-ca.pem"
+    got = host_exec("ec2-1", f"cat {CADDY_CA}")
+    assert got.returncode == 0, got.stderr
+    ca.write_text(got.stdout)
+
+    # before: the DuckDNS name is served by the host itself, the ALB serves nothing
+    with httpx.Client(verify=ssl.create_default_context(cafile=str(ca)), timeout=10) as client:
+        r = client.get(
+            f"https://127.0.0.1:{OLD_HTTPS}/auth/google/login",
+            headers={"Host": f"{DUCKDNS}:8443"},  # the replica's URLs carry the ALB's port
+            extensions={"sni_hostname": DUCKDNS},
+        )
+    assert redirect_uri(r) == old.parameters["GOOGLE_REDIRECT_URI"]
+    assert "healthy" not in FleetBalancer.of_fleet().health().values()
+    admins = [a for address in admin_tunnels for a in ("--caddy-admin", address)]
+    code, before = migrate("--check", *admins)
+    assert code == 0, before
+    assert check_table(before) == {1: "done", 2: "todo", 3: "todo", 4: "todo", 5: "todo",
+                                   6: "todo", 7: "todo", 8: "manual"}, before  # fmt: skip
+
+    loop = Loop(ca)
+    loop.start()
+    try:
+        loop_started = time.monotonic()
+        # the first run dies right after step 4 (SIGKILL: no clean-up, no state written)
+        code, first = migrate(*admins, "--wait-timeout", "240", kill_after_step=4)
+        assert code == -signal.SIGKILL, first
+        code, between = migrate("--check", *admins)
+        table = check_table(between)
+        assert table == {1: "done", 2: "done", 3: "done", 4: "done", 5: "todo",
+                         6: "todo", 7: "todo", 8: "manual"}, between  # fmt: skip
+        assert "next: step 5" in between
+        code, second = migrate(*admins, "--wait-timeout", "240")
+        assert code == 0, second
+        assert "resuming at step 5" in second
+        loop_seconds = time.monotonic() - loop_started
+        time.sleep(3)  # a few seconds of the new path after the end
+    finally:
+        loop.finish()
+    print(
+        f"loop: {loop.total} requests in {loop_seconds:.0f}s {dict(loop.results)}; "
+        f"retried {loop.retries}; ALB 502 on an empty response: {loop.alb_empty}; "
+        f"failures {loop.failures[:5]}"
+    )
+    assert not loop.failures, loop.failures[:10]
+    assert loop.alb_empty <= 2
+    assert loop.retries <= max(5, loop.total // 50)
+    assert loop.count("old") > 50 and loop.count("new") > 50, dict(loop.results)
+
+    code, after = migrate("--check", *admins)
+    assert check_table(after) == {i: "done" for i in range(1, 8)} | {8: "manual"}, after
+    # SSM: every derived value on the new domain
+    values = ssm_values(env)
+    for name in ("VITE_API_BASE", "FRONTEND_BASE_URL", "GOOGLE_REDIRECT_URI",
+                 "DJANGO_ALLOWED_HOSTS", "DJANGO_CSRF_TRUSTED_ORIGINS"):  # fmt: skip
+        assert values[name] == new.parameters[name], name
+    # the hosts run (and boot into) alb mode
+    for name in SSH_PORTS:
+        caddyfile = host_exec(name, "cat /etc/jobtory/Caddyfile").stdout
+        assert "mode alb" in caddyfile and DUCKDNS not in caddyfile, name
+    # HTTPS through the ALB stand-in; the sign-in redirects to the new callback
+    with httpx.Client(verify=False, timeout=10) as client:  # the fleet CA
+        url = f"https://127.0.0.1:{ALB_HTTPS}"
+        r = client.get(f"{url}/auth/google/login", headers={"Host": f"{NEW_HOST}:8443"})
+        assert redirect_uri(r) == new.parameters["GOOGLE_REDIRECT_URI"]
+        query = parse_qs(urlsplit(r.headers["location"]).query)
+        assert query["client_id"] == [new.parameters["GOOGLE_CLIENT_ID"]]
+        r = client.get(f"{url}/api/version", headers={"Host": DUCKDNS})
+        assert r.status_code == 400  # the old name is no longer an allowed host
+    # the old path is gone: the hosts no longer answer HTTPS
+    with pytest.raises(httpx.HTTPError), httpx.Client(verify=False, timeout=5) as client:
+        client.get(f"https://127.0.0.1:{OLD_HTTPS}/healthz", extensions={"sni_hostname": DUCKDNS})
