@@ -309,7 +309,6 @@ class CaddyAdmin:
         site: CaddySite,
         linger: float = 2.0,
         cert_timeout: float = 60.0,
-        hold: Callable[[], None] | None = None,
     ) -> bool:
         """Switch to `site` (alb <-> direct) without a restart and without refusing
         a request; False when it is already running.
@@ -323,9 +322,7 @@ class CaddyAdmin:
           every host (``cert_timeout``), then load direct (http_port redirects).
           No certificate in time: the old config is restored and CaddyError raised.
         - direct -> alb: bridge = the alb server on http_port + the https site still
-          up for clients that were just redirected; ``hold()`` (e.g. until the load
-          balancer's health checks pass: the new path serves), then after ``linger`` s
-          load alb. A hold that fails restores the old config and re-raises.
+          up for clients that were just redirected; after ``linger`` s load alb.
         """
         target = self.adapt_site(site)
         current = self.config("")
@@ -343,12 +340,6 @@ class CaddyAdmin:
                 raise
         else:
             self.load(bridge_config(alb=target, direct=current))
-            if hold is not None:
-                try:
-                    hold()
-                except BaseException:  # a timeout or Ctrl-C: today's path keeps serving
-                    self.load(current)
-                    raise
             time.sleep(linger)
         return self.load(target)
 

@@ -592,6 +592,8 @@ def ec2_inventory(env_name: str, spec: Path | None = None) -> list[tuple[str, di
 class Balancer(Protocol):
     name: str
 
+    def health(self) -> dict[str, str]: ...
+
     def healthy(self, target: str) -> bool: ...
 
     def drain(self, target: str) -> None: ...
@@ -605,6 +607,9 @@ class NoBalancer:
     restart, and the activation's candidate check covers a new release."""
 
     name = "no balancer (caddy direct mode)"
+
+    def health(self) -> dict[str, str]:
+        return {}
 
     def healthy(self, target: str) -> bool:
         return True
@@ -678,6 +683,13 @@ class ElbBalancer:
 
     def _targets(self, target: str) -> list[dict[str, Any]]:
         return [{"Id": target, "Port": self.port}]
+
+    def health(self) -> dict[str, str]:
+        found = self.elbv2.describe_target_health(TargetGroupArn=self.arn)
+        return {
+            str(t["Target"]["Id"]): str(t.get("TargetHealth", {}).get("State", "?"))
+            for t in found["TargetHealthDescriptions"]
+        }
 
     def healthy(self, target: str) -> bool:
         found = self.elbv2.describe_target_health(

@@ -35,11 +35,11 @@ from typing import Any
 
 from jobtory_stack.aws import dns, loadbalancer, network, params, scaling
 from jobtory_stack.aws.core import Ctx, aws_errors, new_ctx, tag_list
-from jobtory_stack.caddy_admin import CaddyAdmin, CaddyError, config_mode
+from jobtory_stack.caddy_admin import CaddyAdmin, CaddyError, bridge_config, config_mode
 from jobtory_stack.caddyfile import CaddySite
 from jobtory_stack.cli import CommandError, env_options, out, resolve_env
 from jobtory_stack.derived import Derived, derive
-from jobtory_stack.hosts import HostsError, host_site
+from jobtory_stack.hosts import Balancer, ElbBalancer, HostsError, host_site
 from jobtory_stack.spec import Environment
 
 CLOUDFLARE_REFUSAL = (
@@ -97,9 +97,9 @@ class Migration:
     # checked through its audit log). A callable replaces it (tests, custom fleets); its
     # effect cannot be checked from here, and step 7's check says so.
     host_restart: Callable[[Migration], None] | None = None
-    # The target group's health as the traffic sees it (target -> state). None: the
-    # ELBv2 target group. The fleet replica: its ALB stand-in (moto only models health).
-    target_health: Callable[[], dict[str, str]] | None = None
+    # The load balancer as the traffic sees it (health, drain, restore). None: the ELBv2
+    # target group. The fleet replica: its ALB stand-in (the emulator only models it).
+    balancer: Balancer | None = None
     dns_timeout: float = 3.0
 
     @property
@@ -271,10 +271,7 @@ def current_hosts(ctx: Ctx) -> list[str]:
 
 
 def registered_targets(ctx: Ctx, tg_arn: str) -> dict[str, str]:
-    health = ctx.elbv2.describe_target_health(TargetGroupArn=tg_arn)["TargetHealthDescriptions"]
-    return {
-        str(t["Target"]["Id"]): str(t.get("TargetHealth", {}).get("State", "?")) for t in health
-    }
+    return ElbBalancer(ctx.elbv2, tg_arn).health()
 
 
 def ssm_values(ctx: Ctx, names: Sequence[str]) -> dict[str, tuple[str, datetime | None]]:
@@ -473,6 +470,15 @@ def check_caddy(m: Migration) -> StepState:
 
 
 def run_caddy(m: Migration) -> None:
+    """Every host to alb mode through its admin API, no restart, nothing refused.
+
+    1. host by host: a bridge config (the alb server on :80 + the direct HTTPS site), held
+       until the balancer sees one more healthy target (that host's: the new path serves
+       it), so today's path keeps working meanwhile;
+    2. after `caddy_linger` s (clients just redirected to https finish), host by host:
+       the final alb config; while another target serves, the host is drained first (a
+       reload can close an idle keep-alive connection the balancer is about to reuse,
+       which an ALB answers with 502), and put back after."""
     if not m.caddy_admins:
         raise CommandError(
             "step 5 needs the Caddy admin API of every host: --caddy-admin ADDR (repeat "
@@ -483,22 +489,44 @@ def run_caddy(m: Migration) -> None:
         widen_app_hosts(m)
     prime_ids(m.ctx)
     tg = loadbalancer.observe(m.ctx, loadbalancer.desired(m.ctx)).tg_arn
-    for index, address in enumerate(m.caddy_admins):
+    balancer = m.balancer or (ElbBalancer(m.ctx.elbv2, tg) if tg else None)
+    bridged: list[tuple[str, Any, str | None]] = []  # admin, final config, balancer target
+    for address in m.caddy_admins:
         with m.admin_factory(address) as admin:
             current = admin.config("")
             before = config_mode(current) or "empty"
             listen = ((current or {}).get("admin") or {}).get("listen") or DEFAULT_ADMIN_LISTEN
-            site = m.target_site(str(listen))
-            # the direct site stays up until the balancer serves this host as well
-            hold = (lambda n=index + 1: wait_serving(m, tg, n)) if tg else None
-            changed = admin.switch_mode(
-                site, linger=m.caddy_linger, cert_timeout=m.caddy_cert_timeout, hold=hold
-            )
-        m.out(
-            f"  caddy {address}: {before} -> alb (plain :{site.http_port}, no restart)"
-            if changed
-            else f"  caddy {address}: already alb"
-        )
+            final = admin.adapt_site(m.target_site(str(listen)))
+            if current == final:
+                m.out(f"  caddy {address}: already alb")
+                continue
+            if before != "direct":  # nothing served on the old path here: straight to alb
+                admin.load(final)
+                m.out(f"  caddy {address}: {before} -> alb")
+                continue
+            seen = healthy_targets(balancer)
+            admin.load(bridge_config(alb=final, direct=current))
+            try:
+                target = wait_one_more_healthy(m, balancer, seen)
+            except BaseException:  # a timeout or Ctrl-C: today's path keeps serving
+                admin.load(current)
+                raise
+        serving = f"; the balancer serves it as {target}" if target else ""
+        m.out(f"  caddy {address}: bridge (alb on :80 + direct https){serving}")
+        bridged.append((address, final, target))
+    if bridged:
+        time.sleep(m.caddy_linger)
+    for address, final, target in bridged:
+        drain = balancer if target and healthy_targets(balancer) - {target} else None
+        with balancer_errors():
+            if drain and target:
+                drain.drain(target)
+            with m.admin_factory(address) as admin:
+                admin.load(final)
+            if drain and target:
+                drain.restore(target, timeout=m.ctx.wait_timeout)
+        drained = f", drained from {drain.name} meanwhile" if drain else ""
+        m.out(f"  caddy {address}: direct -> alb (plain :80, no restart{drained})")
     if tg:
         wait_targets_healthy(m, tg)
 
@@ -506,28 +534,46 @@ def run_caddy(m: Migration) -> None:
 DEFAULT_ADMIN_LISTEN = "localhost:2019"  # Caddy's when a config names none
 
 
-def target_health(m: Migration, tg: str) -> dict[str, str]:
-    if m.target_health is None:
-        return registered_targets(m.ctx, tg)
+@contextmanager
+def balancer_errors() -> Iterator[None]:
     try:
-        return m.target_health()
+        yield
     except HostsError as exc:
-        raise CommandError(f"the load balancer's target health: {exc}") from None
+        raise CommandError(f"load balancer: {exc}") from None
 
 
-def wait_serving(m: Migration, tg: str, count: int) -> None:
-    """Until `count` targets (at most as many as are registered) pass the balancer's
-    health checks: the new path serves this host too."""
+def target_health(m: Migration, tg: str) -> dict[str, str]:
+    with balancer_errors():
+        return (m.balancer or ElbBalancer(m.ctx.elbv2, tg)).health()
+
+
+def healthy_targets(balancer: Balancer | None) -> set[str]:
+    if balancer is None:
+        return set()
+    with balancer_errors():
+        return {t for t, state in balancer.health().items() if state == "healthy"}
+
+
+def wait_one_more_healthy(m: Migration, balancer: Balancer | None, seen: set[str]) -> str | None:
+    """Until a target beyond `seen` passes the balancer's health checks (the host just
+    bridged); its id. None when no balancer or no registered target can be waited for."""
+    if balancer is None:
+        return None
+    found: list[str] = []
 
     def check() -> str | None:
-        states = target_health(m, tg)
-        want = min(count, len(states))
-        healthy = sum(state == "healthy" for state in states.values())
-        if healthy >= want:
+        with balancer_errors():
+            states = balancer.health()
+        if not set(states) - seen:  # every registered target serves already (or none)
             return None
-        return f"{healthy} of {want}: " + ", ".join(f"{i} {s}" for i, s in sorted(states.items()))
+        new = sorted(t for t, state in states.items() if state == "healthy" and t not in seen)
+        if new:
+            found.extend(new[:1])
+            return None
+        return ", ".join(f"{t} {state}" for t, state in sorted(states.items()))
 
-    m.ctx.wait_for(f"{count} healthy target(s) behind the load balancer", check)
+    m.ctx.wait_for("the bridged host to pass the load balancer's health checks", check)
+    return found[0] if found else None
 
 
 TRANSITION_PARAMETERS = ("DJANGO_ALLOWED_HOSTS", "DJANGO_CSRF_TRUSTED_ORIGINS")
@@ -829,7 +875,7 @@ def migration_from_args(args: argparse.Namespace) -> Migration:
     if env.name == "local":  # the fleet replica: its ALB stand-in is what serves
         from jobtory_stack.hosts import FleetBalancer
 
-        m.target_health = FleetBalancer.of_fleet().health
+        m.balancer = FleetBalancer.of_fleet()
     if args.wait_timeout is not None:
         m.ctx.wait_timeout = args.wait_timeout
     m.ctx.secrets_file = args.secrets_file

@@ -398,7 +398,7 @@ def test_migrate_moves_the_fleet_from_duckdns_to_the_alb_with_no_failed_request(
         f"failures {loop.failures[:5]}"
     )
     assert not loop.failures, loop.failures[:10]
-    assert loop.alb_empty <= 2
+    assert loop.alb_empty == 0  # two hosts: each is drained for its final reload
     assert loop.retries <= max(5, loop.total // 50)
     assert loop.count("old") > 50 and loop.count("new") > 50, dict(loop.results)
 
