@@ -876,11 +876,17 @@ def rolling_deploy(
             outcome.seconds = time.monotonic() - started
             out(f"{target.name}: no change ({plan.seconds:.1f}s); left in the balancer")
             continue
-        out(f"{target.name}: {plan.changed} operations to change; draining from {balancer.name}")
+        balanced = not isinstance(balancer, NoBalancer)
+        out(
+            f"{target.name}: {plan.changed} operations to change; "
+            + (f"draining from {balancer.name}" if balanced else "no balancer to drain from")
+        )
         was_healthy = balancer.healthy(target.lb_target)
         t = time.monotonic()
         balancer.drain(target.lb_target)
-        out(f"{target.name}: drained ({time.monotonic() - t:.1f}s); deploying {report.version}")
+        if balanced:
+            out(f"{target.name}: drained ({time.monotonic() - t:.1f}s)")
+        out(f"{target.name}: deploying {report.version}")
         run = run_pyinfra(inventory, target.name, data, env=pyinfra_env)
         outcome.changed = run.changed
         if not run.ok:
@@ -898,7 +904,8 @@ def rolling_deploy(
         out(f"{target.name}: {run.changed} changed operations ({run.seconds:.1f}s)")
         t = time.monotonic()
         balancer.restore(target.lb_target, timeout=ready_timeout)
-        out(f"{target.name}: healthy in {balancer.name} again ({time.monotonic() - t:.1f}s)")
+        if balanced:
+            out(f"{target.name}: healthy in {balancer.name} again ({time.monotonic() - t:.1f}s)")
         outcome.result = "ok"
         outcome.seconds = time.monotonic() - started
 

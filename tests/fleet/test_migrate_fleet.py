@@ -194,8 +194,9 @@ class Loop:
 
     The retry rule of tests/caddy and tests/migrate (RFC 9112 section 9.3.1): a GET whose
     connection closed before any response byte is retried once; retries are counted. A 502
-    from the stand-in for an empty answer from Caddy (docs/caddy.md, "Honest fine print":
-    Caddy's reload with a single serving target) is counted apart, as in tests/migrate.
+    from the stand-in for an empty answer from Caddy (docs/caddy.md, "Honest fine print")
+    is counted apart and must not happen here: with two hosts, migrate drains each one
+    for its final reload.
     """
 
     def __init__(self, old_ca: Path) -> None:
