@@ -101,6 +101,7 @@ class Migration:
     # target group. The fleet replica: its ALB stand-in (the emulator only models it).
     balancer: Balancer | None = None
     dns_timeout: float = 3.0
+    spec_mode: str = "alb"  # caddy.mode as the spec file says (not changed by migrate)
 
     @property
     def env(self) -> Environment:
@@ -137,7 +138,7 @@ def new_migration(
             "<duckdns_name>.duckdns.org is where the migration starts)"
         )
     ctx = new_ctx(with_mode(env, "alb"), endpoint_url, output)
-    return Migration(ctx=ctx, old=with_mode(env, "direct"), **options)
+    return Migration(ctx=ctx, old=with_mode(env, "direct"), spec_mode=env.caddy.mode, **options)
 
 
 # ---- a tiny DNS client (NS queries over UDP, stdlib only) ---------------------------------
@@ -854,6 +855,11 @@ def run(
         if after_step is not None:
             after_step(step.number)
     m.out(f"migration of {m.env.name} complete: served on {m.new.base_url} through the ALB")
+    if m.spec_mode == "direct":
+        m.out(
+            'now set caddy.mode = "alb" in the spec: `deploy.py hosts` renders the spec\'s '
+            "mode, and in direct mode it would take the hosts off the ALB again"
+        )
     return ran
 
 
