@@ -36,7 +36,13 @@ from jobtory_stack.aws import dns, loadbalancer, network, params, scaling
 from jobtory_stack.aws.core import make_session, new_ctx
 from jobtory_stack.caddy_admin import CaddyAdmin, CaddyError, config_mode
 from jobtory_stack.derived import derive
-from jobtory_stack.hosts import FLEET_DIR, FleetBalancer, HostsError, fleet_inventory
+from jobtory_stack.hosts import (
+    FLEET_DIR,
+    HOST_CADDY_ADMIN,
+    FleetBalancer,
+    HostsError,
+    fleet_inventory,
+)
 from jobtory_stack.migrate import with_mode
 from jobtory_stack.spec import Environment, load_stack
 from tests.conftest import free_port
@@ -47,10 +53,20 @@ pytestmark = [pytest.mark.fleet, pytest.mark.timeout(1200)]
 DUCKDNS = "jobtory.duckdns.org"
 NEW_HOST = "jobtory.localhost"
 OLD_HTTPS = int(os.environ.get("EC2_1_HTTPS_PORT", "9441"))
-SSH_PORTS = {"ec2-1": 2221, "ec2-2": 2222}
-ADMIN_SOCKET = "/run/jobtory-caddy/admin.sock"
+SSH_PORTS = {
+    "ec2-1": int(os.environ.get("EC2_1_SSH_PORT", "2221")),
+    "ec2-2": int(os.environ.get("EC2_2_SSH_PORT", "2222")),
+}
+ADMIN_SOCKET = HOST_CADDY_ADMIN.removeprefix("unix/").partition("|")[0]  # the path on a host
 CADDY_CA = "/var/lib/jobtory-caddy/data/caddy/pki/authorities/local/root.crt"
 ALB_EMPTY = "502 from the ALB: empty response from Caddy"
+SSH_OPTIONS = (
+    "BatchMode=yes",
+    "ExitOnForwardFailure=yes",
+    "StrictHostKeyChecking=no",  # host keys are new with every re-created host
+    "UserKnownHostsFile=/dev/null",
+    "LogLevel=ERROR",
+)
 
 
 def local_env() -> Environment:
@@ -123,25 +139,9 @@ def admin_tunnels(fleet: Fleet) -> Iterator[list[str]]:
             procs.append(
                 subprocess.Popen(
                     [
-                        "ssh",
-                        "-N",
-                        "-p",
-                        str(port),
-                        "-i",
-                        str(FLEET_DIR / "id_ed25519"),
-                        "-o",
-                        "BatchMode=yes",
-                        "-o",
-                        "ExitOnForwardFailure=yes",
-                        "-o",
-                        "StrictHostKeyChecking=no",
-                        "-o",
-                        "UserKnownHostsFile=/dev/null",
-                        "-o",
-                        "LogLevel=ERROR",
-                        "-L",
-                        f"127.0.0.1:{local}:{ADMIN_SOCKET}",
-                        "admin@127.0.0.1",
+                        *("ssh", "-N", "-p", str(port), "-i", str(FLEET_DIR / "id_ed25519")),
+                        *(arg for option in SSH_OPTIONS for arg in ("-o", option)),
+                        *("-L", f"127.0.0.1:{local}:{ADMIN_SOCKET}", "admin@127.0.0.1"),
                     ],
                     stdin=subprocess.DEVNULL,
                 )
