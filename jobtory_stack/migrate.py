@@ -505,6 +505,11 @@ def run_caddy(m: Migration) -> None:
                 admin.load(final)
                 m.out(f"  caddy {address}: {before} -> alb")
                 continue
+            servers = ((current or {}).get("apps", {}).get("http", {}) or {}).get("servers", {})
+            if any(name.startswith("bridge_") for name in servers):  # a run stopped here
+                m.out(f"  caddy {address}: bridged already (by an earlier run)")
+                bridged.append((address, final, None))
+                continue
             seen = healthy_targets(balancer)
             admin.load(bridge_config(alb=final, direct=current))
             try:

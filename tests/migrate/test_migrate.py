@@ -21,17 +21,19 @@ import pytest
 
 from jobtory_stack.aws import params
 from jobtory_stack.aws.core import new_ctx
-from jobtory_stack.caddy_admin import CaddyAdmin
+from jobtory_stack.caddy_admin import CaddyAdmin, bridge_config
 from jobtory_stack.cli import CommandError
 from jobtory_stack.derived import derive
 from jobtory_stack.migrate import (
     STEPS,
     Migration,
     check_all,
+    check_caddy,
     new_migration,
     oauth_lines,
     parse_resolver,
     run,
+    run_caddy,
     with_mode,
 )
 from jobtory_stack.spec import Environment
@@ -420,3 +422,23 @@ def test_step7_waits_for_a_host_deploy_after_the_ssm_change(
     append_audit(ssm, audit, record)
     state = step7.check(m)
     assert state.done and "ec2-1, ec2-2" in state.detail
+
+
+def test_step5_finishes_a_bridge_left_by_a_stopped_run(
+    aws_env: str,
+    local_env: Environment,
+    direct_caddy: DirectCaddy,
+    dns_responder: DnsResponder,
+) -> None:
+    lines: list[str] = []
+    m = migration(local_env, direct_caddy, dns_responder, lines)
+    # a run killed inside step 5: the host serves both ways (bridge) and nothing else
+    with CaddyAdmin(direct_caddy.admin_address) as admin:
+        current = admin.config("")
+        final = admin.adapt_site(m.target_site(current["admin"]["listen"]))
+        admin.load(bridge_config(alb=final, direct=current))
+    assert not check_caddy(m).done
+    run_caddy(m)
+    assert direct_caddy.mode() == "alb"
+    assert any("bridged already (by an earlier run)" in line for line in lines), lines
+    assert check_caddy(m).done
