@@ -311,8 +311,11 @@ def test_stopped_gunicorn_is_routed_around_and_redeploy_restarts_it(
 ) -> None:
     with Load(workers=4, max_requests=30000, max_seconds=300) as load:
         load.wait_for(100)
+        # the socket too: a connection to the socket alone would start gunicorn again
         t0, noticed = _fault(
-            "ec2-1", f"docker exec {CONTAINERS['ec2-1']} systemctl stop jobtory-gunicorn"
+            "ec2-1",
+            f"docker exec {CONTAINERS['ec2-1']} "
+            "systemctl stop jobtory-gunicorn.socket jobtory-gunicorn.service",
         )
         time.sleep(CADDY_RETRY + 1)  # requests already inside Caddy's retries end
         mark = len(load.results)
