@@ -23,7 +23,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -47,6 +46,8 @@ from jobtory_stack.migrate import with_mode
 from jobtory_stack.spec import Environment, load_stack
 from tests.conftest import free_port
 from tests.fleet.conftest import ALB_HTTPS, AWS_URL, ROOT, Fleet, host_exec, run_deploy
+from tests.request_loop import Path as LoopPath
+from tests.request_loop import RequestLoop
 
 pytestmark = [pytest.mark.fleet, pytest.mark.timeout(1200)]
 
@@ -59,7 +60,6 @@ SSH_PORTS = {
 }
 ADMIN_SOCKET = HOST_CADDY_ADMIN.removeprefix("unix/").partition("|")[0]  # the path on a host
 CADDY_CA = "/var/lib/jobtory-caddy/data/caddy/pki/authorities/local/root.crt"
-ALB_EMPTY = "502 from the ALB: empty response from Caddy"
 SSH_OPTIONS = (
     "BatchMode=yes",
     "ExitOnForwardFailure=yes",
@@ -188,117 +188,37 @@ def direct_fleet(fleet: Fleet) -> Iterator[Environment]:
 # ---- the request loop ------------------------------------------------------------------------
 
 
-class Loop:
-    """Bounded clients (<= 600 s, <= 60000 requests). Old path until the ALB stand-in
-    has a healthy target, new path after. A failure is an error or any status but 200.
-
-    The retry rule of tests/caddy and tests/migrate (RFC 9112 section 9.3.1): a GET whose
-    connection closed before any response byte is retried once; retries are counted. A 502
-    from the stand-in for an empty answer from Caddy (docs/caddy.md, "Honest fine print")
-    is counted apart and must not happen here: with two hosts, migrate drains each one
-    for its final reload.
-    """
+class FleetLoop(RequestLoop):
+    """tests/request_loop.py's loop (<= 600 s, <= 60000 requests): `old` = HTTPS straight
+    to ec2-1 (SNI and Host the DuckDNS name, its Caddy's CA), `new` = HTTPS through the
+    fleet's ALB stand-in (Host jobtory.localhost). The switch comes when the stand-in
+    reports a healthy target: users move to the new name once it serves. With two hosts
+    migrate drains each for its final reload, so the ALB's 502 on an empty response must
+    not happen here."""
 
     def __init__(self, old_ca: Path) -> None:
-        self.old_ca = old_ca
-        self.path = "old"
-        self.switched_at: float | None = None
-        self.stop = threading.Event()
-        self.lock = threading.Lock()
-        self.results: Counter[str] = Counter()
-        self.failures: list[str] = []
-        self.alb_empty = 0
-        self.retries = 0
-        self.budget = 60000
-        self.threads = [threading.Thread(target=self.client, args=(ka,)) for ka in (True, False)]
+        super().__init__(
+            old=LoopPath(OLD_HTTPS, DUCKDNS, ssl.create_default_context(cafile=str(old_ca))),
+            new=LoopPath(ALB_HTTPS, NEW_HOST, False),  # the fleet stand-in's own CA
+            url_path="/api/version",
+            ok=lambda r: "version" in r.json(),
+            max_seconds=600,
+            budget=60000,
+        )
         self.threads.append(threading.Thread(target=self.watch))
 
-    def start(self) -> None:
-        for t in self.threads:
-            t.start()
-
-    def finish(self) -> None:
-        self.stop.set()
-        for t in self.threads:
-            t.join(timeout=30)
-
     def watch(self) -> None:
-        """Users move to the new name once it serves: a healthy target behind the ALB."""
         balancer = FleetBalancer.of_fleet()
-        end = time.monotonic() + 600
+        end = time.monotonic() + self.max_seconds
         while not self.stop.is_set() and time.monotonic() < end:
             try:
                 serving = "healthy" in balancer.health().values()
             except HostsError:
                 serving = False
             if serving:
-                with self.lock:
-                    self.path, self.switched_at = "new", time.monotonic()
+                self.switch()
                 return
             time.sleep(0.2)
-
-    def client(self, keepalive: bool) -> None:
-        ctx = ssl.create_default_context(cafile=str(self.old_ca))
-        old = httpx.Client(verify=ctx, timeout=10, trust_env=False)
-        new = httpx.Client(verify=False, timeout=10, trust_env=False)  # the fleet CA
-        kind = "keepalive" if keepalive else "fresh"
-        end = time.monotonic() + 600
-        try:
-            while not self.stop.is_set() and time.monotonic() < end:
-                with self.lock:
-                    if self.budget <= 0:
-                        return
-                    self.budget -= 1
-                    path = self.path
-                if path == "old":
-                    port, host, client = OLD_HTTPS, DUCKDNS, old
-                else:
-                    port, host, client = ALB_HTTPS, NEW_HOST, new
-                ok, outcome = self.fetch(client, port, host, keepalive)
-                with self.lock:
-                    self.results[f"{path} {kind} {outcome}"] += 1
-                    if outcome == ALB_EMPTY and path == "new":
-                        self.alb_empty += 1
-                    elif not ok:
-                        self.failures.append(f"{time.monotonic():.1f} {path} {kind} {outcome}")
-                time.sleep(0.005)
-        finally:
-            old.close()
-            new.close()
-
-    def fetch(
-        self, client: httpx.Client, port: int, host: str, keepalive: bool
-    ) -> tuple[bool, str]:
-        headers = {"Host": host} if keepalive else {"Host": host, "Connection": "close"}
-        url = f"https://127.0.0.1:{port}/api/version"
-        for attempt in (1, 2):
-            try:
-                r = client.get(url, headers=headers, extensions={"sni_hostname": host})
-            except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
-                no_response = not isinstance(exc, httpx.RemoteProtocolError) or (
-                    "without sending a response" in str(exc)
-                )
-                if no_response and attempt == 1:
-                    with self.lock:
-                        self.retries += 1
-                    time.sleep(0.05)
-                    continue
-                return False, f"{type(exc).__name__}: {exc}"
-            except Exception as exc:
-                return False, f"{type(exc).__name__}: {exc}"
-            if r.status_code == 502 and "invalid or incomplete response" in r.text:
-                return False, ALB_EMPTY
-            return r.status_code == 200 and "version" in r.json(), str(r.status_code)
-        return False, "unreachable"
-
-    @property
-    def total(self) -> int:
-        return sum(self.results.values())
-
-    def count(self, path: str) -> int:
-        return sum(
-            n for k, n in self.results.items() if k.startswith(f"{path} ") and k.endswith(" 200")
-        )
 
 
 # ---- the command ------------------------------------------------------------------------------
@@ -374,7 +294,7 @@ def test_migrate_moves_the_fleet_from_duckdns_to_the_alb_with_no_failed_request(
     assert check_table(before) == {1: "done", 2: "todo", 3: "todo", 4: "todo", 5: "todo",
                                    6: "todo", 7: "todo", 8: "manual"}, before  # fmt: skip
 
-    loop = Loop(ca)
+    loop = FleetLoop(ca)
     loop.start()
     try:
         loop_started = time.monotonic()

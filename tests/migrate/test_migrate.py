@@ -9,7 +9,6 @@ Everything listens on 127.0.0.1.
 from __future__ import annotations
 
 import ssl
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -40,14 +39,13 @@ from jobtory_stack.spec import Environment
 from tests.alb.conftest import RunningAlb
 from tests.helpers import ROOT
 from tests.migrate.conftest import DUCKDNS, DirectCaddy, DnsResponder
+from tests.request_loop import Path as LoopPath
+from tests.request_loop import RequestLoop
 
 pytestmark = [pytest.mark.aws, pytest.mark.caddy]
 
 NEW_HOST = "jobtory.localhost"
 REGISTRAR_NS = ["ns1.porkbun.com", "ns2.porkbun.com"]
-
-
-ALB_EMPTY = "502 from the ALB: empty response from Caddy"
 
 
 class KillFlow(Exception):
@@ -61,120 +59,29 @@ def states(m: Migration) -> dict[int, str]:
 # ---- the request loop: old path until the bridge, new path from then on ---------------------
 
 
-class Loop:
-    """Bounded clients (<= 120 s, <= 12000 requests, 127.0.0.1 only).
-
-    Path: `old` = HTTPS straight to Caddy with SNI/Host jobtory.duckdns.org (today's
-    users), `new` = HTTPS through the ALB stand-in with Host jobtory.localhost. Clients use
-    the old path until Caddy's bridge config is loaded (both paths served: the alb server on
-    :80 and the direct HTTPS site), the new one after: the moment a user switches is any
-    moment inside the bridge. A failure is any connection/TLS/protocol error or a status
-    other than 200 from the echo upstream.
-
-    Retry rule (the same as tests/caddy and docs/caddy.md; RFC 9112 section 9.3.1): an
-    idempotent GET whose connection closed before any response byte is retried once, and
-    such retries are counted.
-
-    The ALB does not retry: when Caddy's old server closes, without an answer, a
-    connection it accepted in the instant of a reload (docs/caddy.md, "Honest fine
-    print"), the ALB - and HAProxy, its stand-in - answers 502 "invalid or incomplete
-    response". With a single host there is no other target to drain it to during its
-    final reload, so such 502s are counted apart (`alb_empty`), required to stay rare,
-    and reported; every other non-200 answer is a failure.
-    """
-
-    def __init__(
-        self, caddy: DirectCaddy, alb: RunningAlb, path: str = "/api/loop", echo: bool = True
-    ) -> None:
-        self.caddy, self.alb = caddy, alb
-        self.url_path, self.echo = path, echo
-        self.path = "old"
-        self.stop = threading.Event()
-        self.lock = threading.Lock()
-        self.results: Counter[str] = Counter()
-        self.failures: list[str] = []
-        self.alb_empty = 0
-        self.retries = 0
-        self.budget = 12000
-        self.threads = [threading.Thread(target=self.client, args=(ka,)) for ka in (True, False)]
-
-    def start(self) -> None:
-        for t in self.threads:
-            t.start()
-
-    def finish(self) -> None:
-        self.stop.set()
-        for t in self.threads:
-            t.join(timeout=30)
-
-    def client(self, keepalive: bool) -> None:
-        old = httpx.Client(
-            verify=ssl.create_default_context(cafile=str(self.caddy.ca_root())),
-            timeout=5,
-            trust_env=False,
-        )
-        new = httpx.Client(verify=self.alb.ssl_context(), timeout=5, trust_env=False)
-        kind = "keepalive" if keepalive else "fresh"
-        end = time.monotonic() + 120
-        try:
-            while not self.stop.is_set() and time.monotonic() < end:
-                with self.lock:
-                    if self.budget <= 0:
-                        return
-                    self.budget -= 1
-                    path = self.path
-                if path == "old":
-                    port, host, client = self.caddy.site.https_port, DUCKDNS, old
-                else:
-                    port, host, client = self.alb.config.https_port, NEW_HOST, new
-                ok, outcome = self.fetch(
-                    client, f"https://127.0.0.1:{port}{self.url_path}", host, keepalive
-                )
-                with self.lock:
-                    self.results[f"{path} {kind} {outcome}"] += 1
-                    if outcome == ALB_EMPTY and path == "new":
-                        self.alb_empty += 1
-                    elif not ok:
-                        self.failures.append(f"{path} {kind} {outcome}")
-                time.sleep(0.003)
-        finally:
-            old.close()
-            new.close()
-
-    def fetch(self, client: httpx.Client, url: str, host: str, keepalive: bool) -> tuple[bool, str]:
-        headers = {"Host": host} if keepalive else {"Host": host, "Connection": "close"}
-        for attempt in (1, 2):
-            try:
-                r = client.get(url, headers=headers, extensions={"sni_hostname": host})
-            except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
-                no_response = not isinstance(exc, httpx.RemoteProtocolError) or (
-                    "without sending a response" in str(exc)
-                )
-                if no_response and attempt == 1:
-                    with self.lock:
-                        self.retries += 1
-                    time.sleep(0.05)  # a client's retry comes a moment later, not mid-reload
-                    continue
-                return False, f"{type(exc).__name__}: {exc}"
-            except Exception as exc:
-                return False, f"{type(exc).__name__}: {exc}"
-            if r.status_code == 502 and "invalid or incomplete response" in r.text:
-                return False, ALB_EMPTY  # HAProxy's own page: Caddy closed without answering
-            ok = r.status_code == 200 and (not self.echo or r.json()["path"] == self.url_path)
-            return ok, str(r.status_code)
-        return False, "unreachable"
-
-    @property
-    def total(self) -> int:
-        return sum(self.results.values())
-
-    def count(self, path: str) -> int:
-        return sum(
-            n for k, n in self.results.items() if k.startswith(f"{path} ") and k.endswith(" 200")
-        )
+def migration_loop(
+    caddy: DirectCaddy, alb: RunningAlb, path: str = "/api/loop", echo: bool = True
+) -> RequestLoop:
+    """tests/request_loop.py's loop (<= 120 s, <= 12000 requests): `old` = HTTPS straight
+    to Caddy with SNI/Host jobtory.duckdns.org (today's users), `new` = HTTPS through the
+    ALB stand-in with Host jobtory.localhost. The switch comes when Caddy's bridge config
+    is loaded (both paths served): the moment a user switches is any moment inside the
+    bridge. With `echo`, a 200 must come from the echo upstream for this very path. With a
+    single host there is no other target to drain it to during its final reload, so the
+    ALB's 502 on an empty response (`alb_empty`) may happen; it is counted and reported."""
+    return RequestLoop(
+        old=LoopPath(caddy.site.https_port, DUCKDNS, ssl_context(str(caddy.ca_root()))),
+        new=LoopPath(alb.config.https_port, NEW_HOST, alb.ssl_context()),
+        url_path=path,
+        ok=(lambda r: r.json()["path"] == path) if echo else (lambda r: True),
+    )
 
 
-def watching_admin(loop: Loop) -> Callable[[str], CaddyAdmin]:
+def ssl_context(cafile: str) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=cafile)
+
+
+def watching_admin(loop: RequestLoop) -> Callable[[str], CaddyAdmin]:
     """CaddyAdmin whose load() flips the loop to the new path once the bridge is running."""
 
     class Watching(CaddyAdmin):
@@ -182,8 +89,7 @@ def watching_admin(loop: Loop) -> Callable[[str], CaddyAdmin]:
             changed = super().load(config)
             servers = ((config or {}).get("apps", {}).get("http", {}) or {}).get("servers", {})
             if any(name.startswith("bridge_") for name in servers):
-                with loop.lock:
-                    loop.path = "new"
+                loop.switch()
             return changed
 
     return Watching
@@ -227,7 +133,7 @@ def test_migrate_direct_to_alb_resumes_after_a_kill_and_drops_nothing(
     assert ssm.get_parameter(Name=allowed)["Parameter"]["Value"] == DUCKDNS
     dns_responder.records[NEW_HOST] = list(REGISTRAR_NS)  # the registrar's own NS, for now
     alb = start_alb(n_targets=0, extra_targets=(f"127.0.0.1:{direct_caddy.site.http_port}",))
-    loop = Loop(direct_caddy, alb)
+    loop = migration_loop(direct_caddy, alb)
     lines: list[str] = []
     m = migration(local_env, direct_caddy, dns_responder, lines, admin_factory=watching_admin(loop))
     started = time.monotonic()

@@ -37,7 +37,7 @@ from tests.app.support import APP_DIR, CLIENT_ID, CLIENT_SECRET, Postgres, wait_
 from tests.conftest import free_port
 from tests.helpers import ROOT
 from tests.migrate.conftest import DUCKDNS, running_direct_caddy
-from tests.migrate.test_migrate import NEW_HOST, Loop, watching_admin
+from tests.migrate.test_migrate import NEW_HOST, migration_loop, watching_admin
 
 pytestmark = [pytest.mark.aws, pytest.mark.caddy]
 
@@ -153,7 +153,7 @@ def test_migrate_with_the_real_app_moves_the_oauth_redirect_and_drops_nothing(
             m.site_overrides["upstreams"] = (new,)
             m.out(f"  restarted: gunicorn now {new}")
 
-        loop = Loop(caddy, alb, path="/api/version", echo=False)
+        loop = migration_loop(caddy, alb, path="/api/version", echo=False)
         lines: list[str] = []
         m = new_migration(
             local_env,
@@ -177,7 +177,7 @@ def test_migrate_with_the_real_app_moves_the_oauth_redirect_and_drops_nothing(
             f"ALB 502 on an empty response: {loop.alb_empty}"
         )
         assert not loop.failures, loop.failures[:5]
-        assert loop.alb_empty <= 2  # see Loop: Caddy reloads with a single target
+        assert loop.alb_empty <= 2  # see migration_loop: a single target
         assert loop.count("old") > 20 and loop.count("new") > 20, dict(loop.results)
         assert loop.retries <= max(5, loop.total // 50)
         assert sum("restarted: gunicorn now" in line for line in lines) == 2  # steps 5 and 7
