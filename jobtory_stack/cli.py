@@ -154,7 +154,12 @@ def cmd_oauth(args: argparse.Namespace) -> int:
 # ---- wiring ----------------------------------------------------------------------------------
 
 
-def build_parser() -> argparse.ArgumentParser:
+SPEC_COMMANDS = ("validate", "show", "oauth")  # defined here; need neither boto3 nor pyinfra
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The full parser; for one of SPEC_COMMANDS (the first word of `argv`) only those,
+    so `deploy.py validate` does not import the AWS SDK the other commands need."""
     parser = argparse.ArgumentParser(
         prog="deploy.py",
         description="The jobtory stack: validate the spec, run the replica, deploy to AWS.",
@@ -176,8 +181,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(handler=cmd_oauth)
 
-    for register in _command_modules():
-        register(sub)
+    words = [a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")]
+    if not words or words[0] not in SPEC_COMMANDS:
+        for register in _command_modules():
+            register(sub)
     return parser
 
 
@@ -214,7 +221,7 @@ def user_errors() -> tuple[type[Exception], ...]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(argv)
     args = parser.parse_args(argv)  # exits 2 on usage errors
     handler: Handler = args.handler
     try:
