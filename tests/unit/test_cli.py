@@ -112,3 +112,15 @@ def test_usage_errors_exit_2(args: tuple[str, ...]) -> None:
     result = deploy(*args)
     assert result.returncode == 2
     assert "usage:" in result.stderr
+
+
+def test_spec_commands_do_not_import_the_aws_sdk() -> None:
+    """validate/show/oauth build only their own parser: no boto3 (about half a second)."""
+    probe = (
+        "import sys; from jobtory_stack.cli import main; code = main(['validate']); "
+        "print(code, 'boto3' in sys.modules, 'pyinfra' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert result.stdout.splitlines()[-1] == "0 False False", result.stdout + result.stderr
