@@ -603,8 +603,8 @@ class Balancer(Protocol):
 
 class NoBalancer:
     """Direct mode: each host's Caddy terminates TLS itself and no balancer is in front
-    (today's single host). Nothing to drain: Caddy's lb_try_duration covers gunicorn's
-    restart, and the activation's candidate check covers a new release."""
+    (today's single host). Nothing to drain: gunicorn's systemd socket holds connections
+    while it restarts, and the activation's candidate check covers a new release."""
 
     name = "no balancer (caddy direct mode)"
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import os
 import re
 import shutil
 import subprocess
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +25,9 @@ ORIGIN = f"https://{HOST}"
 CLIENT_ID = "jobtory-test-client.apps.googleusercontent.com"
 CLIENT_SECRET = "test-client-secret-not-a-real-one"
 SECRET_KEY = "test-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz-ABCDEFGHIJKLMNOP"
+BASE_ENV = {
+    key: os.environ[key] for key in ("PATH", "HOME", "LANG", "SYSTEMROOT") if key in os.environ
+}
 
 
 def find_pg_bin() -> Path | None:
@@ -89,6 +94,20 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], what: str, timeout: float
             time.sleep(0.1)
     proc.kill()
     pytest.fail(f"{what} did not answer at {url} within {timeout} s")
+
+
+def start_sh_env(settings: Mapping[str, str], port: int) -> dict[str, str]:
+    """The environment app/start.sh runs with: a clean one (as systemd gives), `settings`,
+    this venv on PATH, gunicorn on 127.0.0.1:`port` with 2 workers."""
+    venv_bin = os.path.dirname(sys.executable)
+    return {
+        **BASE_ENV,
+        **settings,
+        "PATH": f"{venv_bin}{os.pathsep}{BASE_ENV.get('PATH', '')}",
+        "GUNICORN_BIND": f"127.0.0.1:{port}",
+        "GUNICORN_WORKERS": "2",
+        "GUNICORN_GRACEFUL_TIMEOUT": "5",
+    }
 
 
 def app_env(postgres: Postgres, database: str, oidc_url: str) -> dict[str, str]:

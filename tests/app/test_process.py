@@ -3,7 +3,6 @@ build's collectstatic, and start.sh (migrate + gunicorn) serving real HTTP."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -13,12 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.app.support import APP_DIR, HOST, wait_http
+from tests.app.support import APP_DIR, BASE_ENV, HOST, start_sh_env, wait_http
 from tests.conftest import free_port
-
-BASE_ENV = {
-    key: os.environ[key] for key in ("PATH", "HOME", "LANG", "SYSTEMROOT") if key in os.environ
-}
 
 
 def manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -93,16 +88,7 @@ def test_collectstatic_at_image_build_needs_no_configuration() -> None:
 
 def test_start_sh_migrates_and_serves_with_gunicorn(app_environment: dict[str, str]) -> None:
     port = free_port()
-    venv_bin = os.path.dirname(sys.executable)
-    env = {
-        **BASE_ENV,
-        **app_environment,
-        "PATH": f"{venv_bin}{os.pathsep}{BASE_ENV.get('PATH', '')}",
-        "GUNICORN_BIND": f"127.0.0.1:{port}",
-        "GUNICORN_WORKERS": "2",
-        "GUNICORN_GRACEFUL_TIMEOUT": "5",
-        "DJANGO_BUILD_ONLY": "",
-    }
+    env = {**start_sh_env(app_environment, port), "DJANGO_BUILD_ONLY": ""}
     with tempfile.TemporaryFile() as out:
         proc = subprocess.Popen(
             ["sh", str(APP_DIR / "start.sh")], env=env, stdout=out, stderr=subprocess.STDOUT

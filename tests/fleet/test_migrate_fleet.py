@@ -25,14 +25,13 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
 
 from jobtory_stack.aws import dns, loadbalancer, network, params, scaling
-from jobtory_stack.aws.core import make_session, new_ctx
+from jobtory_stack.aws.core import Ctx, new_ctx
 from jobtory_stack.caddy_admin import CaddyAdmin, CaddyError, config_mode
 from jobtory_stack.derived import derive
 from jobtory_stack.hosts import (
@@ -42,10 +41,11 @@ from jobtory_stack.hosts import (
     HostsError,
     fleet_inventory,
 )
-from jobtory_stack.migrate import with_mode
+from jobtory_stack.migrate import ssm_values, with_mode
 from jobtory_stack.spec import Environment, load_stack
 from tests.conftest import free_port
 from tests.fleet.conftest import ALB_HTTPS, AWS_URL, ROOT, Fleet, host_exec, run_deploy
+from tests.migrate.conftest import URL_PARAMETERS, start_tagged_instance
 from tests.request_loop import Path as LoopPath
 from tests.request_loop import RequestLoop
 
@@ -73,21 +73,20 @@ def local_env() -> Environment:
     return load_stack(ROOT / "stack.toml").env("local")
 
 
-def aws(service: str, env: Environment) -> Any:
-    """A client of the replica's emulator (dummy credentials, as the CLI uses there)."""
-    return make_session(env.region, AWS_URL).client(service, endpoint_url=AWS_URL)  # type: ignore[call-overload]
+def emulator(env: Environment, mode: str = "alb") -> Ctx:
+    """The reconcilers' context on the replica's emulator (its clients, dummy credentials)."""
+    return new_ctx(with_mode(env, mode), AWS_URL, lambda line: None)
 
 
 def reset_aws(env: Environment) -> None:
     """The emulator back to before the migration: no zone, certificate, ALB, ASG or VPC of
     env local (SSM stays: the replica's app needs it), no stand-in instances."""
-    ctx = new_ctx(with_mode(env, "alb"), AWS_URL, lambda line: None)
+    ctx = emulator(env)
     scaling.destroy(ctx)
     loadbalancer.destroy(ctx, True)
     dns.destroy(ctx)
     network.destroy(ctx)
-    ec2 = aws("ec2", env)
-    found = ec2.describe_instances(
+    found = ctx.ec2.describe_instances(
         Filters=[
             {"Name": "tag:env", "Values": [env.name]},
             {"Name": "instance-state-name", "Values": ["pending", "running"]},
@@ -95,37 +94,7 @@ def reset_aws(env: Environment) -> None:
     )
     ids = [i["InstanceId"] for r in found["Reservations"] for i in r["Instances"]]
     if ids:
-        ec2.terminate_instances(InstanceIds=ids)
-
-
-def emulated_instances(env: Environment) -> None:
-    """ec2-1 and ec2-2 as the emulator knows them: running, tagged as the env's."""
-    ec2 = aws("ec2", env)
-    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
-    for name in SSH_PORTS:
-        tags = [
-            {"Key": "stack", "Value": env.stack_name},
-            {"Key": "env", "Value": env.name},
-            {"Key": "Name", "Value": name},
-        ]
-        ec2.run_instances(
-            ImageId=image,
-            MinCount=1,
-            MaxCount=1,
-            InstanceType="t3.small",
-            TagSpecifications=[{"ResourceType": "instance", "Tags": tags}],  # type: ignore[list-item,misc]
-        )
-
-
-def ssm_values(env: Environment) -> dict[str, str]:
-    ssm = aws("ssm", env)
-    found: dict[str, str] = {}
-    for page in ssm.get_paginator("get_parameters_by_path").paginate(
-        Path=env.ssm_prefix, Recursive=True
-    ):
-        for p in page["Parameters"]:
-            found[p["Name"][len(env.ssm_prefix) :]] = p["Value"]
-    return found
+        ctx.ec2.terminate_instances(InstanceIds=ids)
 
 
 @pytest.fixture
@@ -170,8 +139,10 @@ def direct_fleet(fleet: Fleet) -> Iterator[Environment]:
     """Today's production on the fleet: SSM on the DuckDNS name, Caddy in direct mode."""
     env = local_env()
     reset_aws(env)
-    params.sync(new_ctx(with_mode(env, "direct"), AWS_URL, lambda line: None))
-    emulated_instances(env)
+    params.sync(emulator(env, "direct"))
+    ctx = emulator(env)
+    for name in SSH_PORTS:  # ec2-1 and ec2-2 as the emulator knows them
+        start_tagged_instance(ctx.ec2, env, name)
     balancer = FleetBalancer.of_fleet()
     for target in fleet_inventory()[0]:  # put back what earlier tests may have drained
         balancer.restore(target.lb_target, timeout=0)
@@ -326,10 +297,9 @@ def test_migrate_moves_the_fleet_from_duckdns_to_the_alb_with_no_failed_request(
     code, after = migrate("--check", *admins)
     assert check_table(after) == {i: "done" for i in range(1, 8)} | {8: "manual"}, after
     # SSM: every derived value on the new domain
-    values = ssm_values(env)
-    for name in ("VITE_API_BASE", "FRONTEND_BASE_URL", "GOOGLE_REDIRECT_URI",
-                 "DJANGO_ALLOWED_HOSTS", "DJANGO_CSRF_TRUSTED_ORIGINS"):  # fmt: skip
-        assert values[name] == new.parameters[name], name
+    values = ssm_values(emulator(env), URL_PARAMETERS)
+    for name in URL_PARAMETERS:
+        assert values[name][0] == new.parameters[name], name
     # the hosts run (and boot into) alb mode
     for name in SSH_PORTS:
         caddyfile = host_exec(name, "cat /etc/jobtory/Caddyfile").stdout

@@ -27,6 +27,14 @@ from tests.conftest import free_port
 from tests.helpers import ROOT
 
 DUCKDNS = "jobtory.duckdns.org"
+# the SSM values derived from the domain: what migrate rewrites in step 7
+URL_PARAMETERS = (
+    "DJANGO_ALLOWED_HOSTS",
+    "DJANGO_CSRF_TRUSTED_ORIGINS",
+    "FRONTEND_BASE_URL",
+    "GOOGLE_REDIRECT_URI",
+    "VITE_API_BASE",
+)
 
 
 @pytest.fixture
@@ -175,6 +183,21 @@ def direct_caddy(local_env: Environment, tmp_path: Path) -> Iterator[DirectCaddy
         upstream.server.server_close()
 
 
+def start_tagged_instance(ec2: Any, env: Environment, name: str) -> str:
+    """One running EC2 instance tagged as the env's (as its hosts are); its id."""
+    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    tags = [{"Key": "stack", "Value": env.stack_name}, {"Key": "env", "Value": env.name}]
+    tags.append({"Key": "Name", "Value": name})
+    reservation = ec2.run_instances(
+        ImageId=image,
+        MinCount=1,
+        MaxCount=1,
+        InstanceType="t3.small",
+        TagSpecifications=[{"ResourceType": "instance", "Tags": tags}],
+    )
+    return str(reservation["Instances"][0]["InstanceId"])
+
+
 @pytest.fixture
 def moto_host(aws_env: str) -> Callable[[Environment], str]:
     """Start one running EC2 instance tagged as the env's (today's host); its id."""
@@ -183,16 +206,6 @@ def moto_host(aws_env: str) -> Callable[[Environment], str]:
         import boto3
 
         ec2 = boto3.client("ec2", region_name=env.region, endpoint_url=aws_env)
-        image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
-        tags = [{"Key": "stack", "Value": env.stack_name}, {"Key": "env", "Value": env.name}]
-        tags.append({"Key": "Name", "Value": "today's host"})
-        reservation = ec2.run_instances(
-            ImageId=image,
-            MinCount=1,
-            MaxCount=1,
-            InstanceType="t3.small",
-            TagSpecifications=[{"ResourceType": "instance", "Tags": tags}],  # type: ignore[list-item,misc]
-        )
-        return str(reservation["Instances"][0]["InstanceId"])
+        return start_tagged_instance(ec2, env, "today's host")
 
     return start

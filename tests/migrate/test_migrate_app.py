@@ -12,11 +12,9 @@ stand-in, `/auth/google/login` redirects with the redirect URI on the new domain
 
 from __future__ import annotations
 
-import os
 import signal
 import ssl
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -33,15 +31,13 @@ from jobtory_stack.spec import Environment
 from jobtory_stack.ssm_env import load_env
 from tests.alb.conftest import RunningAlb
 from tests.app.conftest import database, fake_oidc, postgres  # noqa: F401  (fixtures)
-from tests.app.support import APP_DIR, CLIENT_ID, CLIENT_SECRET, Postgres, wait_http
+from tests.app.support import APP_DIR, Postgres, app_env, start_sh_env, wait_http
 from tests.conftest import free_port
 from tests.helpers import ROOT
-from tests.migrate.conftest import DUCKDNS, running_direct_caddy
+from tests.migrate.conftest import DUCKDNS, URL_PARAMETERS, running_direct_caddy
 from tests.migrate.test_migrate import NEW_HOST, migration_loop, watching_admin
 
 pytestmark = [pytest.mark.aws, pytest.mark.caddy]
-
-BASE_ENV = {k: os.environ[k] for k in ("PATH", "HOME", "LANG") if k in os.environ}
 
 
 class AppHosts:
@@ -54,16 +50,9 @@ class AppHosts:
     def start(self) -> str:
         ssm = boto3.client("ssm", endpoint_url=self.endpoint, region_name="ap-northeast-2")
         port = free_port()
-        venv_bin = os.path.dirname(sys.executable)
-        env = {
-            **BASE_ENV,
-            **load_env(self.prefix, ssm),  # the URLs and allowed hosts: what migrate changes
-            **self.local,  # this machine's database, secrets and OIDC provider
-            "PATH": f"{venv_bin}{os.pathsep}{BASE_ENV.get('PATH', '')}",
-            "GUNICORN_BIND": f"127.0.0.1:{port}",
-            "GUNICORN_WORKERS": "2",
-            "GUNICORN_GRACEFUL_TIMEOUT": "5",
-        }
+        # the URLs and allowed hosts from SSM (what migrate changes), then this machine's
+        # database, secrets and OIDC provider
+        env = start_sh_env({**load_env(self.prefix, ssm), **self.local}, port)
         with (self.logs / f"gunicorn-{port}.log").open("wb") as out:
             proc = subprocess.Popen(
                 ["sh", str(APP_DIR / "start.sh")], env=env, stdout=out, stderr=subprocess.STDOUT
@@ -96,20 +85,11 @@ def app_hosts(
     fake_oidc: str,  # noqa: F811
     tmp_path: Path,
 ) -> Iterator[AppHosts]:
-    local = {
-        "DB_HOST": "127.0.0.1",
-        "DB_PORT": str(postgres.port),
-        "DB_NAME": database,
-        "DB_USER": "jobtory",
-        "DB_PASSWORD": "jobtory-db-password",
-        "DB_CONNECT_TIMEOUT": "3",
-        "DJANGO_SECRET_KEY": "migrate-test-secret-key-" + "x" * 40,
-        "GOOGLE_CLIENT_ID": CLIENT_ID,
-        "GOOGLE_CLIENT_SECRET": CLIENT_SECRET,
-        "GOOGLE_OIDC_ISSUER": fake_oidc,
-        "APP_VERSION": "migrate-test",
-        "DJANGO_LOG_LEVEL": "WARNING",
-    }
+    # the app's test settings, except the values derived from the domain: those come
+    # from SSM, where migrate changes them
+    settings = app_env(postgres, database, fake_oidc)
+    local = {k: v for k, v in settings.items() if k not in URL_PARAMETERS}
+    local["APP_VERSION"] = "migrate-test"
     hosts = AppHosts(local_env.ssm_prefix, aws_env, local, tmp_path)
     yield hosts
     hosts.stop_all()
