@@ -6,6 +6,7 @@ go on a command line, and nothing here logs a value.
 
     python -m jobtory_stack.ssm_env --prefix /jobtory/local/ --exec -- gunicorn ...
     python -m jobtory_stack.ssm_env --prefix /jobtory/prod/ --write /etc/jobtory/env
+    python -m jobtory_stack.ssm_env --prefix /jobtory/prod/ --status /etc/jobtory/env
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import pwd
 import sys
 import tempfile
 import time
@@ -21,13 +23,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import boto3
 from botocore.exceptions import BotoCoreError, ClientError
+
+from jobtory_stack.aws.client import Endpoint, make_client, make_session
 
 
 def ssm_client(region: str | None = None, endpoint_url: str | None = None) -> Any:
-    """An SSM client; AWS_ENDPOINT_URL (boto3's own variable) points it at an emulator."""
-    return boto3.client("ssm", region_name=region, endpoint_url=endpoint_url)
+    """An SSM client from the host's own settings (instance profile, AWS_DEFAULT_REGION);
+    AWS_ENDPOINT_URL (botocore's own variable) points it at the replica's emulator."""
+    endpoint = Endpoint(endpoint_url)
+    return make_client(make_session(region, endpoint), "ssm", region, endpoint)
 
 
 @contextmanager
@@ -102,6 +107,22 @@ def write_env_file(path: Path, env: dict[str, str]) -> bool:
     return True
 
 
+def env_status(prefix: str, path: Path, owner: str | None = None) -> str:
+    """ "in-sync" when `path` holds exactly SSM's values now (mode 0600, owner), else
+    "differs" / "missing". Prints nothing else: never a value."""
+    want = render_env_file(load_env_with_retry(prefix, timeout=30))
+    try:
+        st = path.stat()
+        have = path.read_text()
+    except FileNotFoundError:
+        return "missing"
+    if have != want or st.st_mode & 0o777 != 0o600:
+        return "differs"
+    if owner is not None and pwd.getpwuid(st.st_uid).pw_name != owner:
+        return "differs"
+    return "in-sync"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m jobtory_stack.ssm_env", description=__doc__)
     parser.add_argument(
@@ -111,6 +132,13 @@ def main(argv: list[str] | None = None) -> int:
     action = parser.add_mutually_exclusive_group(required=True)
     action.add_argument("--write", type=Path, metavar="PATH", help="write a 0600 env file")
     action.add_argument("--exec", action="store_true", help="run the command after '--'")
+    action.add_argument(
+        "--status",
+        type=Path,
+        metavar="PATH",
+        help="is the env file at PATH in sync with SSM? (one word: in-sync, differs, missing)",
+    )
+    parser.add_argument("--owner", help="with --status: the env file's expected owner")
     # Split at '--' ourselves: argparse's REMAINDER handling of '--' changed in 3.13.
     argv = list(sys.argv[1:] if argv is None else argv)
     split = argv.index("--") if "--" in argv else len(argv)
@@ -120,6 +148,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--prefix (or SSM_PREFIX) is required")
     if args.exec and not command:
         parser.error("--exec needs a command: --exec -- gunicorn ...")
+    if args.status:
+        print(env_status(args.prefix, args.status, args.owner))
+        return 0
     env = load_env_with_retry(args.prefix, timeout=args.wait)
     if args.write:
         changed = write_env_file(args.write, env)

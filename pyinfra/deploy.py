@@ -10,7 +10,7 @@ Idempotent: a second run with nothing new reports no changed operations.
 Order: base (packages, users, directories, AWS settings) -> release (artifacts,
 venv, env file from SSM, migrations) -> services (units, Caddyfile) -> activate
 (/readyz before the switch, rollback on failure) -> prune (keep N releases).
-The settings come from the spec through jobtory_stack.hosts.HostSettings.
+The settings come from the spec through jobtory_stack.hosts.settings.HostSettings.
 """
 
 import sys
@@ -21,7 +21,7 @@ for extra in (HERE / "lib", HERE.parent):  # our facts/operations, and jobtory_s
     if str(extra) not in sys.path:
         sys.path.insert(0, str(extra))
 
-from jobtory_stack.hosts import HostSettings  # noqa: E402
+from jobtory_stack.hosts.settings import HostSettings  # noqa: E402
 from pyinfra import host, local  # noqa: E402
 
 settings = HostSettings.from_host_data(host.data, deploy_dir=HERE)

@@ -64,5 +64,6 @@ def aws_env(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "ap-northeast-2")
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    monkeypatch.setenv("JOBTORY_AWS_EMULATOR", "moto")  # the endpoint is an emulator
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     return moto_endpoint

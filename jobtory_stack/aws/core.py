@@ -6,36 +6,36 @@
   discovered so far (families look each other's resources up here) and a counter of
   mutating API calls (every operation not named Describe*/Get*/List*).
 - tag helpers: every resource carries {"stack": ..., "env": ...}; that is ownership.
-- `aws_errors()`: turns botocore failures into one-line `CommandError`s.
+- `aws_errors()`: turns botocore failures into one-line `AwsError`s.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 import boto3
-import botocore.loaders
-import botocore.session
 from botocore.config import Config
 from botocore.exceptions import (
-    BotoCoreError,
     ClientError,
-    EndpointConnectionError,
-    NoCredentialsError,
-    NoRegionError,
-    ProfileNotFound,
 )
-from botocore.parsers import ResponseParserError
 
-from jobtory_stack.cli import CommandError
-from jobtory_stack.derived import Derived, derive
-from jobtory_stack.spec import Environment
+from jobtory_stack.aws.client import (
+    Endpoint,
+    check_regions,
+    error_code,
+    make_client,
+    make_session,
+    resolve_endpoint,
+)
+from jobtory_stack.errors import AwsError
+from jobtory_stack.spec.constants import AWS_WAIT_TIMEOUT
+from jobtory_stack.spec.derived import Derived, derive
+from jobtory_stack.spec.model import Environment
 
 if TYPE_CHECKING:
     from mypy_boto3_acm import ACMClient
@@ -50,14 +50,6 @@ if TYPE_CHECKING:
 Action = Literal["create", "update", "delete"]
 SYMBOLS: dict[str, str] = {"create": "+", "update": "~", "delete": "-"}
 READ_PREFIXES = ("Describe", "Get", "List")
-RETRY_CONFIG = Config(
-    retries={"mode": "standard", "max_attempts": 8}, connect_timeout=10, read_timeout=60
-)
-DUMMY_CREDENTIALS = ("testing", "testing")  # what moto and LocalStack accept
-
-# Called with every client the reconciler creates (after its own hooks): tests and the
-# benchmark register botocore event handlers here (count calls, inject faults).
-CLIENT_HOOKS: list[Callable[[Any], None]] = []
 
 
 # ---- changes and the plan ------------------------------------------------------------------
@@ -129,72 +121,15 @@ def owned(tags: Mapping[str, str], ownership: Mapping[str, str]) -> bool:
     return all(tags.get(k) == v for k, v in ownership.items())
 
 
-# ---- endpoint, credentials, region ---------------------------------------------------------
-
-
-def resolve_endpoint(flag: str | None, env: Environment) -> str | None:
-    """--endpoint-url, else AWS_ENDPOINT_URL (set inside compose), else the spec's value."""
-    return flag or os.environ.get("AWS_ENDPOINT_URL") or env.aws.endpoint_url
-
-
-def known_regions() -> set[str]:
-    session = boto3.session.Session()
-    regions: set[str] = set()
-    for partition in session.get_available_partitions():
-        regions.update(session.get_available_regions("ec2", partition_name=partition))
-    return regions
-
-
-def check_regions(env: Environment) -> None:
-    """Refuse a region AWS does not have before any call (the spec only checks its shape)."""
-    known = known_regions()
-    for where, region in (
-        ("stack.region", env.region),
-        ("alb.region", env.alb_region),
-        ("certificate.region", env.certificate_region),
-    ):
-        if region not in known:
-            raise CommandError(
-                f"unknown AWS region {region!r} ({where} in the spec): "
-                "use a region AWS offers, e.g. ap-northeast-2"
-            )
-
-
-_LOADER = botocore.loaders.create_loader()  # service models parsed once per process
-
-
-def _botocore_session() -> botocore.session.Session:
-    session = botocore.session.get_session()
-    session.register_component("data_loader", _LOADER)
-    return session
-
-
-def make_session(region: str, endpoint_url: str | None) -> boto3.session.Session:
-    try:
-        session = boto3.session.Session(botocore_session=_botocore_session(), region_name=region)
-        if endpoint_url and session.get_credentials() is None:
-            session = boto3.session.Session(
-                aws_access_key_id=DUMMY_CREDENTIALS[0],
-                aws_secret_access_key=DUMMY_CREDENTIALS[1],
-                botocore_session=_botocore_session(),
-                region_name=region,
-            )
-    except ProfileNotFound as exc:
-        raise CommandError(f"AWS profile not found ({exc}): check AWS_PROFILE") from None
-    # boto3 appends its own data path to the (shared) loader on every session
-    _LOADER.search_paths[:] = list(dict.fromkeys(_LOADER.search_paths))
-    return session
-
-
 # ---- the context ---------------------------------------------------------------------------
 
 
 @dataclass
 class Ctx:
     env: Environment
-    endpoint_url: str | None = None
+    endpoint: Endpoint = field(default_factory=Endpoint)
     out: Callable[[str], None] = field(default=lambda line: print(line, flush=True))
-    wait_timeout: float = float(os.environ.get("JOBTORY_WAIT_TIMEOUT", "900"))
+    wait_timeout: float = float(os.environ.get("JOBTORY_WAIT_TIMEOUT", AWS_WAIT_TIMEOUT))
     poll_seconds: float | None = None
     ids: dict[str, str] = field(default_factory=dict)
     mutations: list[str] = field(default_factory=list)
@@ -215,8 +150,13 @@ class Ctx:
         return self.d.tags
 
     @property
+    def endpoint_url(self) -> str | None:
+        return self.endpoint.url
+
+    @property
     def emulator(self) -> bool:
-        return self.endpoint_url is not None
+        """An emulator is behind the endpoint (explicitly so: see aws.client)."""
+        return self.endpoint.emulator is not None
 
     @property
     def poll(self) -> float:
@@ -229,7 +169,7 @@ class Ctx:
 
     def session(self) -> boto3.session.Session:
         if self._session is None:
-            self._session = make_session(self.env.region, self.endpoint_url)
+            self._session = make_session(self.env.region, self.endpoint)
         return self._session
 
     def client(self, service: str, region: str | None = None, config: Config | None = None) -> Any:
@@ -237,16 +177,14 @@ class Ctx:
         region = region or self.env.region
         key = (service, region, id(config) if config else 0)
         if key not in self._clients:
-            client = self.session().client(
-                service,  # type: ignore[call-overload]
-                region_name=region,
-                endpoint_url=self.endpoint_url,
-                config=config or RETRY_CONFIG,
+            self._clients[key] = make_client(
+                self.session(),
+                service,
+                region,
+                self.endpoint,
+                config,
+                first_hook=lambda c: c.meta.events.register("before-call", self._count),
             )
-            client.meta.events.register("before-call", self._count)
-            for hook in CLIENT_HOOKS:
-                hook(client)
-            self._clients[key] = client
         return self._clients[key]
 
     def _count(self, model: Any, **_: Any) -> None:
@@ -309,7 +247,7 @@ class Ctx:
                 self.out(f"  waiting for {what}: {status} ({elapsed:.0f}s)")
                 last_status, last_print = status, elapsed
             if elapsed >= limit:
-                raise CommandError(
+                raise AwsError(
                     f"timed out after {limit:.0f}s waiting for {what} (still {status}); "
                     "re-run apply later: it resumes where it stopped"
                 )
@@ -341,93 +279,10 @@ def new_ctx(
     env: Environment,
     endpoint_flag: str | None = None,
     out: Callable[[str], None] | None = None,
+    emulator: str | None = None,
 ) -> Ctx:
     check_regions(env)
-    ctx = Ctx(env, endpoint_url=resolve_endpoint(endpoint_flag, env))
+    ctx = Ctx(env, endpoint=resolve_endpoint(env, endpoint_flag, emulator))
     if out is not None:
         ctx.out = out
     return ctx
-
-
-# ---- errors --------------------------------------------------------------------------------
-
-CREDENTIAL_CODES = frozenset(
-    {
-        "InvalidClientTokenId",
-        "UnrecognizedClientException",
-        "AuthFailure",
-        "SignatureDoesNotMatch",
-        "InvalidAccessKeyId",
-        "IncompleteSignature",
-        "InvalidSignatureException",
-        "ExpiredToken",
-        "ExpiredTokenException",
-    }
-)
-THROTTLE_CODES = frozenset(
-    {
-        "Throttling",
-        "ThrottlingException",
-        "ThrottledException",
-        "RequestLimitExceeded",
-        "TooManyRequestsException",
-        "RequestThrottled",
-        "RequestThrottledException",
-        "PriorRequestNotComplete",
-        "SlowDown",
-    }
-)
-DENIED_CODES = frozenset({"AccessDenied", "AccessDeniedException", "UnauthorizedOperation"})
-
-
-def error_code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
-
-
-@contextmanager
-def aws_errors() -> Iterator[None]:
-    """Translate botocore failures into one-line CommandErrors (after botocore's retries)."""
-    try:
-        yield
-    except NoCredentialsError:
-        raise CommandError(
-            "no AWS credentials found: set AWS_PROFILE or AWS_ACCESS_KEY_ID / "
-            "AWS_SECRET_ACCESS_KEY (the emulator needs none: pass --endpoint-url)"
-        ) from None
-    except NoRegionError:
-        raise CommandError("no AWS region: set stack.region in the spec") from None
-    except EndpointConnectionError as exc:
-        raise CommandError(
-            f"cannot reach the AWS endpoint {exc.kwargs.get('endpoint_url')}: "
-            "is the emulator running / the network up?"
-        ) from None
-    except ClientError as exc:
-        code = error_code(exc)
-        op = exc.operation_name
-        if code in CREDENTIAL_CODES:
-            raise CommandError(
-                f"AWS rejected the credentials ({code}): check AWS_PROFILE / AWS_ACCESS_KEY_ID"
-            ) from None
-        if code in THROTTLE_CODES:
-            raise CommandError(
-                f"AWS kept throttling {op} ({code}) after {RETRY_ATTEMPTS} attempts with "
-                "backoff: wait a minute and re-run (apply resumes where it stopped)"
-            ) from None
-        if code in DENIED_CODES:
-            raise CommandError(
-                f"AWS denied {op} ({code}): the credentials lack permission for it"
-            ) from None
-        message = str(exc.response.get("Error", {}).get("Message", "")).splitlines()
-        raise CommandError(
-            f"{op} failed ({code}): {message[0] if message else 'no detail'}"
-        ) from None
-    except BotoCoreError as exc:
-        raise CommandError(f"AWS call failed: {str(exc).splitlines()[0]}") from None
-    except ResponseParserError:
-        raise CommandError(
-            "the endpoint answered with something that is not an AWS API response "
-            "(an emulator gap or a proxy in the way?)"
-        ) from None
-
-
-RETRY_ATTEMPTS = 8

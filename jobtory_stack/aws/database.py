@@ -21,9 +21,10 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from jobtory_stack.aws.core import Change, Ctx, error_code, field_diffs, fmt, tag_dict, tag_list
-from jobtory_stack.cli import CommandError
-from jobtory_stack.rds_parameters import CATALOG
+from jobtory_stack.aws.client import error_code
+from jobtory_stack.aws.core import Change, Ctx, field_diffs, fmt, tag_dict, tag_list
+from jobtory_stack.errors import AwsError
+from jobtory_stack.spec.rds_parameters import CATALOG
 
 PASSWORD_PARAMETER = "DB_PASSWORD"
 
@@ -399,7 +400,7 @@ def destroy(ctx: Ctx, allow_protected: bool = False) -> int:
     }:
         if db.get("DeletionProtection"):
             if not allow_protected:
-                raise CommandError(f"{want.instance} has deletion protection; refusing")
+                raise AwsError(f"{want.instance} has deletion protection; refusing")
             rds.modify_db_instance(
                 DBInstanceIdentifier=want.instance, DeletionProtection=False, ApplyImmediately=True
             )

@@ -18,7 +18,7 @@ from functools import partial
 from typing import Any
 
 from jobtory_stack.aws.core import Change, Ctx, settle, tag_dict, tag_list
-from jobtory_stack.cli import CommandError
+from jobtory_stack.errors import AwsError
 
 CERT_WAIT_HINT = (
     "ACM validates by DNS: the registrar's NS must point at the Route 53 zone "
@@ -271,7 +271,7 @@ def ensure_validation_records(ctx: Ctx, have: Observed) -> None:
     have.records = record_sets(ctx, have.zone_id)
     still = missing_validation(have)
     if still:
-        raise CommandError(
+        raise AwsError(
             f"the zone {have.zone_id} lacks the certificate's validation records "
             f"({', '.join(still)}) after writing them; re-run apply"
         )
@@ -283,7 +283,7 @@ def wait_issued(ctx: Ctx, arn: str) -> None:
         if status == "ISSUED":
             return None
         if status in {"FAILED", "REVOKED", "EXPIRED", "VALIDATION_TIMED_OUT"}:
-            raise CommandError(f"the certificate {arn} is {status}: delete it and re-run apply")
+            raise AwsError(f"the certificate {arn} is {status}: delete it and re-run apply")
         return f"{status} ({CERT_WAIT_HINT})"
 
     ctx.wait_for("the ACM certificate to be ISSUED", check)

@@ -17,16 +17,9 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from jobtory_stack.aws.core import (
-    Change,
-    Ctx,
-    error_code,
-    field_diffs,
-    settle,
-    tag_dict,
-    tag_list,
-)
-from jobtory_stack.cli import CommandError
+from jobtory_stack.aws.client import error_code
+from jobtory_stack.aws.core import Change, Ctx, field_diffs, settle, tag_dict, tag_list
+from jobtory_stack.errors import AwsError
 
 REDIRECT = {"Protocol": "HTTPS", "Port": "443", "StatusCode": "HTTP_301"}
 
@@ -304,7 +297,7 @@ def apply(ctx: Ctx, changes: list[Change]) -> None:
         for a in alb_attrs:
             ctx.out(f"  ~ load_balancer {want.alb}: {a['Key']} = {a['Value']}")
     if "cert" not in ctx.ids:
-        raise CommandError("no ACM certificate recorded for the HTTPS listener; re-run apply")
+        raise AwsError("no ACM certificate recorded for the HTTPS listener; re-run apply")
     for port, listener in desired_listeners(ctx, want).items():
         got = have.listeners.get(port)
         if got is None:
@@ -336,7 +329,7 @@ def destroy(ctx: Ctx, allow_protected: bool = False) -> int:
         attrs = elbv2.describe_load_balancer_attributes(LoadBalancerArn=arn)["Attributes"]
         if any(a["Key"] == "deletion_protection.enabled" and a["Value"] == "true" for a in attrs):
             if not allow_protected:
-                raise CommandError(f"{want.alb} has deletion protection; refusing")
+                raise AwsError(f"{want.alb} has deletion protection; refusing")
             elbv2.modify_load_balancer_attributes(
                 LoadBalancerArn=arn,
                 Attributes=[{"Key": "deletion_protection.enabled", "Value": "false"}],

@@ -14,16 +14,8 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from jobtory_stack.aws.core import (
-    Action,
-    Change,
-    Ctx,
-    field_diffs,
-    settle,
-    tag_dict,
-    tag_list,
-)
-from jobtory_stack.cli import CommandError
+from jobtory_stack.aws.core import Action, Change, Ctx, field_diffs, settle, tag_dict, tag_list
+from jobtory_stack.errors import AwsError
 
 ANYWHERE = "0.0.0.0/0"
 SG_ROLES = ("alb", "ec2", "rds")
@@ -277,7 +269,7 @@ def apply(ctx: Ctx, changes: list[Change]) -> None:
         have.vpc_cidr = want.vpc_cidr
         ctx.out(f"  + vpc {name(ctx, 'vpc')} ({have.vpc_id})")
     elif have.vpc_cidr != want.vpc_cidr:
-        raise CommandError(
+        raise AwsError(
             f"the VPC's CIDR is {have.vpc_cidr}, the spec says {want.vpc_cidr}: a VPC block "
             "cannot change in place; destroy the environment first or restore the spec"
         )
@@ -444,8 +436,8 @@ def destroy(ctx: Ctx) -> int:
             count += 1
         try:
             settle(ctx, f"vpc {vpc_id}", partial(ec2.delete_vpc, VpcId=vpc_id))
-        except CommandError:
-            raise CommandError(
+        except AwsError:
+            raise AwsError(
                 f"the VPC {vpc_id} still holds resources this stack does not own "
                 "(DependencyViolation); remove them and re-run destroy"
             ) from None

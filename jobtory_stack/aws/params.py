@@ -23,9 +23,10 @@ from typing import Final, Literal
 
 from botocore.exceptions import ClientError
 
-from jobtory_stack.aws.core import SYMBOLS, Change, Ctx, error_code, fmt, tag_list
-from jobtory_stack.cli import CommandError
-from jobtory_stack.derived import RUNTIME_PARAMETERS
+from jobtory_stack.aws.client import error_code
+from jobtory_stack.aws.core import SYMBOLS, Change, Ctx, fmt, tag_list
+from jobtory_stack.errors import AwsError
+from jobtory_stack.spec.constants import RUNTIME_PARAMETERS
 
 RESOURCE = "ssm_parameter"
 SECURE: Final = "SecureString"
@@ -256,13 +257,13 @@ def read_secrets_file(path: Path) -> dict[str, str]:
     except FileNotFoundError:
         return {}
     except (OSError, ValueError) as exc:
-        raise CommandError(
+        raise AwsError(
             f"{path}: not a readable JSON secrets file ({type(exc).__name__})"
         ) from None
     if not isinstance(raw, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in raw.items()
     ):
-        raise CommandError(f'{path}: must be a JSON object of strings {{"NAME": "value"}}')
+        raise AwsError(f'{path}: must be a JSON object of strings {{"NAME": "value"}}')
     return dict(raw)
 
 
@@ -361,7 +362,7 @@ def get_lines(ctx: Ctx, name: str | None = None) -> list[str]:
 
     if name is not None:
         if name not in have:
-            raise CommandError(
+            raise AwsError(
                 f"{ctx.d.parameter_name(name)} is not set in SSM "
                 f"(run `deploy.py params sync --env {ctx.env.name}` or `params set`)"
             )
@@ -374,16 +375,16 @@ def get_lines(ctx: Ctx, name: str | None = None) -> list[str]:
 def set_secret(ctx: Ctx, name: str, value: str) -> str:
     d = ctx.d
     if name in d.parameters:
-        raise CommandError(
+        raise AwsError(
             f"{name} comes from the spec (ssm.values or derived); change stack.toml and run "
             f"`deploy.py params sync --env {ctx.env.name}`"
         )
     if name not in d.secret_names and name not in RUNTIME_PARAMETERS:
-        raise CommandError(
+        raise AwsError(
             f"{name} is not a parameter of the spec; list it under ssm.secrets in stack.toml first"
         )
     if not value:
-        raise CommandError(f"no value for {name} on stdin")
+        raise AwsError(f"no value for {name} on stdin")
     secure = name in d.secret_names
     have = observe(ctx)
     o = have.get(name)

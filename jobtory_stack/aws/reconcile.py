@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from jobtory_stack.aws import database, dns, loadbalancer, network, params, scaling
 from jobtory_stack.aws.core import Change, Ctx, render_plan
-from jobtory_stack.cli import CommandError
+from jobtory_stack.errors import AwsError
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ def apply(ctx: Ctx) -> list[Change]:
 
 def destroy(ctx: Ctx, yes_destroy_prod: bool = False) -> int:
     if ctx.env.name == "prod" and not yes_destroy_prod:
-        raise CommandError(
+        raise AwsError(
             "refusing to destroy prod: pass --yes-destroy-prod if you really mean it"
         )
     allow = ctx.env.name != "prod" or yes_destroy_prod

@@ -38,18 +38,10 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.parsers import ResponseParserError
 
-from jobtory_stack.aws.core import (
-    Action,
-    Change,
-    Ctx,
-    error_code,
-    field_diffs,
-    fmt,
-    tag_dict,
-    tag_list,
-)
-from jobtory_stack.cli import CommandError
-from jobtory_stack.hosts import render_user_data
+from jobtory_stack.aws.client import error_code
+from jobtory_stack.aws.core import Action, Change, Ctx, field_diffs, fmt, tag_dict, tag_list
+from jobtory_stack.errors import AwsError
+from jobtory_stack.render.user_data import render_user_data
 
 CONFIG_TAG = "launch-template-config"
 RELEASE_ENV = "JOBTORY_RELEASE_VERSION"
@@ -166,7 +158,7 @@ def resolve_ami(ctx: Ctx) -> str:
             ctx.note(f"! the emulator has no {asg.ami_ssm_parameter}; using its AMI {ami}")
             ctx.ids["ami"] = ami
             return ami
-    raise CommandError(
+    raise AwsError(
         f"the SSM AMI parameter {asg.ami_ssm_parameter} does not exist in {ctx.env.region}; "
         "fix asg.ami_ssm_parameter or set asg.ami_id"
     )
@@ -208,7 +200,7 @@ def user_data(ctx: Ctx) -> str:
     url = ctx.artifact_url or os.environ.get(ARTIFACT_ENV) or baked(current, "ARTIFACT_URL")
     if not version:
         if not ctx.emulator:
-            raise CommandError(
+            raise AwsError(
                 "the launch template needs the release new instances boot: pass --release V "
                 "and --artifact-url URL (artifacts built by `deploy.py hosts`)"
             )

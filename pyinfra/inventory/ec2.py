@@ -13,7 +13,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from jobtory_stack.hosts import ec2_inventory
+from jobtory_stack.hosts.inventory import ec2_inventory
+from jobtory_stack.spec.loader import load_stack
 
-_spec = os.environ.get("JOBTORY_SPEC")
-hosts = ec2_inventory(os.environ["JOBTORY_ENV"], Path(_spec) if _spec else None)
+_spec = Path(os.environ.get("JOBTORY_SPEC") or Path(__file__).resolve().parents[2] / "stack.toml")
+hosts = ec2_inventory(load_stack(_spec).env(os.environ["JOBTORY_ENV"]))

@@ -1,8 +1,8 @@
 """Static inventory: the fleet replica's two stand-in EC2 hosts (compose/fleet.yaml).
 
 pyinfra reaches them over SSH on published 127.0.0.1 ports, as `admin` with sudo (like
-Debian's cloud images), with the key pair `deploy.py hosts` generates at run time in
-.local/fleet/. On the hosts they read SSM from the replica's emulator (http://aws:4566)
+Debian's cloud images), with the key pair the replica's fleet tooling generates at run time in
+.local/fleet/ (replica/fleet.py). On the hosts they read SSM from the replica's emulator (http://aws:4566)
 with dummy credentials from a non-secret file: the stand-in for the instance profile.
 """
 
@@ -17,7 +17,7 @@ fleet = (
             {
                 "ssh_hostname": "127.0.0.1",
                 "ssh_port": int(os.environ.get("EC2_1_SSH_PORT", "2221")),
-                "alb_target": "ec2-1:80",
+                "lb_target": "ec2-1:80",
             },
         ),
         (
@@ -25,7 +25,7 @@ fleet = (
             {
                 "ssh_hostname": "127.0.0.1",
                 "ssh_port": int(os.environ.get("EC2_2_SSH_PORT", "2222")),
-                "alb_target": "ec2-2:80",
+                "lb_target": "ec2-2:80",
             },
         ),
     ],

@@ -64,8 +64,8 @@ class EnvFileStatus(FactBase[str]):
             f"if [ ! -x {shlex.quote(py)} ]; then echo unknown; exit 0; fi; "
             f"{SYSTEMD_RUN} -p EnvironmentFile=-{shlex.quote(aws_env_file)} "
             f"-E PYTHONPATH={shlex.quote(release)} {shlex.quote(py)} "
-            f"-m jobtory_stack.hosts env-status --prefix {shlex.quote(prefix)} "
-            f"--path {shlex.quote(path)} --owner {shlex.quote(owner)} 2>&1 || echo unknown"
+            f"-m jobtory_stack.ssm_env --prefix {shlex.quote(prefix)} "
+            f"--status {shlex.quote(path)} --owner {shlex.quote(owner)} 2>&1 || echo unknown"
         )
 
     def process(self, output: list[str]) -> str:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from jobtory_stack.aws import core
+from jobtory_stack.aws import client
 
 
 @pytest.fixture
@@ -18,11 +18,11 @@ def client_hook() -> Iterator[Callable[[Callable[[Any], None]], None]]:
 
     def add(hook: Callable[[Any], None]) -> None:
         added.append(hook)
-        core.CLIENT_HOOKS.append(hook)
+        client.CLIENT_HOOKS.append(hook)
 
     yield add
     for hook in added:
-        core.CLIENT_HOOKS.remove(hook)
+        client.CLIENT_HOOKS.remove(hook)
 
 
 @pytest.fixture

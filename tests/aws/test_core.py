@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from jobtory_stack.aws.core import Change, Ctx, field_diffs, render_plan, resolve_endpoint
-from jobtory_stack.cli import CommandError
-from jobtory_stack.spec import Environment, load_stack
+from jobtory_stack.aws.client import Endpoint, resolve_endpoint
+from jobtory_stack.aws.core import Change, Ctx, field_diffs, render_plan
+from jobtory_stack.errors import AwsError
+from jobtory_stack.spec.loader import load_stack
+from jobtory_stack.spec.model import Environment
 from tests.helpers import ROOT
 
 pytestmark = pytest.mark.aws
@@ -40,8 +42,8 @@ def test_plan_rendering() -> None:
 
 def test_wait_is_bounded_and_reports_progress() -> None:
     lines: list[str] = []
-    ctx = Ctx(env(), endpoint_url="http://127.0.0.1:1", out=lines.append, poll_seconds=0.01)
-    with pytest.raises(CommandError, match=r"timed out after 0s waiting for the thing"):
+    ctx = Ctx(env(), Endpoint("http://127.0.0.1:1", "moto"), out=lines.append, poll_seconds=0.01)
+    with pytest.raises(AwsError, match=r"timed out after 0s waiting for the thing"):
         ctx.wait_for("the thing", lambda: "PENDING_VALIDATION", timeout=0.05)
     assert lines[0].startswith("  waiting for the thing: PENDING_VALIDATION")
     states = iter(["creating", "backing-up", None])
@@ -55,11 +57,27 @@ def test_wait_is_bounded_and_reports_progress() -> None:
 def test_endpoint_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
     local = env("local")
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    assert resolve_endpoint(None, local) == "http://127.0.0.1:4566"
-    assert resolve_endpoint(None, env("prod")) is None
+    monkeypatch.delenv("JOBTORY_AWS_EMULATOR", raising=False)
+    assert resolve_endpoint(local) == Endpoint("http://127.0.0.1:4566", "moto")
+    assert resolve_endpoint(env("prod")) == Endpoint(None, None)
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://aws:4566")
-    assert resolve_endpoint(None, local) == "http://aws:4566"
-    assert resolve_endpoint("http://x:1", local) == "http://x:1"
+    assert resolve_endpoint(local).url == "http://aws:4566"
+    assert resolve_endpoint(local, "http://x:1").url == "http://x:1"
+
+
+def test_an_endpoint_alone_is_not_an_emulator(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A VPC endpoint or a proxy in front of AWS: no emulator workaround may run there."""
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("JOBTORY_AWS_EMULATOR", raising=False)
+    prod = env("prod")
+    endpoint = resolve_endpoint(prod, "https://ec2.ap-northeast-2.amazonaws.com")
+    assert endpoint.emulator is None
+    assert not Ctx(prod, endpoint).emulator
+    monkeypatch.setenv("JOBTORY_AWS_EMULATOR", "moto")  # said explicitly: an emulator
+    assert Ctx(prod, resolve_endpoint(prod, "http://127.0.0.1:4566")).emulator
+    monkeypatch.setenv("JOBTORY_AWS_EMULATOR", "magic")
+    with pytest.raises(AwsError, match="JOBTORY_AWS_EMULATOR='magic'"):
+        resolve_endpoint(prod, "http://127.0.0.1:4566")
 
 
 def test_engine_version_comparison() -> None:

@@ -169,11 +169,11 @@ def test_endpoint_flag_wins(
 ) -> None:
     from botocore.config import Config
 
-    from jobtory_stack.aws import core
+    from jobtory_stack.aws import client
 
     # connection errors are retried with backoff (8 attempts); 2 keep the test short
     monkeypatch.setattr(
-        core, "RETRY_CONFIG", Config(retries={"mode": "standard", "max_attempts": 2})
+        client, "RETRY_CONFIG", Config(retries={"mode": "standard", "max_attempts": 2})
     )
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens there
     code, _, err = run(capsys, "get", "--env", "staging")

@@ -499,10 +499,10 @@ def test_persistent_throttling_is_one_line(
 ) -> None:
     from botocore.config import Config
 
-    from jobtory_stack.aws import core
+    from jobtory_stack.aws import client
 
     monkeypatch.setattr(
-        core, "RETRY_CONFIG", Config(retries={"mode": "standard", "max_attempts": 2})
+        client, "RETRY_CONFIG", Config(retries={"mode": "standard", "max_attempts": 2})
     )
     seen: list[str] = []
     client_hook(throttle(99, seen))

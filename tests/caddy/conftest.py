@@ -20,8 +20,8 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from jobtory_stack.caddy_admin import CaddyAdmin
-from jobtory_stack.caddyfile import CaddySite, render_caddyfile
+from jobtory_stack.caddy.admin import CaddyAdmin
+from jobtory_stack.render.caddyfile import CaddySite, render_caddyfile
 from tests.conftest import free_port
 from tests.helpers import require
 

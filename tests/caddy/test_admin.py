@@ -11,14 +11,10 @@ from typing import Any
 
 import pytest
 
-from jobtory_stack.caddy_admin import (
-    CaddyAdmin,
-    CaddyConflict,
-    CaddyError,
-    main,
-    parse_admin_address,
-)
-from jobtory_stack.caddyfile import APP_PROXY_ID, CaddySite, render_caddyfile
+from jobtory_stack.caddy.admin import CaddyAdmin, parse_admin_address
+from jobtory_stack.cli import main
+from jobtory_stack.errors import CaddyConflict, CaddyError
+from jobtory_stack.render.caddyfile import APP_PROXY_ID, CaddySite, render_caddyfile
 from tests.caddy.conftest import INDEX_HTML, CaddyProc, EchoUpstream, caddy_binary, client
 from tests.conftest import free_port
 from tests.helpers import require

@@ -15,7 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
-from jobtory_stack.caddyfile import CaddySite, CaddySiteError, render_caddyfile
+from jobtory_stack.errors import CaddySiteError
+from jobtory_stack.render.caddyfile import CaddySite, render_caddyfile
 from tests.caddy.conftest import CaddyProc, caddy_binary, client, direct_site, listening_socket
 from tests.helpers import require
 

@@ -224,7 +224,7 @@ def fleet() -> Iterator[Fleet]:
     require(image_exists("jobtory/ec2:latest"), "image jobtory/ec2 missing: compose build ec2-1")
     require(image_exists("jobtory/alb:latest"), "image jobtory/alb missing: scripts/build-images")
     require(aws_up(), f"the replica's AWS emulator is not up at {AWS_URL} (scripts/up)")
-    from jobtory_stack.hosts import ensure_fleet_key
+    from replica.fleet import ensure_fleet_key
 
     ensure_fleet_key()
     # JOBTORY_FLEET_REUSE=1 keeps running hosts (faster while iterating; not "fresh")

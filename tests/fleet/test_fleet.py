@@ -53,7 +53,7 @@ def ssm() -> object:
 
 
 def local_env() -> object:
-    from jobtory_stack.spec import load_stack
+    from jobtory_stack.spec.loader import load_stack
 
     return load_stack(ROOT / "stack.toml").env("local")
 
@@ -117,7 +117,7 @@ def test_env_file_holds_the_ssm_values_with_mode_0600(first_deploy: Deploy) -> N
 def test_two_deploys_at_once_the_second_refuses_naming_the_holder(
     fleet: Fleet, first_deploy: Deploy
 ) -> None:
-    from jobtory_stack.deploy_lock import parameter_names
+    from jobtory_stack.hosts.lock import parameter_names
 
     lock_name, _ = parameter_names("jobtory", "local")
     client = ssm()
@@ -149,7 +149,7 @@ def test_two_deploys_at_once_the_second_refuses_naming_the_holder(
 
 
 def test_a_stale_lock_is_taken_over(fleet: Fleet, first_deploy: Deploy) -> None:
-    from jobtory_stack.deploy_lock import DeployLock, parameter_names
+    from jobtory_stack.hosts.lock import DeployLock, parameter_names
 
     lock_name, _ = parameter_names("jobtory", "local")
     crashed = DeployLock(ssm(), lock_name, "v0", owner="bob@gone pid 1")
@@ -195,7 +195,7 @@ def test_rolling_deploy_under_load_fails_no_request(fleet: Fleet, first_deploy: 
 def _broken_source(tmp: Path, where: str) -> Path:
     """A copy of this repo's release sources whose /readyz fails: always ("always") or
     only on the live port 8000 ("live": passes the candidate check, fails after the switch)."""
-    from jobtory_stack.hosts import SKIP_NAMES, SOURCE_PARTS
+    from jobtory_stack.hosts.deploy import SKIP_NAMES, SOURCE_PARTS
 
     for part in SOURCE_PARTS:
         src = ROOT / part
@@ -362,7 +362,7 @@ def test_stopped_host_is_routed_around_and_comes_back_by_itself(
 
 
 def test_secrets_absent_from_process_arguments_logs_and_repo(first_deploy: Deploy) -> None:
-    from jobtory_stack.derived import derive
+    from jobtory_stack.spec.derived import derive
 
     env = local_env()
     client = ssm()
@@ -404,7 +404,7 @@ def test_secrets_absent_from_process_arguments_logs_and_repo(first_deploy: Deplo
 def test_user_data_bootstraps_a_new_host_identical_to_its_peers(fleet: Fleet) -> None:
     """A third stand-in host, not in any inventory, runs the rendered user data (pyinfra
     against @local) with the artifacts placed where a baked AMI would have them."""
-    from jobtory_stack.hosts import ARTIFACTS_DIR, Manifest
+    from jobtory_stack.hosts.deploy import ARTIFACTS_DIR, Manifest
 
     version = current_version("ec2-1")
     manifest = Manifest.load(ARTIFACTS_DIR, version)

@@ -15,8 +15,10 @@ from typing import Any
 import boto3
 import pytest
 
-from jobtory_stack import hosts
-from jobtory_stack.deploy_lock import (
+from jobtory_stack.errors import HostsError
+from jobtory_stack.hosts.balancers import ElbBalancer
+from jobtory_stack.hosts.inventory import ec2_inventory
+from jobtory_stack.hosts.lock import (
     AuditRecord,
     DeployLock,
     LockHeld,
@@ -25,6 +27,12 @@ from jobtory_stack.deploy_lock import (
     parameter_names,
     read_audit,
 )
+from jobtory_stack.hosts.release import deterministic_tar, for_python
+from jobtory_stack.hosts.runner import PYINFRA_DIR, parse_changes
+from jobtory_stack.hosts.settings import HostSettings, Manifest, check_version
+from jobtory_stack.render.user_data import render_user_data
+from jobtory_stack.spec.loader import load_stack
+from tests.helpers import ROOT
 
 
 @pytest.fixture
@@ -102,9 +110,9 @@ def test_audit_keeps_one_line_per_deploy(ssm: Any) -> None:
 
 def test_deterministic_tar_same_bytes_for_same_content(tmp_path: Path) -> None:
     members = [("b.txt", b"two", 0o644), ("a/run.sh", b"#!/bin/sh\n", 0o755)]
-    one = hosts.deterministic_tar(tmp_path / "one.tar.gz", members, compress=True)
+    one = deterministic_tar(tmp_path / "one.tar.gz", members, compress=True)
     time.sleep(1.1)
-    two = hosts.deterministic_tar(tmp_path / "two.tar.gz", list(reversed(members)), compress=True)
+    two = deterministic_tar(tmp_path / "two.tar.gz", list(reversed(members)), compress=True)
     assert one == two
     with tarfile.open(tmp_path / "one.tar.gz") as tar:
         names = tar.getnames()
@@ -123,7 +131,7 @@ def test_requirements_are_reduced_for_the_hosts_python() -> None:
         "idna==3.10 \\\n"
         "    --hash=sha256:ddd\n"
     )
-    out = hosts.for_python(exported, "3.13")
+    out = for_python(exported, "3.13")
     assert "django==6.1.3 \\\n    --hash=sha256:bbb" in out
     assert "5.2.19" not in out and "colorama" not in out and "idna==3.10" in out
 
@@ -144,20 +152,20 @@ RESULTS = """--> Results:
 
 
 def test_parse_changes_of_a_plan_and_of_a_run() -> None:
-    assert hosts.parse_changes(DRY, dry=True, host="ec2-2") == 3
-    assert hosts.parse_changes(DRY, dry=True, host="ec2-1") == 0
-    assert hosts.parse_changes(RESULTS, dry=False, host="ec2-1") == 13
-    assert hosts.parse_changes(RESULTS.replace("13 ", "- "), dry=False, host="x") == 0
+    assert parse_changes(DRY, dry=True, host="ec2-2") == 3
+    assert parse_changes(DRY, dry=True, host="ec2-1") == 0
+    assert parse_changes(RESULTS, dry=False, host="ec2-1") == 13
+    assert parse_changes(RESULTS.replace("13 ", "- "), dry=False, host="x") == 0
 
 
 @pytest.mark.parametrize("bad", ["", "../x", "v 1", "v1/2", "-v1", "x" * 65, "v1+git"])
 def test_versions_name_a_directory_and_a_unit(bad: str) -> None:
-    with pytest.raises(hosts.HostsError):
-        hosts.check_version(bad)
+    with pytest.raises(HostsError):
+        check_version(bad)
 
 
 def test_user_data_is_valid_bash_and_runs_the_same_deploy_against_local() -> None:
-    script = hosts.render_user_data(
+    script = render_user_data(
         "prod", "v42", "https://artifacts.example/jobtory", {"AWS_ENDPOINT_URL": "http://aws:4566"}
     )
     assert script.startswith("#!/bin/bash")
@@ -167,7 +175,7 @@ def test_user_data_is_valid_bash_and_runs_the_same_deploy_against_local() -> Non
 
 
 def test_host_settings_from_pyinfra_data(tmp_path: Path) -> None:
-    manifest = hosts.Manifest("v1", "src-v1.tar.gz", "0" * 64, "wheels-abc.tar", "abc")
+    manifest = Manifest("v1", "src-v1.tar.gz", "0" * 64, "wheels-abc.tar", "abc")
     manifest.save(tmp_path)
     data = {
         "jobtory_env": "local",
@@ -175,7 +183,7 @@ def test_host_settings_from_pyinfra_data(tmp_path: Path) -> None:
         "jobtory_artifacts": str(tmp_path),
         "jobtory_aws_env": "AWS_ENDPOINT_URL=http://aws:4566",
     }
-    s = hosts.HostSettings.from_host_data(data, deploy_dir=hosts.PYINFRA_DIR)
+    s = HostSettings.from_host_data(data, deploy_dir=PYINFRA_DIR)
     assert s.ssm_prefix == "/jobtory/local/"
     assert s.release_dir == "/srv/jobtory/releases/v1"
     assert s.wheels_dir == "/srv/jobtory/wheels/abc"
@@ -215,7 +223,7 @@ def test_ec2_inventory_from_tags_and_asg_membership(aws_env: str) -> None:
         AvailabilityZones=["ap-northeast-2a"],
     )
     asg.attach_instances(AutoScalingGroupName="jobtory-staging-asg", InstanceIds=[member])
-    found = hosts.ec2_inventory("staging")
+    found = ec2_inventory(load_stack(ROOT / "stack.toml").env("staging"))
     names = [name for name, _ in found]
     assert names[0] == member and set(names) == {member, loose}  # ASG members first
     data = dict(found)[member]
@@ -233,7 +241,7 @@ def test_elb_balancer_drains_and_restores_a_target(aws_env: str) -> None:
         Name="jobtory-staging-tg", Protocol="HTTP", Port=80, VpcId=vpc, TargetType="instance"
     )["TargetGroups"][0]["TargetGroupArn"]
     elbv2.register_targets(TargetGroupArn=arn, Targets=[{"Id": instance, "Port": 80}])
-    balancer = hosts.ElbBalancer(elbv2, arn)
+    balancer = ElbBalancer(elbv2, arn)
     assert balancer.healthy(instance)  # moto: every registered target is healthy (pitfall!)
     balancer.drain(instance)
     assert not balancer.healthy(instance)

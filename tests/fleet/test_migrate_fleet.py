@@ -29,20 +29,16 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from jobtory_stack.hosts.deploy import FLEET_DIR, HOST_CADDY_ADMIN, FleetBalancer, fleet_inventory
 
 from jobtory_stack.aws import dns, loadbalancer, network, params, scaling
 from jobtory_stack.aws.core import Ctx, new_ctx
-from jobtory_stack.caddy_admin import CaddyAdmin, CaddyError, config_mode
-from jobtory_stack.derived import derive
-from jobtory_stack.hosts import (
-    FLEET_DIR,
-    HOST_CADDY_ADMIN,
-    FleetBalancer,
-    HostsError,
-    fleet_inventory,
-)
-from jobtory_stack.migrate import ssm_values, with_mode
-from jobtory_stack.spec import Environment, load_stack
+from jobtory_stack.caddy.admin import CaddyAdmin, config_mode
+from jobtory_stack.errors import CaddyError, HostsError
+from jobtory_stack.migrate.flow import ssm_values, with_mode
+from jobtory_stack.spec.derived import derive
+from jobtory_stack.spec.loader import load_stack
+from jobtory_stack.spec.model import Environment
 from tests.conftest import free_port
 from tests.fleet.conftest import ALB_HTTPS, AWS_URL, ROOT, Fleet, host_exec, run_deploy
 from tests.migrate.conftest import URL_PARAMETERS, start_tagged_instance

@@ -16,11 +16,13 @@ from typing import Any
 
 import pytest
 
-from jobtory_stack.caddy_admin import CaddyAdmin, CaddyError, wait_for_certificates
-from jobtory_stack.caddyfile import CaddySite, render_caddyfile
-from jobtory_stack.migrate import encode_name, read_name, with_mode
-from jobtory_stack.render import caddy_site
-from jobtory_stack.spec import Environment, load_stack
+from jobtory_stack.caddy.admin import CaddyAdmin, wait_for_certificates
+from jobtory_stack.errors import CaddyError
+from jobtory_stack.migrate.flow import encode_name, read_name, with_mode
+from jobtory_stack.render.caddyfile import CaddySite, render_caddyfile
+from jobtory_stack.render.sites import caddy_site
+from jobtory_stack.spec.loader import load_stack
+from jobtory_stack.spec.model import Environment
 from tests.alb.conftest import haproxy_bin, start_alb, tls  # noqa: F401  (fixtures)
 from tests.caddy.conftest import listening_socket, spawn_caddy, start_echo, stop_caddy
 from tests.conftest import free_port
@@ -119,7 +121,7 @@ class DirectCaddy:
         return self.home / "data" / "caddy" / "pki" / "authorities" / "local" / "root.crt"
 
     def mode(self) -> str | None:
-        from jobtory_stack.caddy_admin import config_mode
+        from jobtory_stack.caddy.admin import config_mode
 
         with CaddyAdmin(self.admin_address) as admin:
             return config_mode(admin.config(""))

@@ -8,7 +8,7 @@ import struct
 import pytest
 
 from jobtory_stack.cli import main
-from jobtory_stack.migrate import (
+from jobtory_stack.migrate.flow import (
     DnsError,
     build_query,
     encode_name,
@@ -92,8 +92,8 @@ def test_check_reports_a_silent_resolver_instead_of_failing(
     aws_env: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from jobtory_stack.aws.core import Ctx
-    from jobtory_stack.migrate import STEPS, new_migration, run_zone
-    from jobtory_stack.spec import load_stack
+    from jobtory_stack.migrate.flow import STEPS, new_migration, run_zone
+    from jobtory_stack.spec.loader import load_stack
 
     env = load_stack(ROOT / "stack.toml").env("local")
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:

@@ -20,10 +20,9 @@ import pytest
 
 from jobtory_stack.aws import params
 from jobtory_stack.aws.core import new_ctx
-from jobtory_stack.caddy_admin import CaddyAdmin, bridge_config
-from jobtory_stack.cli import CommandError
-from jobtory_stack.derived import derive
-from jobtory_stack.migrate import (
+from jobtory_stack.caddy.admin import CaddyAdmin, bridge_config
+from jobtory_stack.errors import MigrateError
+from jobtory_stack.migrate.flow import (
     STEPS,
     Migration,
     check_all,
@@ -35,7 +34,8 @@ from jobtory_stack.migrate import (
     run_caddy,
     with_mode,
 )
-from jobtory_stack.spec import Environment
+from jobtory_stack.spec.derived import derive
+from jobtory_stack.spec.model import Environment
 from tests.alb.conftest import RunningAlb
 from tests.helpers import ROOT
 from tests.migrate.conftest import DUCKDNS, DirectCaddy, DnsResponder
@@ -156,7 +156,7 @@ def test_migrate_direct_to_alb_resumes_after_a_kill_and_drops_nothing(
 
         # 1st run: the zone is created and its NS printed, but the resolver still answers
         # the registrar's NS: the flow stops at step 2 and says what to set
-        with pytest.raises(CommandError, match="delegation is not in place"):
+        with pytest.raises(MigrateError, match="delegation is not in place"):
             run(m)
         route53 = boto3.client("route53", endpoint_url=aws_env)
         zone = route53.list_hosted_zones_by_name(DNSName=f"{NEW_HOST}.")["HostedZones"][0]
@@ -288,7 +288,7 @@ def test_cloudflare_registrar_is_refused_with_the_reason(local_env: Environment)
     m = new_migration(env, "http://127.0.0.1:9", lambda line: None)
     state = STEPS[0].check(m)
     assert not state.done and "Cloudflare Registrar requires Cloudflare DNS" in state.detail
-    with pytest.raises(CommandError, match="cannot have its NS delegated to Route 53"):
+    with pytest.raises(MigrateError, match="cannot have its NS delegated to Route 53"):
         run(m)  # step 1 is checked first, so nothing else is touched
 
 
@@ -310,7 +310,7 @@ def test_step7_waits_for_a_host_deploy_after_the_ssm_change(
     from datetime import UTC, datetime, timedelta
 
     from jobtory_stack.aws import params
-    from jobtory_stack.deploy_lock import AuditRecord, append_audit, parameter_names
+    from jobtory_stack.hosts.lock import AuditRecord, append_audit, parameter_names
 
     m = new_migration(local_env, None, lambda line: None, skip_hosts=False)
     step7 = STEPS[6]

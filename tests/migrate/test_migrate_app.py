@@ -25,9 +25,9 @@ import pytest
 
 from jobtory_stack.aws import params
 from jobtory_stack.aws.core import new_ctx
-from jobtory_stack.caddy_admin import CaddyAdmin
-from jobtory_stack.migrate import Migration, check_all, new_migration, run, with_mode
-from jobtory_stack.spec import Environment
+from jobtory_stack.caddy.admin import CaddyAdmin
+from jobtory_stack.migrate.flow import Migration, check_all, new_migration, run, with_mode
+from jobtory_stack.spec.model import Environment
 from jobtory_stack.ssm_env import load_env
 from tests.alb.conftest import RunningAlb
 from tests.app.conftest import database, fake_oidc, postgres  # noqa: F401  (fixtures)

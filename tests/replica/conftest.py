@@ -59,8 +59,8 @@ class LocalSpec:
 
 def load_local_spec() -> LocalSpec:
     """The local env through the spec package (the source of truth)."""
-    from jobtory_stack.derived import derive
-    from jobtory_stack.spec import load_stack
+    from jobtory_stack.spec.derived import derive
+    from jobtory_stack.spec.loader import load_stack
 
     env = load_stack(ROOT / "stack.toml").env(ENV_NAME)
     derived = derive(env)

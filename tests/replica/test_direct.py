@@ -32,8 +32,8 @@ def direct_client(replica: Replica) -> httpx.Client:
 
 
 def duckdns_host() -> str:
-    from jobtory_stack.derived import derive
-    from jobtory_stack.spec import load_stack
+    from jobtory_stack.spec.derived import derive
+    from jobtory_stack.spec.loader import load_stack
 
     return derive(load_stack(ROOT / "stack.toml").env("local")).duckdns_host
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from jobtory_stack.alb_standin import spec_env
-from jobtory_stack.caddyfile import render_caddyfile
-from jobtory_stack.render import alb_standin, caddy_site, postgres_conf
-from jobtory_stack.spec import load_stack
+from jobtory_stack.render.alb_env import alb_env
+from jobtory_stack.render.caddyfile import render_caddyfile
+from jobtory_stack.render.postgres import postgres_conf
+from jobtory_stack.render.sites import caddy_site
+from jobtory_stack.spec.loader import load_stack
 from tests.helpers import ROOT
 
 STACK = load_stack(ROOT / "stack.toml")
@@ -38,7 +39,7 @@ def test_caddy_direct_mode_serves_the_duckdns_name() -> None:
 
 def test_alb_standin_models_the_target_group() -> None:
     env = STACK.env("local")
-    values = spec_env(alb_standin(env))
+    values = alb_env(env)
     hc = env.alb.health_check
     assert values["ALB_PUBLIC_HTTPS_PORT"] == "8443"
     assert values["HC_PATH"] == hc.path

@@ -11,8 +11,10 @@ from typing import Any
 
 import pytest
 
-from jobtory_stack.derived import derive
-from jobtory_stack.spec import SpecError, covers, load_stack
+from jobtory_stack.errors import SpecError
+from jobtory_stack.spec.derived import derive
+from jobtory_stack.spec.loader import load_stack
+from jobtory_stack.spec.rules import covers
 from tests.helpers import ROOT
 
 SHIPPED = ROOT / "stack.toml"

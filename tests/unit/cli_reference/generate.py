@@ -18,7 +18,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from jobtory_stack.cli import build_parser, main
+from jobtory_stack.cli import main
+from jobtory_stack.cli.main import build_parser
 
 HERE = Path(__file__).resolve().parent
 REFERENCE = HERE / "reference.json"

@@ -8,25 +8,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
-from jobtory_stack.spec import Environment
-
-# SSM parameters whose values the spec derives; the spec may not set them by hand.
-DERIVED_PARAMETERS = frozenset(
-    {
-        "FRONTEND_BASE_URL",
-        "VITE_API_BASE",
-        "GOOGLE_REDIRECT_URI",
-        "DJANGO_ALLOWED_HOSTS",
-        "DJANGO_CSRF_TRUSTED_ORIGINS",
-        "DB_NAME",
-        "DB_USER",
-        "DB_PORT",
-    }
+from jobtory_stack.spec.constants import (
+    OAUTH_CALLBACK_PATH,
+    POSTGRES_PORT,
 )
-# Filled in from a live resource (the RDS endpoint) unless the spec gives a value (local).
-RUNTIME_PARAMETERS = frozenset({"DB_HOST"})
-OAUTH_CALLBACK_PATH = "/auth/google/callback"
-POSTGRES_PORT = 5432
+from jobtory_stack.spec.model import Environment
 
 
 @dataclass(frozen=True)

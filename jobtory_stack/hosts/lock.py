@@ -32,11 +32,14 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-DEFAULT_STALE_AFTER = 30 * 60.0  # seconds; a rolling deploy of a few hosts takes minutes
+from jobtory_stack.aws.client import error_code
+from jobtory_stack.errors import HostsError
+from jobtory_stack.spec.constants import LOCK_STALE_AFTER
+
 AUDIT_HISTORY = 100  # SSM keeps the last 100 versions of a parameter
 
 
-class LockHeld(Exception):
+class LockHeld(HostsError):
     """Someone else holds the deploy lock; the message names them."""
 
     def __init__(self, holder: LockInfo, name: str) -> None:
@@ -97,10 +100,6 @@ def parameter_names(stack: str, env: str) -> tuple[str, str]:
     return f"{base}/lock", f"{base}/audit"
 
 
-def _code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
-
-
 class DeployLock:
     """`with DeployLock(ssm, name, version):` holds the lock for the block (or raises
     LockHeld naming the holder)."""
@@ -110,7 +109,7 @@ class DeployLock:
         ssm: Any,
         name: str,
         version: str,
-        stale_after: float = DEFAULT_STALE_AFTER,
+        stale_after: float = LOCK_STALE_AFTER,
         owner: str | None = None,
     ) -> None:
         self.ssm = ssm
@@ -134,7 +133,7 @@ class DeployLock:
                 Description="jobtory host deploy lock (deploy.py hosts)",
             )
         except ClientError as exc:
-            if _code(exc) == "ParameterAlreadyExists":
+            if error_code(exc) == "ParameterAlreadyExists":
                 return False
             raise
         return True
@@ -143,7 +142,7 @@ class DeployLock:
         try:
             value = self.ssm.get_parameter(Name=self.name)["Parameter"]["Value"]
         except ClientError as exc:
-            if _code(exc) == "ParameterNotFound":
+            if error_code(exc) == "ParameterNotFound":
                 return None
             raise
         return LockInfo.from_json(str(value))
@@ -182,7 +181,7 @@ class DeployLock:
         try:
             self.ssm.delete_parameter(Name=self.name)
         except ClientError as exc:
-            if _code(exc) != "ParameterNotFound":
+            if error_code(exc) != "ParameterNotFound":
                 raise
 
     def __enter__(self) -> DeployLock:
@@ -232,7 +231,7 @@ def append_audit(ssm: Any, name: str, record: AuditRecord) -> None:
             Description="jobtory host deploys: one JSON line per version (parameter history)",
         )
     except ClientError as exc:
-        if _code(exc) != "ParameterMaxVersionLimitExceeded":
+        if error_code(exc) != "ParameterMaxVersionLimitExceeded":
             raise
         # The oldest version is labelled (kept on purpose); start a fresh history.
         ssm.delete_parameter(Name=name)
@@ -251,7 +250,7 @@ def read_audit(ssm: Any, name: str) -> list[dict[str, Any]]:
                 except ValueError:
                     lines.append({"raw": item["Value"]})
     except ClientError as exc:
-        if _code(exc) == "ParameterNotFound":
+        if error_code(exc) == "ParameterNotFound":
             return []
         raise
     return lines

@@ -1,4 +1,4 @@
-"""A small typed client for Caddy's admin API (httpx), and the `deploy.py caddy` CLI.
+"""A small typed client for Caddy's admin API (httpx); `deploy.py caddy` is its CLI.
 
 The admin API is local only: a loopback TCP address (``localhost:2019``,
 ``127.0.0.1:2019``, ``[::1]:2019``) or a unix socket (``unix//run/caddy/admin.sock``).
@@ -10,41 +10,24 @@ carries Caddy's own error text, and Caddy keeps running the previous config.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import ipaddress
 import json
-import os
 import socket
 import ssl
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
 
-from jobtory_stack.caddyfile import APP_PROXY_ID, CaddySite, CaddySiteError, render_caddyfile
+from jobtory_stack.errors import CaddyConflict, CaddyError
+from jobtory_stack.render.caddyfile import APP_PROXY_ID, CaddySite, render_caddyfile
+from jobtory_stack.spec.constants import CADDY_ADMIN_DEFAULT, CADDY_CONFLICT_RETRIES
 
-DEFAULT_ADMIN = "localhost:2019"
+DEFAULT_ADMIN = CADDY_ADMIN_DEFAULT
 JSON = Any
-
-
-class CaddyError(RuntimeError):
-    """Any failure talking to Caddy; the message is one line.
-
-    `status` is the admin API's HTTP status, None when there was no answer.
-    """
-
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-class CaddyConflict(CaddyError):
-    """412 Precondition Failed: the config changed since its ETag was read."""
 
 
 @dataclass(frozen=True)
@@ -93,7 +76,7 @@ def parse_admin_address(address: str) -> tuple[str, str | None]:
     return f"http://{host}:{port}", None
 
 
-def _config_url(path: str) -> str:
+def config_url(path: str) -> str:
     """'apps/http/servers' -> /config/apps/http/servers; /id/... and /config/... stay."""
     if path.startswith(("/id/", "/config/")) or path in ("/config", "/id"):
         return path
@@ -215,7 +198,7 @@ class CaddyAdmin:
 
     def get(self, path: str = "") -> tuple[JSON, str]:
         """(value, etag) at a config path ('' = the whole config)."""
-        response = self._request("GET", _config_url(path))
+        response = self._request("GET", config_url(path))
         etag = response.headers.get("etag", "")
         return (response.json() if response.content.strip() else None), etag
 
@@ -224,24 +207,24 @@ class CaddyAdmin:
 
     def patch(self, path: str, value: JSON, etag: str | None = None) -> None:
         """Replace an existing value (If-Match when etag is given)."""
-        self._request("PATCH", _config_url(path), body=value, etag=etag)
+        self._request("PATCH", config_url(path), body=value, etag=etag)
 
     def put(self, path: str, value: JSON, etag: str | None = None) -> None:
         """Create a new value (insert at an array index)."""
-        self._request("PUT", _config_url(path), body=value, etag=etag)
+        self._request("PUT", config_url(path), body=value, etag=etag)
 
     def post(self, path: str, value: JSON, etag: str | None = None) -> None:
         """Create or replace; on an array, append."""
-        self._request("POST", _config_url(path), body=value, etag=etag)
+        self._request("POST", config_url(path), body=value, etag=etag)
 
     def delete(self, path: str, etag: str | None = None) -> None:
-        self._request("DELETE", _config_url(path), etag=etag)
+        self._request("DELETE", config_url(path), etag=etag)
 
     def update(
         self,
         path: str,
         fn: Callable[[JSON], JSON],
-        retries: int = 5,
+        retries: int = CADDY_CONFLICT_RETRIES,
         backoff: float = 0.05,
     ) -> JSON:
         """Read-modify-write with If-Match: on 412, re-read and re-apply `fn`.
@@ -262,7 +245,7 @@ class CaddyAdmin:
                     break
                 time.sleep(backoff * (attempt + 1))
         raise CaddyConflict(
-            f"{_config_url(path)}: still conflicting after {retries} retries - "
+            f"{config_url(path)}: still conflicting after {retries} retries - "
             "someone else keeps changing it",
             412,
         )
@@ -511,220 +494,3 @@ def _connect_reason(exc: Exception) -> str:
     if "disconnected" in text or "reset" in text:
         return "connection closed"
     return text.split("\n")[0] or type(exc).__name__
-
-
-# -- CLI -------------------------------------------------------------------------
-
-
-def _read_source(arg: str) -> str:
-    return sys.stdin.read() if arg == "-" else Path(arg).read_text()
-
-
-def _print_json(value: JSON) -> None:
-    print(json.dumps(value, indent=2, sort_keys=False))
-
-
-def _site_from_args(args: argparse.Namespace) -> CaddySite:
-    return CaddySite(
-        mode=args.mode,
-        hosts=tuple(args.host or ()),
-        upstreams=tuple(args.upstream or ()),
-        trusted_proxies=tuple(args.trusted_proxy or ()),
-        static_root=args.static_root,
-        admin=args.site_admin or args.admin,
-        http_port=args.http_port,
-        https_port=args.https_port,
-        tls_internal=args.tls_internal,
-        acme_email=args.email,
-        http_bind=args.http_bind,
-        https_bind=args.https_bind,
-    )
-
-
-def _cmd_adapt(admin: CaddyAdmin, args: argparse.Namespace) -> int:
-    _print_json(tag_app_proxy(admin.adapt(_read_source(args.caddyfile))))
-    return 0
-
-
-def _cmd_load(admin: CaddyAdmin, args: argparse.Namespace) -> int:
-    text = _read_source(args.file)
-    changed = admin.load(json.loads(text)) if args.json else admin.load_caddyfile(text)
-    print("loaded: config changed" if changed else "unchanged: already running")
-    return 0
-
-
-def _cmd_get(admin: CaddyAdmin, args: argparse.Namespace) -> int:
-    value, etag = admin.get(args.path)
-    _print_json(value)
-    if args.etag:
-        print(f"ETag: {etag}", file=sys.stderr)
-    return 0
-
-
-def _cmd_patch(admin: CaddyAdmin, args: argparse.Namespace) -> int:
-    value = json.loads(args.value)
-    if args.if_match:
-        admin.patch(args.path, value, etag=args.if_match)
-    else:
-        admin.update(args.path, lambda _old: value)
-    print(f"patched {_config_url(args.path)}")
-    return 0
-
-
-def _cmd_upstreams(admin: CaddyAdmin, args: argparse.Namespace) -> int:
-    configured = set(admin.proxy_upstreams())
-    print(f"{'address':<30} {'in rotation':<12} {'in flight':>9} {'fails':>6}")
-    for up in admin.upstreams():
-        rotation = "yes" if up.address in configured else "no"
-        print(f"{up.address:<30} {rotation:<12} {up.num_requests:>9} {up.fails:>6}")
-    return 0
-
-
-def _cmd_add(admin: CaddyAdmin, args: argparse.Namespace) -> int:
-    changed = admin.add_upstream(args.upstream)
-    print(f"{args.upstream}: {'added' if changed else 'already in rotation'}")
-    return 0
-
-
-def _cmd_remove(admin: CaddyAdmin, args: argparse.Namespace) -> int:
-    changed = admin.remove_upstream(args.upstream)
-    print(f"{args.upstream}: {'removed' if changed else 'not in rotation'}")
-    return 0
-
-
-def _cmd_drain(admin: CaddyAdmin, args: argparse.Namespace) -> int:
-    admin.drain(args.upstream, timeout=args.drain_timeout)
-    print(f"{args.upstream}: drained (out of rotation, nothing in flight)")
-    return 0
-
-
-def _cmd_switch(admin: CaddyAdmin, args: argparse.Namespace) -> int:
-    changed = admin.switch_mode(_site_from_args(args))
-    print(f"mode {args.mode}: {'switched' if changed else 'already running'}")
-    return 0
-
-
-def _cmd_render(admin: CaddyAdmin | None, args: argparse.Namespace) -> int:
-    sys.stdout.write(render_caddyfile(_site_from_args(args)))
-    return 0
-
-
-def _cmd_wait(admin: CaddyAdmin, args: argparse.Namespace) -> int:
-    admin.wait_healthy(args.url, timeout=args.wait_timeout)
-    print("caddy is healthy")
-    return 0
-
-
-Handler = Callable[[CaddyAdmin, argparse.Namespace], int]
-
-
-def _runner(handler: Handler, needs_admin: bool = True) -> Callable[[argparse.Namespace], int]:
-    def run(args: argparse.Namespace) -> int:
-        try:
-            if not needs_admin:
-                return handler(None, args)  # type: ignore[arg-type]
-            with CaddyAdmin(args.admin, timeout=args.timeout) as admin:
-                return handler(admin, args)
-        except (CaddyError, CaddySiteError, OSError, ValueError) as exc:
-            print(f"caddy: error: {exc}", file=sys.stderr)
-            return 1
-
-    return run
-
-
-def _add_site_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--mode", choices=("alb", "direct"), required=True)
-    parser.add_argument("--host", action="append", help="served host (direct: the DuckDNS name)")
-    parser.add_argument("--upstream", action="append", required=True, help="gunicorn host:port")
-    parser.add_argument("--trusted-proxy", action="append", help="CIDR (alb: the VPC range)")
-    parser.add_argument("--static-root", required=True, help="the front end's directory")
-    parser.add_argument("--http-port", type=int, default=80)
-    parser.add_argument("--https-port", type=int, default=443)
-    parser.add_argument("--tls-internal", action="store_true", help="local CA (replica)")
-    parser.add_argument("--email", help="ACME account email (direct)")
-    parser.add_argument("--http-bind", help="socket-activated http listener, e.g. fd/3")
-    parser.add_argument("--https-bind", help="socket-activated https listener, e.g. fd/4")
-    parser.add_argument(
-        "--site-admin", help="admin address written into the config (default: --admin)"
-    )
-
-
-def register_cli(subparsers: Any) -> argparse.ArgumentParser:
-    """Add `caddy` and its sub-commands to an argparse subparsers object.
-
-    Each leaf sets ``handler(args) -> int`` (0 ok, 1 error) via set_defaults.
-    """
-    caddy: argparse.ArgumentParser = subparsers.add_parser(
-        "caddy", help="Caddy admin API (local only)", description=__doc__.split("\n")[0]
-    )
-    caddy.add_argument(
-        "--admin",
-        default=os.environ.get("CADDY_ADMIN", DEFAULT_ADMIN),
-        help="admin address: localhost:2019 or unix//path (env CADDY_ADMIN)",
-    )
-    caddy.add_argument("--timeout", type=float, default=5.0, help="seconds per admin request")
-    sub = caddy.add_subparsers(dest="caddy_command", required=True, metavar="COMMAND")
-
-    p = sub.add_parser("adapt", help="Caddyfile -> JSON (Caddy's adapter)")
-    p.add_argument("caddyfile", help="path or - for stdin")
-    p.set_defaults(handler=_runner(_cmd_adapt))
-
-    p = sub.add_parser("load", help="load a Caddyfile (or --json config); no-op when identical")
-    p.add_argument("file", help="path or - for stdin")
-    p.add_argument("--json", action="store_true", help="the file is JSON config")
-    p.set_defaults(handler=_runner(_cmd_load))
-
-    p = sub.add_parser("get", help="read config at a path (e.g. apps/http/servers)")
-    p.add_argument("path", nargs="?", default="")
-    p.add_argument("--etag", action="store_true", help="print the ETag to stderr")
-    p.set_defaults(handler=_runner(_cmd_get))
-
-    p = sub.add_parser("patch", help="replace the value at a path (If-Match, retried on 412)")
-    p.add_argument("path")
-    p.add_argument("value", help="JSON value")
-    p.add_argument("--if-match", help="fail on conflict instead of re-reading")
-    p.set_defaults(handler=_runner(_cmd_patch))
-
-    p = sub.add_parser("upstreams", help="list reverse-proxy upstreams")
-    p.set_defaults(handler=_runner(_cmd_upstreams))
-
-    for name, fn, text in (
-        ("add-upstream", _cmd_add, "put host:port into rotation"),
-        ("remove-upstream", _cmd_remove, "take host:port out of rotation"),
-    ):
-        p = sub.add_parser(name, help=text)
-        p.add_argument("upstream", help="host:port")
-        p.set_defaults(handler=_runner(fn))
-
-    p = sub.add_parser("drain", help="remove from rotation, wait until nothing is in flight")
-    p.add_argument("upstream", help="host:port")
-    p.add_argument("--drain-timeout", type=float, default=30.0)
-    p.set_defaults(handler=_runner(_cmd_drain))
-
-    p = sub.add_parser("switch-mode", help="render, adapt and load alb or direct mode")
-    _add_site_args(p)
-    p.set_defaults(handler=_runner(_cmd_switch))
-
-    p = sub.add_parser("render", help="print the Caddyfile for a mode (no Caddy needed)")
-    _add_site_args(p)
-    p.set_defaults(handler=_runner(_cmd_render, needs_admin=False))
-
-    p = sub.add_parser("wait", help="wait until the admin API (and --url) answer")
-    p.add_argument("--url", help="e.g. http://127.0.0.1/healthz")
-    p.add_argument("--wait-timeout", type=float, default=30.0)
-    p.set_defaults(handler=_runner(_cmd_wait))
-    return caddy
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m jobtory_stack.caddy_admin caddy ...` (deploy.py wires register_cli)."""
-    parser = argparse.ArgumentParser(prog="python -m jobtory_stack.caddy_admin")
-    subparsers = parser.add_subparsers(dest="command", required=True)
-    register_cli(subparsers)
-    args = parser.parse_args(argv)
-    result: int = args.handler(args)
-    return result
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -20,7 +20,10 @@ from pathlib import Path
 from string import Template
 from typing import Literal
 
-TEMPLATE_PATH = Path(__file__).resolve().parent.parent / "caddy" / "Caddyfile.tmpl"
+from jobtory_stack.errors import CaddySiteError
+from jobtory_stack.spec.constants import CADDY_ADMIN_DEFAULT
+
+TEMPLATE_PATH = Path(__file__).resolve().parents[2] / "caddy" / "Caddyfile.tmpl"
 
 #: The ``@id`` given to the app's reverse_proxy handler in the loaded JSON config,
 #: so upstreams can be managed at ``/id/app_proxy/upstreams``.
@@ -35,10 +38,6 @@ _UPSTREAM_RE = re.compile(r"^[A-Za-z0-9.\-]+:\d{1,5}$|^\[[0-9A-Fa-f:]+\]:\d{1,5}
 _PATH_RE = re.compile(r"^/[A-Za-z0-9._~/*-]*$")
 
 
-class CaddySiteError(ValueError):
-    """A CaddySite that cannot be rendered (names the field and the fix)."""
-
-
 @dataclass(frozen=True)
 class CaddySite:
     """Everything the Caddyfile needs, for either mode."""
@@ -48,7 +47,7 @@ class CaddySite:
     upstreams: tuple[str, ...]  # host:port of gunicorn
     trusted_proxies: tuple[str, ...]  # CIDRs (the VPC range behind the ALB)
     static_root: str
-    admin: str = "localhost:2019"  # or "unix//run/caddy/admin.sock"
+    admin: str = CADDY_ADMIN_DEFAULT  # or "unix//run/caddy/admin.sock"
     http_port: int = 80
     https_port: int = 443
     tls_internal: bool = False

@@ -2,6 +2,7 @@
 
 Every command takes --env/--spec and --endpoint-url; the endpoint is the flag, else
 AWS_ENDPOINT_URL, else the spec's aws.endpoint_url (the `local` env: the emulator).
+The reconciler (and so boto3) is imported by the handlers only.
 """
 
 from __future__ import annotations
@@ -10,24 +11,18 @@ import argparse
 import getpass
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from jobtory_stack.aws import params, reconcile
-from jobtory_stack.aws.core import Ctx, aws_errors, new_ctx, render_plan
-from jobtory_stack.cli import EXIT_OK, CommandError, env_options, out, resolve_env
+from jobtory_stack.cli.common import EXIT_OK, endpoint_options, env_options, out, resolve_env
+from jobtory_stack.errors import AwsError
 
-
-def endpoint_options() -> argparse.ArgumentParser:
-    parent = argparse.ArgumentParser(add_help=False)
-    parent.add_argument(
-        "--endpoint-url",
-        metavar="URL",
-        help="AWS API endpoint (an emulator); default: AWS_ENDPOINT_URL, then the spec's",
-    )
-    return parent
+if TYPE_CHECKING:
+    from jobtory_stack.aws.core import Ctx
 
 
 def context(args: argparse.Namespace, header: bool = False) -> Ctx:
+    from jobtory_stack.aws.core import new_ctx
+
     ctx = new_ctx(resolve_env(args), args.endpoint_url, out)
     if getattr(args, "wait_timeout", None) is not None:
         ctx.wait_timeout = args.wait_timeout
@@ -45,6 +40,10 @@ def context(args: argparse.Namespace, header: bool = False) -> Ctx:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
+    from jobtory_stack.aws import reconcile
+    from jobtory_stack.aws.client import aws_errors
+    from jobtory_stack.aws.core import render_plan
+
     ctx = context(args, header=True)
     with aws_errors():
         changes = reconcile.plan(ctx)
@@ -54,6 +53,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
+    from jobtory_stack.aws import reconcile
+    from jobtory_stack.aws.client import aws_errors
+
     ctx = context(args, header=True)
     with aws_errors():
         reconcile.apply(ctx)
@@ -61,9 +63,12 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
 
 def cmd_destroy(args: argparse.Namespace) -> int:
+    from jobtory_stack.aws import reconcile
+    from jobtory_stack.aws.client import aws_errors
+
     env = resolve_env(args)
     if env.name == "prod" and not args.yes_destroy_prod:
-        raise CommandError(
+        raise AwsError(
             "refusing to destroy prod: pass --yes-destroy-prod if you really mean it"
         )
     ctx = context(args, header=True)
@@ -73,6 +78,9 @@ def cmd_destroy(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from jobtory_stack.aws import reconcile
+    from jobtory_stack.aws.client import aws_errors
+
     ctx = context(args, header=True)
     with aws_errors():
         lines = reconcile.status(ctx)
@@ -85,6 +93,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_params_sync(args: argparse.Namespace) -> int:
+    from jobtory_stack.aws import params
+    from jobtory_stack.aws.client import aws_errors
+
     ctx = context(args)
     with aws_errors():
         params.sync(ctx, args.secrets_file)
@@ -92,6 +103,9 @@ def cmd_params_sync(args: argparse.Namespace) -> int:
 
 
 def cmd_params_get(args: argparse.Namespace) -> int:
+    from jobtory_stack.aws import params
+    from jobtory_stack.aws.client import aws_errors
+
     ctx = context(args)
     with aws_errors():
         lines = params.get_lines(ctx, args.name)
@@ -108,6 +122,9 @@ def read_value(name: str) -> str:
 
 
 def cmd_params_set(args: argparse.Namespace) -> int:
+    from jobtory_stack.aws import params
+    from jobtory_stack.aws.client import aws_errors
+
     ctx = context(args)
     value = read_value(args.name)
     with aws_errors():
@@ -116,6 +133,9 @@ def cmd_params_set(args: argparse.Namespace) -> int:
 
 
 def cmd_params_diff(args: argparse.Namespace) -> int:
+    from jobtory_stack.aws import params
+    from jobtory_stack.aws.client import aws_errors
+
     ctx = context(args)
     with aws_errors():
         lines = params.diff_lines(ctx, args.secrets_file)
@@ -139,7 +159,7 @@ def release_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-def register_cli(sub: Any) -> None:
+def register(sub: Any) -> None:
     common = [env_options(), endpoint_options()]
     secrets_help = "local replica only: secret values from this JSON file (see params sync)"
     p = sub.add_parser("plan", parents=common, help="what apply would change (+ / ~ / -)")

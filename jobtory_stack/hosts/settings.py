@@ -1,0 +1,245 @@
+"""What a host deploy needs, typed: `DeployOptions` (what the operator asks for; every
+default is defined once, in spec.constants) and `HostSettings` (what pyinfra/deploy.py
+renders for one host, from the spec and the host's pyinfra data).
+
+Standard library and the spec only: the CLI imports this without pyinfra or boto3.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, cast
+
+from jobtory_stack.errors import HostsError
+from jobtory_stack.render.caddyfile import Mode, render_caddyfile
+from jobtory_stack.render.sites import host_site
+from jobtory_stack.spec.constants import (
+    CADDY_MODES,
+    HOST_BIND,
+    HOST_CANDIDATE_BIND,
+    HOST_ETC,
+    HOST_ROOT,
+    KEEP_RELEASES,
+    LOCK_STALE_AFTER,
+    READY_TIMEOUT,
+    VERSION_RE,
+)
+from jobtory_stack.spec.loader import load_stack
+from jobtory_stack.spec.model import Environment
+
+REPO = Path(__file__).resolve().parents[2]
+LOCAL_DIR = REPO / ".local"
+ARTIFACTS_DIR = LOCAL_DIR / "releases"
+LOG_DIR = LOCAL_DIR / "logs"
+
+
+@dataclass(frozen=True)
+class DeployOptions:
+    """One `deploy.py hosts` run, as the operator asked for it."""
+
+    spec: Path
+    version: str | None = None  # default: a digest of the sources
+    source: Path | None = None  # default: this checkout
+    keep: int = KEEP_RELEASES
+    only: tuple[str, ...] = ()
+    lock_timeout: float = LOCK_STALE_AFTER
+    ready_timeout: float = READY_TIMEOUT
+    caddy_mode: Mode | None = None  # default: the spec's caddy.mode
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What `build_release` wrote for one version (release-<version>.json)."""
+
+    version: str
+    source: str  # src-<version>.tar.gz
+    source_sha256: str
+    wheels: str  # wheels-<id>.tar
+    wheels_id: str
+
+    @classmethod
+    def load(cls, artifacts: Path, version: str) -> Manifest:
+        path = artifacts / f"release-{version}.json"
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise HostsError(
+                f"{path}: no such release manifest; build it with `deploy.py hosts --version "
+                f"{version}` (or copy the artifacts there)"
+            ) from None
+        return cls(**{k: str(data[k]) for k in cls.__dataclass_fields__})
+
+    def save(self, artifacts: Path) -> Path:
+        path = artifacts / f"release-{self.version}.json"
+        path.write_text(json.dumps(self.__dict__, indent=2, sort_keys=True) + "\n")
+        return path
+
+
+def _data_get(data: Any, key: str, default: Any = None) -> Any:
+    getter = getattr(data, "get", None)
+    value = getter(key) if callable(getter) else None
+    return default if value is None else value
+
+
+def parse_kv(value: Any) -> dict[str, str]:
+    """host data given as a dict, or as "K=V,K=V" from `pyinfra --data`."""
+    if isinstance(value, Mapping):
+        return {str(k): str(v) for k, v in value.items()}
+    out: dict[str, str] = {}
+    for part in str(value or "").split(","):
+        if part.strip():
+            key, sep, val = part.partition("=")
+            if not sep:
+                raise HostsError(f"expected KEY=VALUE, got {part!r}")
+            out[key.strip()] = val.strip()
+    return out
+
+
+@dataclass(frozen=True)
+class HostSettings:
+    """Everything pyinfra/deploy.py needs for one host, from the spec and host data."""
+
+    env_name: str
+    version: str
+    region: str
+    ssm_prefix: str
+    artifacts_local: Path
+    manifest: Manifest
+    deploy_dir: Path
+    caddyfile_text: str
+    caddy_mode: Mode = "alb"
+    aws_env: dict[str, str] = field(default_factory=dict)
+    keep_releases: int = KEEP_RELEASES
+    root: str = HOST_ROOT
+    etc: str = HOST_ETC
+    app_user: str = "jobtory"
+    web_user: str = "jobtory-web"
+    bind: str = HOST_BIND
+    candidate_bind: str = HOST_CANDIDATE_BIND
+    workers: int = 2
+
+    @classmethod
+    def from_host_data(cls, data: Any, deploy_dir: Path) -> HostSettings:
+        env_name = str(_data_get(data, "jobtory_env", "") or "")
+        version = str(_data_get(data, "jobtory_version", "") or "")
+        if not env_name or not version:
+            raise HostsError(
+                "pyinfra data jobtory_env and jobtory_version are required "
+                "(--data jobtory_env=local --data jobtory_version=V)"
+            )
+        check_version(version)
+        spec = Path(_data_get(data, "jobtory_spec", "") or deploy_dir.parent / "stack.toml")
+        env = load_stack(spec).env(env_name)
+        artifacts = Path(_data_get(data, "jobtory_artifacts", "") or ARTIFACTS_DIR).resolve()
+        mode = str(_data_get(data, "jobtory_caddy_mode", "") or env.caddy.mode)
+        if mode not in CADDY_MODES:
+            raise HostsError(f"pyinfra data jobtory_caddy_mode: {mode!r} is not alb or direct")
+        mode = cast(Mode, mode)
+        settings = cls(
+            env_name=env_name,
+            version=version,
+            region=env.region,
+            ssm_prefix=env.ssm_prefix,
+            artifacts_local=artifacts,
+            manifest=Manifest.load(artifacts, version),
+            deploy_dir=deploy_dir,
+            caddyfile_text="",
+            caddy_mode=mode,
+            aws_env=parse_kv(_data_get(data, "jobtory_aws_env", {})),
+            keep_releases=int(_data_get(data, "jobtory_keep_releases", KEEP_RELEASES)),
+            workers=int(_data_get(data, "jobtory_workers", 2)),
+        )
+        return settings.with_caddyfile(host_caddyfile(env, settings))
+
+    def with_caddyfile(self, text: str) -> HostSettings:
+        return replace(self, caddyfile_text=text)
+
+    # paths on the host
+    @property
+    def env_file(self) -> str:
+        return f"{self.etc}/env"
+
+    @property
+    def aws_env_file(self) -> str:
+        return f"{self.etc}/aws.env"
+
+    @property
+    def caddyfile(self) -> str:
+        return f"{self.etc}/Caddyfile"
+
+    @property
+    def activate_script(self) -> str:
+        return "/usr/local/lib/jobtory/activate"
+
+    @property
+    def release_dir(self) -> str:
+        return f"{self.root}/releases/{self.version}"
+
+    @property
+    def static_root(self) -> str:
+        return f"{self.root}/current/app/frontend"
+
+    @property
+    def source_archive(self) -> str:
+        return f"{self.root}/artifacts/{self.manifest.source}"
+
+    @property
+    def source_archive_local(self) -> Path:
+        return self.artifacts_local / self.manifest.source
+
+    @property
+    def wheels_archive(self) -> str:
+        return f"{self.root}/artifacts/{self.manifest.wheels}"
+
+    @property
+    def wheels_archive_local(self) -> Path:
+        return self.artifacts_local / self.manifest.wheels
+
+    @property
+    def wheels_id(self) -> str:
+        return self.manifest.wheels_id
+
+    @property
+    def wheels_dir(self) -> str:
+        return f"{self.root}/wheels/{self.manifest.wheels_id}"
+
+    @property
+    def aws_env_text(self) -> str:
+        """Non-secret AWS settings for the host's own SSM reads (no credentials: on EC2
+        the instance profile; on the fleet replica a dummy credentials file)."""
+        values = {"AWS_DEFAULT_REGION": self.region, **self.aws_env}
+        lines = ["# Managed by the jobtory pyinfra deploy. No secrets here."]
+        lines += [f"{k}={v}" for k, v in sorted(values.items())]
+        return "\n".join(lines) + "\n"
+
+    @property
+    def template_data(self) -> dict[str, Any]:
+        return {
+            "root": self.root,
+            "app_user": self.app_user,
+            "web_user": self.web_user,
+            "env_file": self.env_file,
+            "bind": self.bind,
+            "candidate_bind": self.candidate_bind,
+            "workers": self.workers,
+            "caddyfile": self.caddyfile,
+        }
+
+
+def host_caddyfile(env: Environment, settings: HostSettings) -> str:
+    """The Caddyfile a host runs, in the mode the deploy asks for (default: the spec's)."""
+    site = host_site(env, settings.caddy_mode, settings.bind, settings.static_root)
+    return render_caddyfile(site)
+
+
+def check_version(version: str) -> str:
+    """A release version as given; it names a directory and a systemd unit instance."""
+    if not VERSION_RE.match(version):
+        raise HostsError(
+            f"version {version!r}: use 1-64 letters, digits, '.', '_' or '-' "
+            "(it names a directory and a systemd unit instance)"
+        )
+    return version

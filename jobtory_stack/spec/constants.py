@@ -1,0 +1,92 @@
+"""Every constant the stack shares, defined once: the spec's shapes, the SSM names the
+spec derives, ports, the layout of a host, the defaults of the deploy commands and the
+retry counts. Standard library only: the replica's tools import it too."""
+
+from __future__ import annotations
+
+import re
+
+# ---- the spec's shapes -------------------------------------------------------------------
+
+ENVIRONMENTS_KEY = "environments"
+ENV_NAME = re.compile(r"^[a-z][a-z0-9-]{0,15}$")
+REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
+HOST_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+SSM_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
+SECRET_NAME = re.compile(r"(SECRET|PASSWORD|PASSWD|TOKEN|PRIVATE|API_KEY|CREDENTIAL)", re.I)
+SECRET_VALUE = re.compile(
+    r"(AKIA[0-9A-Z]{16}|-----BEGIN|ghp_[A-Za-z0-9]{20,}|xox[bap]-|sk_live_|GOCSPX-)"
+)
+# An ELBv2 health-check matcher: "200", "200,302", "200-299" (the ALB stand-in's too).
+MATCHER = re.compile(r"^\d{3}(-\d{3})?(,\d{3}(-\d{3})?)*$")
+TLS_POLICIES = frozenset(
+    {
+        "ELBSecurityPolicy-TLS13-1-2-2021-06",
+        "ELBSecurityPolicy-TLS13-1-2-Res-2021-06",
+        "ELBSecurityPolicy-TLS13-1-2-Ext1-2021-06",
+        "ELBSecurityPolicy-TLS13-1-2-Ext2-2021-06",
+        "ELBSecurityPolicy-TLS13-1-3-2021-06",
+        "ELBSecurityPolicy-TLS-1-2-2017-01",
+        "ELBSecurityPolicy-TLS-1-2-Ext-2018-06",
+        "ELBSecurityPolicy-FS-1-2-Res-2020-10",
+        "ELBSecurityPolicy-2016-08",
+    }
+)
+SUPPORTED_POSTGRES_MAJORS = range(13, 18)
+CADDY_MODES = ("alb", "direct")
+# A release version names a directory and a systemd unit instance.
+VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+# ---- SSM parameters ----------------------------------------------------------------------
+
+# Derived from the spec; the spec may not set them by hand.
+DERIVED_PARAMETERS = frozenset(
+    {
+        "FRONTEND_BASE_URL",
+        "VITE_API_BASE",
+        "GOOGLE_REDIRECT_URI",
+        "DJANGO_ALLOWED_HOSTS",
+        "DJANGO_CSRF_TRUSTED_ORIGINS",
+        "DB_NAME",
+        "DB_USER",
+        "DB_PORT",
+    }
+)
+# Filled in from a live resource (the RDS endpoint) unless the spec gives a value (local).
+RUNTIME_PARAMETERS = frozenset({"DB_HOST"})
+OAUTH_CALLBACK_PATH = "/auth/google/callback"
+
+# ---- ports -------------------------------------------------------------------------------
+
+POSTGRES_PORT = 5432
+HTTP_PORT = 80
+HTTPS_PORT = 443
+CADDY_ADMIN_DEFAULT = "localhost:2019"  # Caddy's own default when a config names none
+
+# ---- a host's layout (EC2 and the fleet replica) -----------------------------------------
+
+HOST_ROOT = "/srv/jobtory"
+HOST_ETC = "/etc/jobtory"
+HOST_STATIC_ROOT = f"{HOST_ROOT}/current/app/frontend"
+HOST_BIND = "127.0.0.1:8000"  # gunicorn, on the host's loopback only
+HOST_CANDIDATE_BIND = "127.0.0.1:8001"  # a new release's check before the switch
+# Caddy's admin API on a unix socket, group-writable: the web user's group (which the
+# deploy's SSH user joins) may reach it through `ssh -L PORT:SOCKET`; no other local
+# user can reconfigure Caddy, as anyone could on a loopback TCP port.
+HOST_CADDY_SOCKET = "/run/jobtory-caddy/admin.sock"
+HOST_CADDY_ADMIN = f"unix/{HOST_CADDY_SOCKET}|0660"
+HOST_PYTHON = "3.13"  # Debian 13 (trixie); Ubuntu 24.04 has 3.12: set JOBTORY_HOST_PYTHON
+
+# ---- defaults of the deploy commands ------------------------------------------------------
+
+KEEP_RELEASES = 3  # releases kept per host
+LOCK_STALE_AFTER = 30 * 60.0  # seconds; a rolling deploy of a few hosts takes minutes
+READY_TIMEOUT = 180.0  # seconds a host may take to pass the balancer's health checks
+PYINFRA_TIMEOUT = 1800.0  # seconds one host's deploy may take
+AWS_WAIT_TIMEOUT = 900.0  # seconds of each AWS wait (certificate, database, replacement)
+
+# ---- retries -----------------------------------------------------------------------------
+
+AWS_MAX_ATTEMPTS = 8  # botocore's standard mode, with backoff
+CADDY_CONFLICT_RETRIES = 5  # If-Match conflicts (412) before a config update gives up
+DNS_TRIES = 2  # per nameserver, UDP then TCP
