@@ -257,9 +257,7 @@ def read_secrets_file(path: Path) -> dict[str, str]:
     except FileNotFoundError:
         return {}
     except (OSError, ValueError) as exc:
-        raise AwsError(
-            f"{path}: not a readable JSON secrets file ({type(exc).__name__})"
-        ) from None
+        raise AwsError(f"{path}: not a readable JSON secrets file ({type(exc).__name__})") from None
     if not isinstance(raw, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in raw.items()
     ):

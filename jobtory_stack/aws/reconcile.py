@@ -61,9 +61,7 @@ def apply(ctx: Ctx) -> list[Change]:
 
 def destroy(ctx: Ctx, yes_destroy_prod: bool = False) -> int:
     if ctx.env.name == "prod" and not yes_destroy_prod:
-        raise AwsError(
-            "refusing to destroy prod: pass --yes-destroy-prod if you really mean it"
-        )
+        raise AwsError("refusing to destroy prod: pass --yes-destroy-prod if you really mean it")
     allow = ctx.env.name != "prod" or yes_destroy_prod
     steps: tuple[tuple[str, Callable[[Ctx], int]], ...] = (
         ("scaling", scaling.destroy),

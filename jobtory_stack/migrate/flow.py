@@ -43,6 +43,7 @@ from jobtory_stack.hosts.settings import DeployOptions
 from jobtory_stack.migrate.guideline import CLOUDFLARE_REFUSAL, STEP_NAMES
 from jobtory_stack.render.caddyfile import CaddySite, Mode
 from jobtory_stack.render.sites import host_site
+from jobtory_stack.spec.constants import CADDY_ADMIN_DEFAULT
 from jobtory_stack.spec.derived import Derived, derive
 from jobtory_stack.spec.model import Environment
 
@@ -487,51 +488,64 @@ def run_caddy(m: Migration) -> None:
     balancer = m.balancer or (ElbBalancer(m.ctx.elbv2, tg) if tg else None)
     bridged: list[tuple[str, Any, str | None]] = []  # admin, final config, balancer target
     for address in m.caddy_admins:
-        with m.admin_factory(address) as admin:
-            current = admin.config("")
-            before = config_mode(current) or "empty"
-            listen = ((current or {}).get("admin") or {}).get("listen") or DEFAULT_ADMIN_LISTEN
-            final = admin.adapt_site(m.target_site(str(listen)))
-            if current == final:
-                m.out(f"  caddy {address}: already alb")
-                continue
-            if before != "direct":  # nothing served on the old path here: straight to alb
-                admin.load(final)
-                m.out(f"  caddy {address}: {before} -> alb")
-                continue
-            servers = ((current or {}).get("apps", {}).get("http", {}) or {}).get("servers", {})
-            if any(name.startswith("bridge_") for name in servers):  # a run stopped here
-                m.out(f"  caddy {address}: bridged already (by an earlier run)")
-                bridged.append((address, final, None))
-                continue
-            seen = healthy_targets(balancer)
-            admin.load(bridge_config(alb=final, direct=current))
-            try:
-                target = wait_one_more_healthy(m, balancer, seen)
-            except BaseException:  # a timeout or Ctrl-C: today's path keeps serving
-                admin.load(current)
-                raise
-        serving = f"; the balancer serves it as {target}" if target else ""
-        m.out(f"  caddy {address}: bridge (alb on :80 + direct https){serving}")
-        bridged.append((address, final, target))
+        step = bridge_host(m, address, balancer)
+        if step is not None:
+            bridged.append(step)
     if bridged:
         time.sleep(m.caddy_linger)
     for address, final, target in bridged:
-        drain = balancer if target and healthy_targets(balancer) - {target} else None
-        with balancer_errors():
-            if drain and target:
-                drain.drain(target)
-            with m.admin_factory(address) as admin:
-                admin.load(final)
-            if drain and target:
-                drain.restore(target, timeout=m.ctx.wait_timeout)
-        drained = f", drained from {drain.name} meanwhile" if drain else ""
-        m.out(f"  caddy {address}: direct -> alb (plain :80, no restart{drained})")
+        finish_host(m, balancer, address, final, target)
     if tg:
         wait_targets_healthy(m, tg)
 
 
-DEFAULT_ADMIN_LISTEN = "localhost:2019"  # Caddy's when a config names none
+def bridge_host(
+    m: Migration, address: str, balancer: Balancer | None
+) -> tuple[str, Any, str | None] | None:
+    """Pass 1 for one host: the bridge config, held until the balancer serves the host.
+    Returns what pass 2 needs, or None when the host needs no pass 2."""
+    with m.admin_factory(address) as admin:
+        current = admin.config("")
+        before = config_mode(current) or "empty"
+        listen = ((current or {}).get("admin") or {}).get("listen") or CADDY_ADMIN_DEFAULT
+        final = admin.adapt_site(m.target_site(str(listen)))
+        if current == final:
+            m.out(f"  caddy {address}: already alb")
+            return None
+        if before != "direct":  # nothing served on the old path here: straight to alb
+            admin.load(final)
+            m.out(f"  caddy {address}: {before} -> alb")
+            return None
+        servers = ((current or {}).get("apps", {}).get("http", {}) or {}).get("servers", {})
+        if any(name.startswith("bridge_") for name in servers):  # a run stopped here
+            m.out(f"  caddy {address}: bridged already (by an earlier run)")
+            return (address, final, None)
+        seen = healthy_targets(balancer)
+        admin.load(bridge_config(alb=final, direct=current))
+        try:
+            target = wait_one_more_healthy(m, balancer, seen)
+        except BaseException:  # a timeout or Ctrl-C: today's path keeps serving
+            admin.load(current)
+            raise
+    serving = f"; the balancer serves it as {target}" if target else ""
+    m.out(f"  caddy {address}: bridge (alb on :80 + direct https){serving}")
+    return (address, final, target)
+
+
+def finish_host(
+    m: Migration, balancer: Balancer | None, address: str, final: Any, target: str | None
+) -> None:
+    """Pass 2 for one host: the final alb config, drained while another target serves."""
+    drain = balancer if target and healthy_targets(balancer) - {target} else None
+    with balancer_errors():
+        if drain and target:
+            drain.drain(target)
+        with m.admin_factory(address) as admin:
+            admin.load(final)
+        if drain and target:
+            drain.restore(target, timeout=m.ctx.wait_timeout)
+    drained = f", drained from {drain.name} meanwhile" if drain else ""
+    m.out(f"  caddy {address}: direct -> alb (plain :80, no restart{drained})")
 
 
 @contextmanager

@@ -60,53 +60,65 @@ class CaddySite:
     https_bind: str | None = None
 
     def __post_init__(self) -> None:
-        if self.mode not in ("alb", "direct"):
-            raise CaddySiteError(f"mode: {self.mode!r} is not 'alb' or 'direct'")
-        if not self.upstreams:
-            raise CaddySiteError("upstreams: at least one gunicorn host:port is required")
-        for up in self.upstreams:
-            if not _UPSTREAM_RE.match(up):
-                raise CaddySiteError(f"upstreams: {up!r} is not host:port")
-        for cidr in self.trusted_proxies:
-            try:
-                ipaddress.ip_network(cidr, strict=False)
-            except ValueError:
-                raise CaddySiteError(f"trusted_proxies: {cidr!r} is not a CIDR") from None
-        for host in self.hosts:
-            if not _HOST_RE.match(host):
-                raise CaddySiteError(f"hosts: {host!r} is not a host name")
-        for port_name in ("http_port", "https_port"):
-            port = getattr(self, port_name)
-            if not 0 < port < 65536:
-                raise CaddySiteError(f"{port_name}: {port} is not a TCP port")
-        if self.http_port == self.https_port:
-            raise CaddySiteError("http_port and https_port must differ")
-        if not self.static_root.startswith("/") or any(c.isspace() for c in self.static_root):
-            raise CaddySiteError(
-                f"static_root: {self.static_root!r} must be an absolute path without spaces"
-            )
-        for path in self.health_paths:
-            if not _PATH_RE.match(path):
-                raise CaddySiteError(f"health_paths: {path!r} is not an absolute URL path")
-        if not self.admin.startswith("unix//") and not re.match(
-            r"^[A-Za-z0-9.\-\[\]:]+$", self.admin
-        ):
-            raise CaddySiteError(f"admin: {self.admin!r} is not host:port or unix//path")
-        if self.acme_email is not None and ("@" not in self.acme_email or " " in self.acme_email):
-            raise CaddySiteError(f"acme_email: {self.acme_email!r} is not an email address")
-        for bind_name in ("http_bind", "https_bind"):
-            bind = getattr(self, bind_name)
-            if bind is not None and not re.match(r"^fd/\d+$", bind):
-                raise CaddySiteError(f"{bind_name}: {bind!r} is not fd/N (a socket-activated fd)")
-        if self.mode == "direct" and (self.http_bind is None) != (self.https_bind is None):
-            raise CaddySiteError("http_bind/https_bind: direct mode needs both or neither")
-        if self.mode == "alb" and not self.trusted_proxies:
-            raise CaddySiteError(
-                "trusted_proxies: alb mode needs the VPC CIDR, or client IPs and "
-                "https detection are lost behind the ALB"
-            )
-        if self.mode == "direct" and not self.hosts:
-            raise CaddySiteError("hosts: direct mode needs the DuckDNS name to get a certificate")
+        for check in (_check_addresses, _check_listeners, _check_paths, _check_mode):
+            check(self)
+
+
+def _check_addresses(site: CaddySite) -> None:
+    if site.mode not in ("alb", "direct"):
+        raise CaddySiteError(f"mode: {site.mode!r} is not 'alb' or 'direct'")
+    if not site.upstreams:
+        raise CaddySiteError("upstreams: at least one gunicorn host:port is required")
+    for up in site.upstreams:
+        if not _UPSTREAM_RE.match(up):
+            raise CaddySiteError(f"upstreams: {up!r} is not host:port")
+    for cidr in site.trusted_proxies:
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            raise CaddySiteError(f"trusted_proxies: {cidr!r} is not a CIDR") from None
+    for host in site.hosts:
+        if not _HOST_RE.match(host):
+            raise CaddySiteError(f"hosts: {host!r} is not a host name")
+
+
+def _check_listeners(site: CaddySite) -> None:
+    for port_name in ("http_port", "https_port"):
+        port = getattr(site, port_name)
+        if not 0 < port < 65536:
+            raise CaddySiteError(f"{port_name}: {port} is not a TCP port")
+    if site.http_port == site.https_port:
+        raise CaddySiteError("http_port and https_port must differ")
+
+
+def _check_paths(site: CaddySite) -> None:
+    if not site.static_root.startswith("/") or any(c.isspace() for c in site.static_root):
+        raise CaddySiteError(
+            f"static_root: {site.static_root!r} must be an absolute path without spaces"
+        )
+    for path in site.health_paths:
+        if not _PATH_RE.match(path):
+            raise CaddySiteError(f"health_paths: {path!r} is not an absolute URL path")
+    if not site.admin.startswith("unix//") and not re.match(r"^[A-Za-z0-9.\-\[\]:]+$", site.admin):
+        raise CaddySiteError(f"admin: {site.admin!r} is not host:port or unix//path")
+    if site.acme_email is not None and ("@" not in site.acme_email or " " in site.acme_email):
+        raise CaddySiteError(f"acme_email: {site.acme_email!r} is not an email address")
+
+
+def _check_mode(site: CaddySite) -> None:
+    for bind_name in ("http_bind", "https_bind"):
+        bind = getattr(site, bind_name)
+        if bind is not None and not re.match(r"^fd/\d+$", bind):
+            raise CaddySiteError(f"{bind_name}: {bind!r} is not fd/N (a socket-activated fd)")
+    if site.mode == "direct" and (site.http_bind is None) != (site.https_bind is None):
+        raise CaddySiteError("http_bind/https_bind: direct mode needs both or neither")
+    if site.mode == "alb" and not site.trusted_proxies:
+        raise CaddySiteError(
+            "trusted_proxies: alb mode needs the VPC CIDR, or client IPs and "
+            "https detection are lost behind the ALB"
+        )
+    if site.mode == "direct" and not site.hosts:
+        raise CaddySiteError("hosts: direct mode needs the DuckDNS name to get a certificate")
 
 
 def _site_address(site: CaddySite) -> str:

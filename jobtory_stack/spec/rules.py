@@ -166,13 +166,27 @@ def _subnet_refs(env: Environment, section: str, names: list[str], bad: Bad) -> 
 
 
 def _check_rds(env: Environment, bad: Bad, warnings: list[tuple[Path_, str]]) -> None:
+    if not _check_rds_engine(env, bad):
+        return
+    _check_rds_storage(env, bad)
+    _check_rds_exposure(env, bad, warnings)
+    rds = env.rds
+    for ident, path in ((rds.database, "database"), (rds.master_username, "master_username")):
+        if not re.match(r"^[a-z][a-z0-9_]{0,62}$", ident):
+            bad(("rds", path), f"{ident!r}: use lowercase letters, digits and '_'")
+    for name, value in rds.parameters.items():
+        _check_parameter(name, value, bad)
+
+
+def _check_rds_engine(env: Environment, bad: Bad) -> bool:
+    """The engine version, its parameter-group family and the class; False: stop here."""
     rds = env.rds
     if not re.match(r"^\d+(\.\d+)?$", rds.engine_version):
         bad(
             ("rds", "engine_version"),
             f"{rds.engine_version!r} is not a version; write it like 17.6 (major.minor)",
         )
-        return
+        return False
     if rds.major_version not in SUPPORTED_POSTGRES_MAJORS:
         bad(
             ("rds", "engine_version"),
@@ -192,6 +206,11 @@ def _check_rds(env: Environment, bad: Bad, warnings: list[tuple[Path_, str]]) ->
             ("rds", "instance_class"),
             f"{rds.instance_class!r} is not an RDS class; write it like db.t4g.micro",
         )
+    return True
+
+
+def _check_rds_storage(env: Environment, bad: Bad) -> None:
+    rds = env.rds
     if not 20 <= rds.allocated_storage_gb <= 65536:
         bad(("rds", "allocated_storage_gb"), "gp3 storage is 20 to 65536 GiB")
     if not 0 <= rds.backup_retention_days <= 35:
@@ -203,6 +222,10 @@ def _check_rds(env: Environment, bad: Bad, warnings: list[tuple[Path_, str]]) ->
             bad(("rds", "backup_retention_days"), "prod needs backups; set at least 1 day")
         if not rds.storage_encrypted:
             bad(("rds", "storage_encrypted"), "prod data must be encrypted; set it to true")
+
+
+def _check_rds_exposure(env: Environment, bad: Bad, warnings: list[tuple[Path_, str]]) -> None:
+    rds = env.rds
     if rds.publicly_accessible:
         if not rds.allow_public_for_testing:
             bad(
@@ -218,11 +241,6 @@ def _check_rds(env: Environment, bad: Bad, warnings: list[tuple[Path_, str]]) ->
                     "reachable from the internet (testing flag set); never in prod",
                 )
             )
-    for ident, path in ((rds.database, "database"), (rds.master_username, "master_username")):
-        if not re.match(r"^[a-z][a-z0-9_]{0,62}$", ident):
-            bad(("rds", path), f"{ident!r}: use lowercase letters, digits and '_'")
-    for name, value in rds.parameters.items():
-        _check_parameter(name, value, bad)
 
 
 def _check_parameter(name: str, value: str | int | bool, bad: Bad) -> None:
@@ -265,7 +283,7 @@ def _is_timezone(name: str) -> bool:
 
 
 def _check_load_balancer(env: Environment, bad: Bad) -> None:
-    alb, hc = env.alb, env.alb.health_check
+    alb = env.alb
     if alb.ssl_policy not in TLS_POLICIES:
         close = difflib.get_close_matches(alb.ssl_policy, TLS_POLICIES, n=1)
         bad(
@@ -281,6 +299,18 @@ def _check_load_balancer(env: Environment, bad: Bad) -> None:
             ("alb", "subnets"),
             "an ALB needs subnets in at least two AZs; add a subnet in a second zone",
         )
+    _check_health_check(env, bad)
+    if not 0 <= alb.deregistration_delay_seconds <= 3600:
+        bad(("alb", "deregistration_delay_seconds"), "must be 0 to 3600 seconds")
+    if not 1 <= alb.idle_timeout_seconds <= 4000:
+        bad(("alb", "idle_timeout_seconds"), "must be 1 to 4000 seconds")
+    if env.name == "prod" and not alb.deletion_protection:
+        bad(("alb", "deletion_protection"), "prod must be protected; set it to true")
+    _check_certificate(env, bad)
+
+
+def _check_health_check(env: Environment, bad: Bad) -> None:
+    hc = env.alb.health_check
     if not hc.path.startswith("/"):
         bad(("alb", "health_check", "path"), f"{hc.path!r} must start with '/'; e.g. /healthz")
     if not 5 <= hc.interval_seconds <= 300:
@@ -300,12 +330,9 @@ def _check_load_balancer(env: Environment, bad: Bad) -> None:
             ("alb", "health_check", "matcher"),
             f"{hc.matcher!r}: use HTTP codes 200-499 like '200', '200-299' or '200,302'",
         )
-    if not 0 <= alb.deregistration_delay_seconds <= 3600:
-        bad(("alb", "deregistration_delay_seconds"), "must be 0 to 3600 seconds")
-    if not 1 <= alb.idle_timeout_seconds <= 4000:
-        bad(("alb", "idle_timeout_seconds"), "must be 1 to 4000 seconds")
-    if env.name == "prod" and not alb.deletion_protection:
-        bad(("alb", "deletion_protection"), "prod must be protected; set it to true")
+
+
+def _check_certificate(env: Environment, bad: Bad) -> None:
     if env.certificate_region != env.alb_region:
         bad(
             ("certificate", "region"),
