@@ -111,9 +111,12 @@ def parent_servers(
                 continue  # an IPv6-only or broken server: try the next one
     except dns.exception.DNSException as exc:
         servers = " ".join(str(ns) for ns in lookup.nameservers)
+        # NoRootSOA's own text ("This should never happen!") reads like a crash
+        why = "no zone up to the root" if isinstance(exc, dns.resolver.NoRootSOA) else str(exc)
         raise DnsError(
-            f"the resolver {servers} cannot find the servers of the zone above {name} ({exc}); "
-            "check /etc/resolv.conf, or pass --resolver HOST:PORT"
+            f"the resolver {servers} cannot find the servers of the zone above "
+            f"{name.to_text(omit_final_dot=True)} ({why}); check /etc/resolv.conf, "
+            "or pass --resolver HOST:PORT"
         ) from None
     return parent.to_text(), addresses
 

@@ -101,3 +101,18 @@ def test_a_refusing_server_is_an_error_not_a_missing_delegation(
     dns_responder.refuse = True
     with pytest.raises(DnsError, match=r"127\.0\.0\.1:\d+ answered REFUSED to NS jobtory\.com"):
         delegated_ns("jobtory.com", server(dns_responder), timeout=1)
+
+
+def test_a_resolver_that_finds_no_parent_zone_is_named_in_the_error(
+    dns_responder: DnsResponder,
+) -> None:
+    """The responder knows no zone at all (NXDOMAIN up to the root), like a resolver that
+    cannot reach the internet."""
+    lookup = dns.resolver.Resolver(configure=False)
+    lookup.nameservers, lookup.port, lookup.lifetime = ["127.0.0.1"], dns_responder.port, 2
+    with pytest.raises(DnsError) as err:
+        delegated_ns("jobtory.test", timeout=1, lookup=lookup, port=dns_responder.port)
+    assert str(err.value) == (
+        "the resolver 127.0.0.1 cannot find the servers of the zone above jobtory.test "
+        "(no zone up to the root); check /etc/resolv.conf, or pass --resolver HOST:PORT"
+    )
