@@ -22,7 +22,7 @@ from jobtory_stack.errors import HostsError
 from jobtory_stack.hosts.settings import ARTIFACTS_DIR, REPO, Manifest, check_version
 from jobtory_stack.spec.constants import HOST_PYTHON
 
-SOURCE_PARTS = ("app", "jobtory_stack", "caddy", "pyinfra", "stack.toml", "deploy.py")
+SOURCE_PARTS = ("app", "jobtory_stack", "pyinfra", "stack.toml", "deploy.py")
 
 
 SKIP_NAMES = frozenset(

@@ -19,9 +19,6 @@ Runbook: docs/runbook-migrate.md.
 
 from __future__ import annotations
 
-import secrets
-import socket
-import struct
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -35,20 +32,18 @@ from jobtory_stack.aws import dns, loadbalancer, network, params, scaling
 from jobtory_stack.aws.client import aws_errors
 from jobtory_stack.aws.core import Ctx, new_ctx, tag_list
 from jobtory_stack.caddy.admin import CaddyAdmin, bridge_config, config_mode
-from jobtory_stack.errors import CaddyError, DnsError, HostsError, MigrateError
+from jobtory_stack.errors import CaddyError, HostsError, MigrateError
 from jobtory_stack.hosts.balancers import Balancer, ElbBalancer
 from jobtory_stack.hosts.lock import parameter_names, read_audit
 from jobtory_stack.hosts.rolling import deploy
 from jobtory_stack.hosts.settings import DeployOptions
+from jobtory_stack.migrate.delegation import delegated_ns, normalize_ns
 from jobtory_stack.migrate.guideline import CLOUDFLARE_REFUSAL, STEP_NAMES
 from jobtory_stack.render.caddyfile import CaddySite, Mode
 from jobtory_stack.render.sites import host_site
 from jobtory_stack.spec.constants import CADDY_ADMIN_DEFAULT
 from jobtory_stack.spec.derived import Derived, derive
 from jobtory_stack.spec.model import Environment
-
-DNS_NS, DNS_IN = 2, 1
-
 
 # ---- the migration context ---------------------------------------------------------------
 
@@ -136,117 +131,6 @@ def new_migration(
     return Migration(ctx=ctx, old=with_mode(env, "direct"), spec_mode=env.caddy.mode, **options)
 
 
-# ---- a tiny DNS client (NS queries over UDP, stdlib only) ---------------------------------
-
-
-def parse_resolver(text: str) -> tuple[str, int]:
-    """`HOST`, `HOST:PORT` or `[IPv6]:PORT` -> (host, port); port 53 by default."""
-    text = text.strip()
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        return host, int(rest.lstrip(":") or 53)
-    if text.count(":") == 1:
-        host, port = text.split(":")
-        return host, int(port)
-    return text, 53
-
-
-def system_resolver(path: Path = Path("/etc/resolv.conf")) -> tuple[str, int]:
-    try:
-        for line in path.read_text().splitlines():
-            parts = line.split()
-            if len(parts) >= 2 and parts[0] == "nameserver":
-                return parts[1], 53
-    except OSError:
-        pass
-    raise MigrateError(f"no nameserver in {path}: pass --resolver HOST:PORT")
-
-
-def encode_name(name: str) -> bytes:
-    labels = [label for label in name.rstrip(".").split(".") if label]
-    return b"".join(bytes([len(x)]) + x.encode("ascii") for x in labels) + b"\x00"
-
-
-def read_name(message: bytes, offset: int) -> tuple[str, int]:
-    """A (possibly compressed) domain name at `offset` -> (name, offset after it)."""
-    labels: list[str] = []
-    end: int | None = None
-    for _ in range(128):  # bounded: a pointer loop is a malformed message
-        if offset >= len(message):
-            raise DnsError("truncated DNS message")
-        length = message[offset]
-        if length & 0xC0 == 0xC0:
-            if end is None:
-                end = offset + 2
-            offset = ((length & 0x3F) << 8) | message[offset + 1]
-            continue
-        if length == 0:
-            return ".".join(labels).lower(), (end if end is not None else offset + 1)
-        labels.append(message[offset + 1 : offset + 1 + length].decode("ascii", "replace"))
-        offset += 1 + length
-    raise DnsError("DNS name compression loop")
-
-
-def build_query(name: str, qtype: int = DNS_NS, qid: int | None = None) -> tuple[int, bytes]:
-    qid = secrets.randbelow(0x10000) if qid is None else qid
-    header = struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 0)  # RD set
-    return qid, header + encode_name(name) + struct.pack(">HH", qtype, DNS_IN)
-
-
-def parse_ns_response(message: bytes, qid: int) -> list[str]:
-    """NS names from the answer and authority sections (a referral carries them there)."""
-    if len(message) < 12:
-        raise DnsError("short DNS message")
-    rid, flags, qd, an, ns, _ar = struct.unpack(">HHHHHH", message[:12])
-    if rid != qid:
-        raise DnsError("DNS answer for another query")
-    rcode = flags & 0x000F
-    if rcode == 3:
-        return []  # NXDOMAIN: nobody serves the name (yet)
-    if rcode != 0:
-        raise DnsError(f"the resolver answered rcode {rcode}")
-    offset = 12
-    for _ in range(qd):
-        _, offset = read_name(message, offset)
-        offset += 4
-    found: set[str] = set()
-    for _ in range(an + ns):
-        _, offset = read_name(message, offset)
-        rtype, _cls, _ttl, rdlen = struct.unpack(">HHIH", message[offset : offset + 10])
-        offset += 10
-        if rtype == DNS_NS:
-            target, _ = read_name(message, offset)
-            found.add(target.rstrip("."))
-        offset += rdlen
-    return sorted(found)
-
-
-def query_ns(name: str, server: tuple[str, int], timeout: float = 3.0, tries: int = 2) -> list[str]:
-    """The NS names `server` gives for `name` (lowercase, no trailing dot)."""
-    family = socket.AF_INET6 if ":" in server[0] else socket.AF_INET
-    last = "no answer"
-    for _ in range(tries):
-        qid, query = build_query(name)
-        with socket.socket(family, socket.SOCK_DGRAM) as sock:
-            sock.settimeout(timeout)
-            try:
-                sock.sendto(query, server)
-                deadline = time.monotonic() + timeout
-                while time.monotonic() < deadline:
-                    data, _ = sock.recvfrom(4096)
-                    if data[:2] == query[:2]:
-                        return parse_ns_response(data, qid)
-            except TimeoutError:
-                last = f"no answer within {timeout:g} s"
-            except OSError as exc:
-                last = str(exc)
-    raise DnsError(f"resolver {server[0]}:{server[1]} failed for NS {name}: {last}")
-
-
-def normalize_ns(names: Sequence[str]) -> list[str]:
-    return sorted({n.lower().rstrip(".") for n in names})
-
-
 # ---- shared look-ups ----------------------------------------------------------------------
 
 
@@ -301,11 +185,9 @@ def run_domain(m: Migration) -> None:
 
 
 def observed_delegation(m: Migration) -> list[str]:
-    server = m.resolver or system_resolver()
-    try:
-        return normalize_ns(query_ns(m.env.domain.apex, server, timeout=m.dns_timeout))
-    except DnsError as exc:
-        raise MigrateError(str(exc)) from None
+    """The apex's NS as its parent zone delegates them (or as --resolver answers);
+    a DnsError (a MigrateError) names the server that failed."""
+    return delegated_ns(m.env.domain.apex, m.resolver, timeout=m.dns_timeout)
 
 
 def check_zone(m: Migration) -> StepState:

@@ -1,4 +1,4 @@
-"""The Caddyfile of both modes, rendered from ONE template (caddy/Caddyfile.tmpl).
+"""The Caddyfile of both modes, rendered from ONE template (templates/Caddyfile.j2).
 
 - ``alb``: Caddy serves plain HTTP on ``http_port`` behind the ALB (which terminates
   TLS). Forwarded headers are trusted only from ``trusted_proxies`` (the VPC CIDR),
@@ -16,14 +16,11 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
-from pathlib import Path
-from string import Template
 from typing import Literal
 
 from jobtory_stack.errors import CaddySiteError
+from jobtory_stack.render.templates import render_template
 from jobtory_stack.spec.constants import CADDY_ADMIN_DEFAULT
-
-TEMPLATE_PATH = Path(__file__).resolve().parents[2] / "caddy" / "Caddyfile.tmpl"
 
 #: The ``@id`` given to the app's reverse_proxy handler in the loaded JSON config,
 #: so upstreams can be managed at ``/id/app_proxy/upstreams``.
@@ -129,78 +126,6 @@ def _site_address(site: CaddySite) -> str:
     return ", ".join(f"{host}{port}" for host in site.hosts)
 
 
-def _bind_directive(site: CaddySite) -> str:
-    if site.mode == "alb" and site.http_bind:
-        return f"\tbind {site.http_bind}\n"
-    if site.mode == "direct" and site.https_bind:
-        # HTTP/3 would need a UDP socket (fdgram/N) too: h1 + h2 only.
-        return f"\tbind {site.https_bind} {{\n\t\tprotocols h1 h2\n\t}}\n"
-    return ""
-
-
-def _redirect_site(site: CaddySite) -> str:
-    """direct mode on passed-in sockets: the HTTP -> HTTPS redirect is explicit."""
-    if site.mode != "direct" or not site.http_bind:
-        return ""
-    return (
-        "# HTTP -> HTTPS (explicit: the listener is a socket passed in by systemd).\n"
-        "http:// {\n"
-        f"\tbind {site.http_bind}\n"
-        "\tredir https://{host}{uri} 308\n"
-        "}\n\n"
-    )
-
-
-def _global_mode_options(site: CaddySite) -> str:
-    lines: list[str] = []
-    if site.mode == "alb":
-        lines.append("\t# TLS ends at the ALB: no certificates, no redirects here.")
-        lines.append("\tauto_https off")
-    else:
-        if site.http_bind:
-            lines.append("\tauto_https disable_redirects")
-        if site.acme_email:
-            lines.append(f"\temail {site.acme_email}")
-        if site.tls_internal:
-            # Local CA for the replica and tests; never touch the system trust store.
-            lines.append("\tskip_install_trust")
-    if site.trusted_proxies:
-        lines += [
-            "\tservers {",
-            f"\t\ttrusted_proxies static {' '.join(site.trusted_proxies)}",
-            "\t\ttrusted_proxies_strict",
-            "\t}",
-        ]
-    return "".join(line + "\n" for line in lines)
-
-
-def _site_mode_directives(site: CaddySite) -> str:
-    if site.mode == "alb":
-        return "\t# Behind the ALB: X-Forwarded-Proto (https) from it passes through.\n"
-    lines: list[str] = []
-    if site.tls_internal:
-        lines.append("\ttls internal")
-    lines.append('\theader Strict-Transport-Security "max-age=31536000"')
-    return "".join(line + "\n" for line in lines)
-
-
-def render_caddyfile(site: CaddySite, template: str | None = None) -> str:
-    """The Caddyfile for `site`, from caddy/Caddyfile.tmpl (or `template`)."""
-    text = TEMPLATE_PATH.read_text() if template is None else template
-    values = {
-        "mode": site.mode,
-        "admin": site.admin,
-        "http_port": str(site.http_port),
-        "https_port": str(site.https_port),
-        "trusted_proxies_text": " ".join(site.trusted_proxies) or "none",
-        "hosts_text": " ".join(site.hosts) or "any",
-        "global_mode_options": _global_mode_options(site),
-        "site_address": _site_address(site),
-        "redirect_site": _redirect_site(site),
-        "bind_directive": _bind_directive(site),
-        "site_mode_directives": _site_mode_directives(site),
-        "health_paths": " ".join(site.health_paths),
-        "upstreams": " ".join(site.upstreams),
-        "static_root": site.static_root,
-    }
-    return Template(text).substitute(values)
+def render_caddyfile(site: CaddySite) -> str:
+    """The Caddyfile for `site`, from the template jobtory_stack/templates/Caddyfile.j2."""
+    return render_template("Caddyfile.j2", site=site, site_address=_site_address(site))

@@ -6,10 +6,10 @@ from io import StringIO
 import jobtory_ops
 from pyinfra.operations import files, systemd
 
+from jobtory_stack.render.templates import JINJA_OPTIONS, template_path
 from pyinfra import host
 
 s = host.data.jobtory
-templates = s.deploy_dir / "templates"
 units = {}
 UNITS = (
     "jobtory-gunicorn.socket",
@@ -20,9 +20,11 @@ UNITS = (
 for unit in UNITS:
     units[unit] = files.template(
         name=f"unit {unit}",
-        src=str(templates / f"{unit}.j2"),
+        # the package's templates, rendered as jobtory_stack.render.templates renders them
+        src=str(template_path(f"systemd/{unit}.j2")),
         dest=f"/etc/systemd/system/{unit}",
         mode="644",
+        jinja_env_kwargs=dict(JINJA_OPTIONS),  # a copy: pyinfra pops keys from it
         **s.template_data,
     )
 caddyfile_op = files.put(

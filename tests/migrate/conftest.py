@@ -12,13 +12,19 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
+import dns.exception
+import dns.flags
+import dns.message
+import dns.rcode
+import dns.rdatatype
+import dns.rrset
 import pytest
 
 from jobtory_stack.caddy.admin import CaddyAdmin, wait_for_certificates
 from jobtory_stack.errors import CaddyError
-from jobtory_stack.migrate.flow import encode_name, read_name, with_mode
+from jobtory_stack.migrate.flow import with_mode
 from jobtory_stack.render.caddyfile import CaddySite, render_caddyfile
 from jobtory_stack.render.sites import caddy_site
 from jobtory_stack.spec.loader import load_stack
@@ -45,64 +51,163 @@ def local_env() -> Environment:
     return load_stack(ROOT / "stack.toml").env("local")
 
 
-# ---- a tiny authoritative DNS responder on 127.0.0.1 (UDP) ---------------------------------
+# ---- a tiny authoritative DNS responder on 127.0.0.1 (UDP and TCP) ------------------------
+
+
+class DnsQuery(NamedTuple):
+    transport: str  # "udp" or "tcp"
+    name: str  # lowercase, no trailing dot
+    rdtype: str  # "NS", "SOA", "A", ...
+    recursion: bool  # RD set
+
+
+def _fqdn(name: str) -> str:
+    return name if name.endswith(".") else name + "."
+
+
+def _recv_exact(conn: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = conn.recv(size - len(data))
+        if not chunk:
+            raise ConnectionError("closed")
+        data += chunk
+    return data
 
 
 @dataclass
 class DnsResponder:
-    """Answers NS queries from `records` (name -> NS names); NXDOMAIN otherwise."""
+    """An authoritative server on one 127.0.0.1 port, UDP and TCP, built on dnspython.
 
-    sock: socket.socket
+    `records`: name -> NS names, answered for `<name> NS` (answer section, AA);
+    `delegations`: name -> NS names, answered as a parent zone's referral (authority
+    section, no AA); `others`: (name, type) -> record texts (SOA, A); NXDOMAIN for any
+    other name. `truncate_udp`: UDP answers are empty with TC set (the full answer is on
+    TCP); `silent_udp`: UDP queries get no answer; `refuse`: every answer is REFUSED.
+    Every query is logged in `queries`.
+    """
+
+    udp: socket.socket
+    tcp: socket.socket
     records: dict[str, list[str]] = field(default_factory=dict)
-    queries: list[str] = field(default_factory=list)
+    delegations: dict[str, list[str]] = field(default_factory=dict)
+    others: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    truncate_udp: bool = False
+    silent_udp: bool = False
+    refuse: bool = False
+    queries: list[DnsQuery] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
 
     @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.sock.getsockname()[1]}"
+    def port(self) -> int:
+        return int(self.udp.getsockname()[1])
 
-    def serve(self) -> None:
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def serve_udp(self) -> None:
         while not self.stop.is_set():
             try:
-                data, peer = self.sock.recvfrom(512)
+                data, peer = self.udp.recvfrom(4096)
             except TimeoutError:
                 continue
             except OSError:
                 return
             try:
-                self.sock.sendto(self.answer(data), peer)
-            except (OSError, struct.error, ValueError):
+                reply = self.answer(data, "udp")
+                if reply is not None:
+                    self.udp.sendto(reply, peer)
+            except (OSError, ValueError, dns.exception.DNSException):
                 continue
 
-    def answer(self, query: bytes) -> bytes:
-        qid, _flags, _qd, _an, _ns, _ar = struct.unpack(">HHHHHH", query[:12])
-        name, end = read_name(query, 12)
-        question = query[12 : end + 4]
-        self.queries.append(name)
-        ns = self.records.get(name.rstrip("."))
-        if ns is None:
-            return struct.pack(">HHHHHH", qid, 0x8183, 1, 0, 0, 0) + question  # NXDOMAIN
-        answers = b""
-        for target in ns:
-            rdata = encode_name(target)
-            # the owner name as a compression pointer to the question (offset 12)
-            answers += struct.pack(">HHHIH", 0xC00C, 2, 1, 300, len(rdata)) + rdata
-        header = struct.pack(">HHHHHH", qid, 0x8180, 1, len(ns), 0, 0)
-        return header + question + answers
+    def serve_tcp(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.tcp.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(2)
+                try:
+                    (size,) = struct.unpack(">H", _recv_exact(conn, 2))
+                    reply = self.answer(_recv_exact(conn, size), "tcp")
+                    if reply is not None:
+                        conn.sendall(struct.pack(">H", len(reply)) + reply)
+                except (OSError, ValueError, dns.exception.DNSException):
+                    continue
+
+    def answer(self, wire: bytes, transport: str) -> bytes | None:
+        query = dns.message.from_wire(wire)
+        question = query.question[0]
+        name = question.name.to_text(omit_final_dot=True).lower()
+        rdtype = dns.rdatatype.to_text(question.rdtype)
+        recursion = bool(query.flags & dns.flags.RD)
+        self.queries.append(DnsQuery(transport, name, rdtype, recursion))
+        if transport == "udp" and self.silent_udp:
+            return None
+        response = dns.message.make_response(query)
+        if self.refuse:
+            response.set_rcode(dns.rcode.REFUSED)
+            return response.to_wire()
+        if transport == "udp" and self.truncate_udp:
+            response.flags |= dns.flags.TC
+            return response.to_wire()
+
+        def rrset(rtype: str, texts: list[str]) -> dns.rrset.RRset:
+            if rtype == "NS":
+                texts = [_fqdn(t) for t in texts]
+            return dns.rrset.from_text_list(question.name, 300, "IN", rtype, texts)
+
+        if rdtype == "NS" and name in self.delegations:
+            response.authority.append(rrset("NS", self.delegations[name]))
+        elif rdtype == "NS" and name in self.records:
+            response.flags |= dns.flags.AA
+            response.answer.append(rrset("NS", self.records[name]))
+        elif (name, rdtype) in self.others:
+            response.flags |= dns.flags.AA
+            response.answer.append(rrset(rdtype, self.others[(name, rdtype)]))
+        elif name not in self.records and all(n != name for n, _ in self.others):
+            response.set_rcode(dns.rcode.NXDOMAIN)
+        return response.to_wire()  # (else NODATA: the name exists, not that type)
+
+
+def _udp_and_tcp_on_one_port() -> tuple[socket.socket, socket.socket]:
+    for _ in range(20):  # the UDP port may be taken for TCP: try another
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        udp.bind(("127.0.0.1", 0))
+        tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            tcp.bind(("127.0.0.1", udp.getsockname()[1]))
+        except OSError:
+            udp.close()
+            tcp.close()
+            continue
+        tcp.listen(8)
+        return udp, tcp
+    raise RuntimeError("no free port for UDP and TCP on 127.0.0.1")
 
 
 @pytest.fixture
 def dns_responder() -> Iterator[DnsResponder]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.settimeout(0.2)
-    responder = DnsResponder(sock)
-    thread = threading.Thread(target=responder.serve, daemon=True)
-    thread.start()
+    udp, tcp = _udp_and_tcp_on_one_port()
+    for sock in (udp, tcp):
+        sock.settimeout(0.2)  # the serving loops see `stop` within 0.2 s
+    responder = DnsResponder(udp, tcp)
+    threads = [
+        threading.Thread(target=responder.serve_udp, daemon=True),
+        threading.Thread(target=responder.serve_tcp, daemon=True),
+    ]
+    for thread in threads:
+        thread.start()
     yield responder
     responder.stop.set()
-    thread.join(timeout=5)
-    sock.close()
+    for thread in threads:
+        thread.join(timeout=5)
+    udp.close()
+    tcp.close()
 
 
 # ---- a real Caddy in direct mode (today's host) --------------------------------------------

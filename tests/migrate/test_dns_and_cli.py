@@ -1,71 +1,16 @@
-"""The stdlib NS query (against the local responder) and `deploy.py migrate --check`."""
+"""`deploy.py migrate --check` and the CLI (the delegation check itself: test_delegation.py)."""
 
 from __future__ import annotations
 
 import socket
-import struct
 
 import pytest
 
 from jobtory_stack.cli import main
-from jobtory_stack.migrate.flow import (
-    DnsError,
-    build_query,
-    encode_name,
-    parse_ns_response,
-    parse_resolver,
-    query_ns,
-)
 from tests.helpers import ROOT
 from tests.migrate.conftest import DnsResponder
 
 pytestmark = pytest.mark.aws
-
-
-def test_parse_resolver_forms() -> None:
-    assert parse_resolver("127.0.0.1:5353") == ("127.0.0.1", 5353)
-    assert parse_resolver("1.1.1.1") == ("1.1.1.1", 53)
-    assert parse_resolver("[::1]:5300") == ("::1", 5300)
-
-
-def test_query_ns_against_the_local_responder(dns_responder: DnsResponder) -> None:
-    dns_responder.records["jobtory.com"] = ["ns-1.awsdns-01.org", "NS-2.awsdns-02.co.uk."]
-    server = parse_resolver(dns_responder.address)
-    assert query_ns("jobtory.com", server, timeout=1) == [
-        "ns-1.awsdns-01.org",
-        "ns-2.awsdns-02.co.uk",
-    ]
-    assert query_ns("nobody.example", server, timeout=1) == []  # NXDOMAIN
-    assert dns_responder.queries == ["jobtory.com", "nobody.example"]
-
-
-def test_ns_in_the_authority_section_with_compressed_names() -> None:
-    """A referral: no answers, the NS in the authority section, names compressed."""
-    qid, query = build_query("jobtory.com", qid=7)
-    question = query[12:]
-    header = struct.pack(">HHHHHH", 7, 0x8100, 1, 0, 2, 0)
-    # rdata 1: "ns1" + pointer to "jobtory.com" in the question (offset 12)
-    r1 = b"\x03ns1\xc0\x0c"
-    r2 = encode_name("ns.other.net")
-    auth = struct.pack(">HHHIH", 0xC00C, 2, 1, 60, len(r1)) + r1
-    auth += struct.pack(">HHHIH", 0xC00C, 2, 1, 60, len(r2)) + r2
-    assert parse_ns_response(header + question + auth, qid) == [
-        "ns.other.net",
-        "ns1.jobtory.com",
-    ]
-    with pytest.raises(DnsError, match="another query"):
-        parse_ns_response(header + question + auth, qid + 1)
-    servfail = struct.pack(">HHHHHH", 7, 0x8182, 1, 0, 0, 0) + question
-    with pytest.raises(DnsError, match="rcode 2"):
-        parse_ns_response(servfail, qid)
-
-
-def test_a_silent_resolver_is_a_bounded_error() -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
-        silent.bind(("127.0.0.1", 0))
-        server = ("127.0.0.1", silent.getsockname()[1])
-        with pytest.raises(DnsError, match=r"no answer within 0\.2 s"):
-            query_ns("jobtory.com", server, timeout=0.2, tries=2)
 
 
 def test_cli_check_on_an_empty_account(

@@ -22,6 +22,7 @@ from jobtory_stack.aws import params
 from jobtory_stack.aws.core import new_ctx
 from jobtory_stack.caddy.admin import CaddyAdmin, bridge_config
 from jobtory_stack.errors import MigrateError
+from jobtory_stack.migrate.delegation import parse_resolver
 from jobtory_stack.migrate.flow import (
     STEPS,
     Migration,
@@ -29,7 +30,6 @@ from jobtory_stack.migrate.flow import (
     check_caddy,
     new_migration,
     oauth_lines,
-    parse_resolver,
     run,
     run_caddy,
     with_mode,

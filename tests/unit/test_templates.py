@@ -1,0 +1,67 @@
+"""The templates: one place (jobtory_stack/templates/), one format (Jinja2), one helper."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jinja2
+import pytest
+
+from jobtory_stack.hosts.release import _source_files
+from jobtory_stack.hosts.settings import HostSettings, Manifest
+from jobtory_stack.render.templates import (
+    JINJA_OPTIONS,
+    TEMPLATES_DIR,
+    render_template,
+    template_path,
+)
+from tests.helpers import ROOT
+
+UNITS = sorted(p.name for p in (TEMPLATES_DIR / "systemd").glob("*.j2"))
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> HostSettings:
+    Manifest("v1", "src-v1.tar.gz", "0" * 64, "wheels-abc.tar", "abc").save(tmp_path)
+    data = {"jobtory_env": "prod", "jobtory_version": "v1", "jobtory_artifacts": str(tmp_path)}
+    return HostSettings.from_host_data(data, deploy_dir=ROOT / "pyinfra")
+
+
+def test_every_template_is_in_the_package_and_nowhere_else() -> None:
+    names = {p.relative_to(TEMPLATES_DIR).as_posix() for p in TEMPLATES_DIR.rglob("*.j2")}
+    assert {"Caddyfile.j2", "user-data.sh.j2", "systemd/jobtory-caddy.service.j2"} <= names
+    assert len(UNITS) == 4
+    assert not (ROOT / "caddy").exists() and not (ROOT / "pyinfra" / "templates").exists()
+    # the host release carries them (pyinfra/tasks/services.py reads them from there)
+    shipped = {name for name, _ in _source_files(ROOT)}
+    assert {f"jobtory_stack/templates/{n}" for n in names} <= shipped
+
+
+@pytest.mark.parametrize("unit", UNITS)
+def test_pyinfra_renders_a_unit_exactly_as_the_helper_does(
+    unit: str, settings: HostSettings
+) -> None:
+    """pyinfra's files.template builds its own Environment: with JINJA_OPTIONS it is ours."""
+    from pyinfra.api.util import get_template
+
+    src = str(template_path(f"systemd/{unit}"))
+    via_pyinfra = get_template(src, dict(JINJA_OPTIONS)).render(settings.template_data)
+    via_helper = render_template(f"systemd/{unit}", **settings.template_data)
+    assert via_pyinfra == via_helper
+    assert "{{" not in via_helper and "}}" not in via_helper
+    assert via_helper.startswith("# Managed by the jobtory pyinfra deploy")
+
+
+def test_a_missing_value_is_an_error_not_an_empty_string(settings: HostSettings) -> None:
+    values = dict(settings.template_data)
+    del values["env_file"]
+    with pytest.raises(jinja2.UndefinedError, match="env_file"):
+        render_template("systemd/jobtory-gunicorn.service.j2", **values)
+
+
+def test_values_are_not_html_escaped_and_the_trailing_newline_stays() -> None:
+    text = render_template(
+        "user-data.sh.j2", env_name="a&b", version="v1", artifact_url="", aws_env="K=<v>"
+    )
+    assert "ENV_NAME='a&b'" in text and "AWS_ENV='K=<v>'" in text  # shquote, no &amp;
+    assert text.endswith('echo "jobtory: bootstrap of $VERSION done"\n')
