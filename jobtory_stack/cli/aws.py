@@ -42,12 +42,12 @@ def context(args: argparse.Namespace, header: bool = False) -> Ctx:
 def cmd_plan(args: argparse.Namespace) -> int:
     from jobtory_stack.aws import reconcile
     from jobtory_stack.aws.client import aws_errors
-    from jobtory_stack.aws.core import render_plan
+    from jobtory_stack.aws.plan import render_plan
 
     ctx = context(args, header=True)
     with aws_errors():
-        changes = reconcile.plan(ctx)
-    for line in render_plan(changes):
+        plan = reconcile.plan(ctx)
+    for line in render_plan(plan):
         out(line)
     return EXIT_OK
 
@@ -68,9 +68,7 @@ def cmd_destroy(args: argparse.Namespace) -> int:
 
     env = resolve_env(args)
     if env.name == "prod" and not args.yes_destroy_prod:
-        raise AwsError(
-            "refusing to destroy prod: pass --yes-destroy-prod if you really mean it"
-        )
+        raise AwsError("refusing to destroy prod: pass --yes-destroy-prod if you really mean it")
     ctx = context(args, header=True)
     with aws_errors():
         reconcile.destroy(ctx, args.yes_destroy_prod)
