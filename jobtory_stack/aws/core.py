@@ -1,12 +1,13 @@
 """The small shared core of the reconciler.
 
-- `Change`: one planned create / update / delete, with field diffs; `render_plan` prints
-  them like Terraform and ends with the `Plan: ...` / `No changes.` line.
-- `Ctx`: the environment, its derived values, boto3 clients (endpoint + retries), the ids
-  discovered so far (families look each other's resources up here) and a counter of
-  mutating API calls (every operation not named Describe*/Get*/List*).
+- `Ctx`: the environment, its derived values, boto3 clients (endpoint + retries), the
+  ids known so far (observed, or recorded by a change's handler: what `Ref`s resolve
+  to), the keys an earlier change of the plan will produce (`planned`), the reporter,
+  and a counter of mutating API calls (every operation not named Describe*/Get*/List*).
 - tag helpers: every resource carries {"stack": ..., "env": ...}; that is ownership.
-- `aws_errors()`: turns botocore failures into one-line `AwsError`s.
+- bounded waits with progress, and `settle` for deletes AWS refuses while dependents drain.
+
+The plan model (Change, Ref, Plan) is aws.plan; the reporter aws.report.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import boto3
 from botocore.config import Config
@@ -32,6 +33,8 @@ from jobtory_stack.aws.client import (
     make_session,
     resolve_endpoint,
 )
+from jobtory_stack.aws.plan import Ref, resolve
+from jobtory_stack.aws.report import Reporter
 from jobtory_stack.errors import AwsError
 from jobtory_stack.spec.constants import AWS_WAIT_TIMEOUT
 from jobtory_stack.spec.derived import Derived, derive
@@ -47,62 +50,7 @@ if TYPE_CHECKING:
     from mypy_boto3_route53 import Route53Client
     from mypy_boto3_ssm import SSMClient
 
-Action = Literal["create", "update", "delete"]
-SYMBOLS: dict[str, str] = {"create": "+", "update": "~", "delete": "-"}
 READ_PREFIXES = ("Describe", "Get", "List")
-
-
-# ---- changes and the plan ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Change:
-    """One planned change. `data` is what apply() needs (the desired item); never printed."""
-
-    action: Action
-    resource: str
-    name: str
-    diffs: tuple[str, ...] = ()
-    data: Any = field(default=None, compare=False, repr=False)
-
-
-def fmt(value: object) -> str:
-    if value is None:
-        return "(none)"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list | tuple | set | frozenset):
-        return "[" + ", ".join(fmt(v) for v in value) + "]"
-    return str(value)
-
-
-def field_diffs(desired: Mapping[str, object], observed: Mapping[str, object]) -> tuple[str, ...]:
-    """`key: old -> new` for every desired field whose observed value differs."""
-    return tuple(
-        f"{key}: {fmt(observed.get(key))} -> {fmt(value)}"
-        for key, value in desired.items()
-        if observed.get(key) != value
-    )
-
-
-def render_plan(changes: Iterable[Change]) -> list[str]:
-    lines: list[str] = []
-    items = list(changes)
-    for change in items:
-        lines.append(f"{SYMBOLS[change.action]} {change.action} {change.resource} {change.name}")
-        lines.extend(f"    {d}" for d in change.diffs)
-    lines.append(summary(items))
-    return lines
-
-
-def summary(changes: Iterable[Change]) -> str:
-    items = list(changes)
-    if not items:
-        return "No changes."
-    add = sum(c.action == "create" for c in items)
-    change = sum(c.action == "update" for c in items)
-    destroy = sum(c.action == "delete" for c in items)
-    return f"Plan: {add} to add, {change} to change, {destroy} to destroy."
 
 
 # ---- tags ----------------------------------------------------------------------------------
@@ -131,15 +79,21 @@ class Ctx:
     out: Callable[[str], None] = field(default=lambda line: print(line, flush=True))
     wait_timeout: float = float(os.environ.get("JOBTORY_WAIT_TIMEOUT", AWS_WAIT_TIMEOUT))
     poll_seconds: float | None = None
-    ids: dict[str, str] = field(default_factory=dict)
+    ids: dict[str, str] = field(default_factory=dict)  # what Refs resolve to
+    planned: set[str] = field(default_factory=set)  # ids an earlier planned change creates
     mutations: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
+    secret_values: dict[str, str] = field(default_factory=dict, repr=False)  # fetched this run
     secrets_file: Path | None = None  # the local replica's secrets (params family)
     read_only: bool = False  # plan/status: never write (not even the secrets file)
     release: str | None = None  # the release new ASG instances boot (scaling)
     artifact_url: str | None = None
     _session: boto3.session.Session | None = None
     _clients: dict[tuple[str, str, int], Any] = field(default_factory=dict)
+    report: Reporter = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # through `out` at each line: callers may swap `out` (migrate --check collects)
+        self.report = Reporter(lambda line: self.out(line))
 
     @property
     def d(self) -> Derived:
@@ -192,10 +146,16 @@ class Ctx:
         if not name.startswith(READ_PREFIXES):
             self.mutations.append(name)
 
-    def note(self, line: str) -> None:
-        """A remark worth repeating at the end (an emulator gap, a manual step)."""
-        self.notes.append(line)
-        self.out(line)
+    def ref(self, key: str) -> str | Ref:
+        """An id: a Ref to what an earlier change of the plan (re)creates, else the one
+        known now; a Ref too when unknown (applying it then fails, saying so)."""
+        if key in self.planned or key not in self.ids:
+            return Ref(key)
+        return self.ids[key]
+
+    def resolve(self, params: Any) -> Any:
+        """A change's parameters with its Refs and Secrets filled in (just before a call)."""
+        return resolve(params, self.ids, self.secret_values)
 
     # typed clients
     @property
@@ -244,7 +204,7 @@ class Ctx:
                 return
             elapsed = time.monotonic() - start
             if status != last_status or elapsed - last_print >= 30:
-                self.out(f"  waiting for {what}: {status} ({elapsed:.0f}s)")
+                self.report.progress(what, status, elapsed)
                 last_status, last_print = status, elapsed
             if elapsed >= limit:
                 raise AwsError(

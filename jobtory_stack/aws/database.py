@@ -7,26 +7,42 @@ instance is private, encrypted, in the rds security group; prod keeps backups an
 deletion protection (the spec's validation insists).
 
 The master password is a SecureString (DB_PASSWORD under the env's SSM prefix, what
-the app reads): taken from SSM when present, else generated and stored there BEFORE
-the instance is created, so a failure in between leaves nothing unknown. Never printed.
-After the instance exists its endpoint is recorded (ctx.ids["db_endpoint"]) and the
-params family writes it to DB_HOST.
+the app reads): taken from SSM when present, else (the plan says so) generated and
+stored there BEFORE the instance is created, so a failure in between leaves nothing
+unknown. It is never in a plan (`Secret`) and never printed. Once the instance is
+available its endpoint is recorded (ctx.ids["db_endpoint"]): the params family writes
+it to DB_HOST (a Ref while the instance is only planned).
 """
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import ClientError
 
+from jobtory_stack.aws import secrets
 from jobtory_stack.aws.client import error_code
-from jobtory_stack.aws.core import Change, Ctx, field_diffs, fmt, tag_dict, tag_list
+from jobtory_stack.aws.core import Ctx, owned, tag_dict, tag_list
+from jobtory_stack.aws.family import Handlers, dispatch, resources
+from jobtory_stack.aws.plan import Change, Secret, field_diffs, fmt
 from jobtory_stack.errors import AwsError
 from jobtory_stack.spec.rds_parameters import CATALOG
 
 PASSWORD_PARAMETER = "DB_PASSWORD"
+PASSWORD_KEY = f"ssm:{PASSWORD_PARAMETER}"  # produced by the instance's create (params skips it)
+# the instance fields as ModifyDBInstance names them
+MODIFIABLE = {
+    "instance_class": "DBInstanceClass",
+    "engine_version": "EngineVersion",
+    "allocated_storage": "AllocatedStorage",
+    "backup_retention": "BackupRetentionPeriod",
+    "deletion_protection": "DeletionProtection",
+    "multi_az": "MultiAZ",
+    "publicly_accessible": "PubliclyAccessible",
+    "parameter_group": "DBParameterGroupName",
+    "security_groups": "VpcSecurityGroupIds",
+}
 
 
 @dataclass(frozen=True)
@@ -47,6 +63,7 @@ class Observed:
     parameters: dict[str, str] | None = None
     instance: dict[str, Any] | None = None
     immutable: dict[str, Any] | None = None
+    password_stored: bool = True  # DB_PASSWORD in SSM (looked up only to create the instance)
 
 
 def parameter_value(value: str | int | bool) -> str:
@@ -102,6 +119,16 @@ def desired(ctx: Ctx) -> Desired:
 # ---- observed ------------------------------------------------------------------------------
 
 
+def password_stored(ctx: Ctx) -> bool:
+    try:
+        ctx.ssm.get_parameter(Name=ctx.d.parameter_name(PASSWORD_PARAMETER))
+    except ClientError as exc:
+        if error_code(exc) != "ParameterNotFound":
+            raise
+        return False
+    return True
+
+
 def not_found(exc: ClientError) -> bool:
     return error_code(exc) in {
         "DBSubnetGroupNotFoundFault",
@@ -147,6 +174,7 @@ def observe(ctx: Ctx, want: Desired) -> Observed:
     except ClientError as exc:
         if not not_found(exc):
             raise
+        o.password_stored = password_stored(ctx)
         return o
     sg_names = {v: k.split(":", 1)[1] for k, v in ctx.ids.items() if k.startswith("sg:")}
     o.instance = {
@@ -181,52 +209,156 @@ def observe(ctx: Ctx, want: Desired) -> Observed:
 
 
 def diff(want: Desired, have: Observed, ctx: Ctx) -> list[Change]:
-    changes: list[Change] = []
+    return [
+        *subnet_group_changes(want, have, ctx),
+        *parameter_group_changes(want, have, ctx),
+        *instance_changes(want, have, ctx),
+    ]
+
+
+def subnet_group_changes(want: Desired, have: Observed, ctx: Ctx) -> list[Change]:
+    subnet_ids = [ctx.ref(f"subnet:{n}") for n in want.subnets]
     if have.subnet_group is None:
-        changes.append(
-            Change(
-                "create",
-                "db_subnet_group",
-                want.subnet_group,
-                (f"subnets: {', '.join(want.subnets)}",),
-            )
-        )
-    elif have.subnet_group != sorted(want.subnets):
+        create = {
+            "DBSubnetGroupName": want.subnet_group,
+            "DBSubnetGroupDescription": f"{ctx.env.stack_name} {ctx.env.name} private subnets",
+            "SubnetIds": subnet_ids,
+            "Tags": tag_list(ctx.tags),
+        }
+        shown = (f"subnets: {', '.join(want.subnets)}",)
+        params: dict[str, Any] = {"CreateDBSubnetGroup": create}
+        return [Change("create", "db_subnet_group", want.subnet_group, shown, params)]
+    if have.subnet_group != sorted(want.subnets):
         diffs = field_diffs({"subnets": sorted(want.subnets)}, {"subnets": have.subnet_group})
-        changes.append(Change("update", "db_subnet_group", want.subnet_group, diffs))
+        modify = {"DBSubnetGroupName": want.subnet_group, "SubnetIds": subnet_ids}
+        params = {"ModifyDBSubnetGroup": modify}
+        return [Change("update", "db_subnet_group", want.subnet_group, diffs, params)]
+    return []
+
+
+def parameter_group_changes(want: Desired, have: Observed, ctx: Ctx) -> list[Change]:
     wanted = {k: v for k, (v, _) in want.parameters.items()}
+    got = have.parameters or {}
+    to_set = [
+        {"ParameterName": k, "ParameterValue": v, "ApplyMethod": m}
+        for k, (v, m) in want.parameters.items()
+        if got.get(k) != v
+    ]
+    params: dict[str, Any] = {}
+    if to_set:
+        params["ModifyDBParameterGroup"] = {
+            "DBParameterGroupName": want.parameter_group,
+            "Parameters": to_set,
+        }
     if not have.parameter_group:
+        create = {
+            "DBParameterGroupName": want.parameter_group,
+            "DBParameterGroupFamily": want.family,
+            "Description": f"{ctx.env.stack_name} {ctx.env.name} PostgreSQL parameters",
+            "Tags": tag_list(ctx.tags),
+        }
+        params = {"CreateDBParameterGroup": create, **params}
         shown = (
             f"family: {want.family}",
             *(f"{k} = {v} ({m})" for k, (v, m) in want.parameters.items()),
         )
-        changes.append(Change("create", "db_parameter_group", want.parameter_group, shown))
-    else:
-        got = have.parameters or {}
-        diffs = field_diffs(wanted, got) + tuple(
-            f"{k}: {got[k]} -> (default)" for k in sorted(got.keys() - wanted.keys())
+        return [Change("create", "db_parameter_group", want.parameter_group, shown, params)]
+    stale = sorted(got.keys() - wanted.keys())
+    if stale:
+        params["ResetDBParameterGroup"] = {
+            "DBParameterGroupName": want.parameter_group,
+            "Parameters": [{"ParameterName": k, "ApplyMethod": "pending-reboot"} for k in stale],
+        }
+    diffs = field_diffs(wanted, got) + tuple(f"{k}: {got[k]} -> (default)" for k in stale)
+    reboot = [p["ParameterName"] for p in to_set if p["ApplyMethod"] == "pending-reboot"]
+    notes: tuple[str, ...] = ()
+    if reboot and have.instance is not None:  # a new instance starts with them
+        notes = (
+            f"! {', '.join(reboot)} apply at the next reboot (pending-reboot): "
+            f"aws rds reboot-db-instance --db-instance-identifier {want.instance}",
         )
-        if diffs:
-            changes.append(Change("update", "db_parameter_group", want.parameter_group, diffs))
+    if not diffs:
+        return []
+    return [
+        Change("update", "db_parameter_group", want.parameter_group, diffs, params, notes=notes)
+    ]
+
+
+def instance_changes(want: Desired, have: Observed, ctx: Ctx) -> list[Change]:
+    wait = {"DescribeDBInstances": {"DBInstanceIdentifier": want.instance}}
     if have.instance is None:
         shown = (
             *(f"{k}: {fmt(v)}" for k, v in want.fields.items()),
             f"storage_encrypted: {ctx.env.rds.storage_encrypted}",
             "master password: SecureString in SSM (never shown)",
         )
-        changes.append(Change("create", "db_instance", want.instance, shown))
-    else:
-        diffs = field_diffs(want.fields, have.instance)
-        if have.instance["status"] == "creating":  # a wait cut short: apply waits again
-            diffs += ("status: creating -> available (wait)",)
-        if have.immutable and have.immutable["storage_encrypted"] != ctx.env.rds.storage_encrypted:
-            diffs += (
-                f"storage_encrypted: {have.immutable['storage_encrypted']} -> "
-                f"{ctx.env.rds.storage_encrypted} (needs a new instance: not done in place)",
-            )
-        if diffs:
-            changes.append(Change("update", "db_instance", want.instance, diffs))
-    return changes
+        params: dict[str, Any] = {"CreateDBInstance": create_instance_params(want, ctx), **wait}
+        produces: tuple[str, ...] = ("db_endpoint",)
+        if not have.password_stored:  # stored before the instance is created
+            params["PutParameter"] = {
+                "Name": ctx.d.parameter_name(PASSWORD_PARAMETER),
+                "Value": Secret(PASSWORD_PARAMETER),
+                "Type": "SecureString",
+                "Tags": tag_list(ctx.tags),
+            }
+            produces += (PASSWORD_KEY,)
+        return [Change("create", "db_instance", want.instance, shown, params, produces)]
+    diffs = field_diffs(want.fields, have.instance)
+    changed = {k: v for k, v in want.fields.items() if have.instance.get(k) != v}
+    update: dict[str, Any] = {}
+    if changed:
+        modify: dict[str, Any] = {MODIFIABLE[k]: v for k, v in changed.items()}
+        if "security_groups" in changed:
+            modify["VpcSecurityGroupIds"] = [ctx.ref("sg:rds")]
+        if "EngineVersion" in modify:
+            modify["AllowMajorVersionUpgrade"] = True
+        update["ModifyDBInstance"] = {
+            "DBInstanceIdentifier": want.instance,
+            "ApplyImmediately": True,
+            **modify,
+        }
+    if have.instance["status"] == "creating":  # a wait cut short: apply waits again
+        diffs += ("status: creating -> available (wait)",)
+    notes: tuple[str, ...] = ()
+    if have.immutable and have.immutable["storage_encrypted"] != ctx.env.rds.storage_encrypted:
+        diffs += (
+            f"storage_encrypted: {have.immutable['storage_encrypted']} -> "
+            f"{ctx.env.rds.storage_encrypted} (needs a new instance: not done in place)",
+        )
+        notes = (
+            f"! db_instance {want.instance}: storage encryption cannot change in place; "
+            "restore a snapshot into an encrypted instance (not automated)",
+        )
+    if not diffs:
+        return []
+    params = {**update, **wait}
+    produces = () if "db_endpoint" in ctx.ids else ("db_endpoint",)  # DB_HOST waits for it
+    return [Change("update", "db_instance", want.instance, diffs, params, produces, notes)]
+
+
+def create_instance_params(want: Desired, ctx: Ctx) -> dict[str, Any]:
+    f, rds = want.fields, ctx.env.rds
+    return {
+        "DBInstanceIdentifier": want.instance,
+        "Engine": rds.engine,
+        "EngineVersion": f["engine_version"],
+        "DBInstanceClass": f["instance_class"],
+        "AllocatedStorage": f["allocated_storage"],
+        "StorageType": "gp3",
+        "StorageEncrypted": rds.storage_encrypted,
+        "BackupRetentionPeriod": f["backup_retention"],
+        "DeletionProtection": f["deletion_protection"],
+        "MultiAZ": f["multi_az"],
+        "PubliclyAccessible": f["publicly_accessible"],
+        "DBSubnetGroupName": want.subnet_group,
+        "DBParameterGroupName": want.parameter_group,
+        "VpcSecurityGroupIds": [ctx.ref("sg:rds")],
+        "DBName": rds.database,
+        "MasterUsername": rds.master_username,
+        "MasterUserPassword": Secret(PASSWORD_PARAMETER),
+        "CopyTagsToSnapshot": True,
+        "Tags": tag_list(ctx.tags),
+    }
 
 
 def plan(ctx: Ctx) -> list[Change]:
@@ -234,143 +366,71 @@ def plan(ctx: Ctx) -> list[Change]:
     return diff(want, observe(ctx, want), ctx)
 
 
-# ---- apply ---------------------------------------------------------------------------------
+# ---- apply: one handler per (resource, action) --------------------------------------------
 
 
-def master_password(ctx: Ctx) -> str:
-    """DB_PASSWORD from SSM, or a new one stored there first (SecureString, tagged)."""
-    name = ctx.d.parameter_name(PASSWORD_PARAMETER)
-    try:
-        return ctx.ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"]
-    except ClientError as exc:
-        if error_code(exc) != "ParameterNotFound":
-            raise
-    value = secrets.token_urlsafe(32)
-    ctx.ssm.put_parameter(
-        Name=name,
-        Value=value,
-        Type="SecureString",
-        Tags=tag_list(ctx.tags),  # type: ignore[arg-type]
-    )
-    ctx.out(f"  + ssm_parameter {name} (SecureString, generated; never shown)")
-    return value
+def create_subnet_group(ctx: Ctx, change: Change) -> None:
+    ctx.rds.create_db_subnet_group(**ctx.resolve(change.params["CreateDBSubnetGroup"]))
+    ctx.report.line(f"  + db_subnet_group {change.name}")
 
 
-def apply(ctx: Ctx, changes: list[Change]) -> None:
-    if not changes:
-        return
-    rds = ctx.rds
-    want = desired(ctx)
-    have = observe(ctx, want)
-    subnet_ids = [ctx.ids[f"subnet:{n}"] for n in want.subnets]
-    if have.subnet_group is None:
-        rds.create_db_subnet_group(
-            DBSubnetGroupName=want.subnet_group,
-            DBSubnetGroupDescription=f"{ctx.env.stack_name} {ctx.env.name} private subnets",
-            SubnetIds=subnet_ids,
-            Tags=tag_list(ctx.tags),  # type: ignore[arg-type]
-        )
-        ctx.out(f"  + db_subnet_group {want.subnet_group}")
-    elif have.subnet_group != sorted(want.subnets):
-        rds.modify_db_subnet_group(DBSubnetGroupName=want.subnet_group, SubnetIds=subnet_ids)
-        ctx.out(f"  ~ db_subnet_group {want.subnet_group}")
-    if not have.parameter_group:
-        rds.create_db_parameter_group(
-            DBParameterGroupName=want.parameter_group,
-            DBParameterGroupFamily=want.family,
-            Description=f"{ctx.env.stack_name} {ctx.env.name} PostgreSQL parameters",
-            Tags=tag_list(ctx.tags),  # type: ignore[arg-type]
-        )
-        have.parameters = {}
-        ctx.out(f"  + db_parameter_group {want.parameter_group} ({want.family})")
-    got = have.parameters or {}
-    to_set = [
-        {"ParameterName": k, "ParameterValue": v, "ApplyMethod": m}
-        for k, (v, m) in want.parameters.items()
-        if got.get(k) != v
-    ]
-    for start in range(0, len(to_set), 20):  # the API takes at most 20 per call
-        rds.modify_db_parameter_group(
-            DBParameterGroupName=want.parameter_group,
-            Parameters=to_set[start : start + 20],  # type: ignore[arg-type]
-        )
-    for p in to_set:
-        shown = f"{p['ParameterName']} ({p['ApplyMethod']})"
-        ctx.out(f"  ~ db_parameter_group {want.parameter_group}: {shown}")
-    stale = sorted(got.keys() - want.parameters.keys())
-    if stale:
-        rds.reset_db_parameter_group(
-            DBParameterGroupName=want.parameter_group,
-            Parameters=[{"ParameterName": k, "ApplyMethod": "pending-reboot"} for k in stale],
-        )
-        ctx.out(f"  ~ db_parameter_group {want.parameter_group}: reset {', '.join(stale)}")
-    reboot = [p["ParameterName"] for p in to_set if p["ApplyMethod"] == "pending-reboot"]
-    f = want.fields
-    if have.instance is None:
-        rds.create_db_instance(
-            DBInstanceIdentifier=want.instance,
-            Engine=ctx.env.rds.engine,
-            EngineVersion=f["engine_version"],
-            DBInstanceClass=f["instance_class"],
-            AllocatedStorage=f["allocated_storage"],
-            StorageType="gp3",
-            StorageEncrypted=ctx.env.rds.storage_encrypted,
-            BackupRetentionPeriod=f["backup_retention"],
-            DeletionProtection=f["deletion_protection"],
-            MultiAZ=f["multi_az"],
-            PubliclyAccessible=f["publicly_accessible"],
-            DBSubnetGroupName=want.subnet_group,
-            DBParameterGroupName=want.parameter_group,
-            VpcSecurityGroupIds=[ctx.ids["sg:rds"]],
-            DBName=ctx.env.rds.database,
-            MasterUsername=ctx.env.rds.master_username,
-            MasterUserPassword=master_password(ctx),
-            CopyTagsToSnapshot=True,
-            Tags=tag_list(ctx.tags),  # type: ignore[arg-type]
-        )
-        ctx.out(f"  + db_instance {want.instance} (creating; this takes minutes on AWS)")
-        reboot = []
-    else:
-        if have.immutable and have.immutable["storage_encrypted"] != ctx.env.rds.storage_encrypted:
-            ctx.note(
-                f"! db_instance {want.instance}: storage encryption cannot change in place; "
-                "restore a snapshot into an encrypted instance (not automated)"
-            )
-        changed = {k: v for k, v in f.items() if have.instance.get(k) != v}
-        if changed:
-            modify: dict[str, Any] = {}
-            keys = {
-                "instance_class": "DBInstanceClass",
-                "engine_version": "EngineVersion",
-                "allocated_storage": "AllocatedStorage",
-                "backup_retention": "BackupRetentionPeriod",
-                "deletion_protection": "DeletionProtection",
-                "multi_az": "MultiAZ",
-                "publicly_accessible": "PubliclyAccessible",
-                "parameter_group": "DBParameterGroupName",
-            }
-            for k, v in changed.items():
-                if k == "security_groups":
-                    modify["VpcSecurityGroupIds"] = [ctx.ids["sg:rds"]]
-                else:
-                    modify[keys[k]] = v
-            if "EngineVersion" in modify:
-                modify["AllowMajorVersionUpgrade"] = True
-            rds.modify_db_instance(
-                DBInstanceIdentifier=want.instance, ApplyImmediately=True, **modify
-            )
-            ctx.out(f"  ~ db_instance {want.instance}: {', '.join(sorted(changed))}")
-    wait_available(ctx, want.instance)
-    if reboot:
-        ctx.note(
-            f"! {', '.join(reboot)} apply at the next reboot (pending-reboot): "
-            f"aws rds reboot-db-instance --db-instance-identifier {want.instance}"
-        )
+def update_subnet_group(ctx: Ctx, change: Change) -> None:
+    ctx.rds.modify_db_subnet_group(**ctx.resolve(change.params["ModifyDBSubnetGroup"]))
+    ctx.report.line(f"  ~ db_subnet_group {change.name}")
 
 
-def wait_available(ctx: Ctx, identifier: str) -> None:
+def create_parameter_group(ctx: Ctx, change: Change) -> None:
+    args = ctx.resolve(change.params["CreateDBParameterGroup"])
+    ctx.rds.create_db_parameter_group(**args)
+    ctx.report.line(f"  + db_parameter_group {change.name} ({args['DBParameterGroupFamily']})")
+    update_parameter_group(ctx, change)
+
+
+def update_parameter_group(ctx: Ctx, change: Change) -> None:
+    p = change.params
+    if "ModifyDBParameterGroup" in p:
+        args = ctx.resolve(p["ModifyDBParameterGroup"])
+        every = args.pop("Parameters")
+        for start in range(0, len(every), 20):  # the API takes at most 20 per call
+            ctx.rds.modify_db_parameter_group(**args, Parameters=every[start : start + 20])
+        for parameter in every:
+            shown = f"{parameter['ParameterName']} ({parameter['ApplyMethod']})"
+            ctx.report.line(f"  ~ db_parameter_group {change.name}: {shown}")
+    if "ResetDBParameterGroup" in p:
+        args = ctx.resolve(p["ResetDBParameterGroup"])
+        ctx.rds.reset_db_parameter_group(**args)
+        stale = ", ".join(q["ParameterName"] for q in args["Parameters"])
+        ctx.report.line(f"  ~ db_parameter_group {change.name}: reset {stale}")
+
+
+def create_instance(ctx: Ctx, change: Change) -> None:
+    p = change.params
+    secrets.fetch(ctx, PASSWORD_PARAMETER, generate="PutParameter" in p)
+    if "PutParameter" in p:
+        args = ctx.resolve(p["PutParameter"])
+        ctx.ssm.put_parameter(**args)
+        ctx.ids[PASSWORD_KEY] = args["Name"]
+        ctx.report.line(f"  + ssm_parameter {args['Name']} (SecureString, generated; never shown)")
+    ctx.rds.create_db_instance(**ctx.resolve(p["CreateDBInstance"]))
+    ctx.report.line(f"  + db_instance {change.name} (creating; this takes minutes on AWS)")
+    wait_available(ctx, change)
+
+
+def update_instance(ctx: Ctx, change: Change) -> None:
+    if "ModifyDBInstance" in change.params:
+        args = ctx.resolve(change.params["ModifyDBInstance"])
+        ctx.rds.modify_db_instance(**args)
+        fields = sorted(k for k, api in MODIFIABLE.items() if api in args)
+        ctx.report.line(f"  ~ db_instance {change.name}: {', '.join(fields)}")
+    wait_available(ctx, change)
+
+
+def wait_available(ctx: Ctx, change: Change) -> None:
+    """Until the instance is available; records its endpoint (DB_HOST's Ref)."""
+    describe = ctx.resolve(change.params["DescribeDBInstances"])
+
     def check() -> str | None:
-        db = ctx.rds.describe_db_instances(DBInstanceIdentifier=identifier)["DBInstances"][0]
+        db = ctx.rds.describe_db_instances(**describe)["DBInstances"][0]
         address = db.get("Endpoint", {}).get("Address")
         status = db.get("DBInstanceStatus", "unknown")
         if address and status == "available":
@@ -378,52 +438,70 @@ def wait_available(ctx: Ctx, identifier: str) -> None:
             return None
         return status
 
-    ctx.wait_for(f"db_instance {identifier}", check)
+    ctx.wait_for(f"db_instance {describe['DBInstanceIdentifier']}", check)
+
+
+HANDLERS: Handlers = {
+    ("db_subnet_group", "create"): create_subnet_group,
+    ("db_subnet_group", "update"): update_subnet_group,
+    ("db_parameter_group", "create"): create_parameter_group,
+    ("db_parameter_group", "update"): update_parameter_group,
+    ("db_instance", "create"): create_instance,
+    ("db_instance", "update"): update_instance,
+}
+RESOURCES = resources(HANDLERS)
+
+
+def apply(ctx: Ctx, change: Change) -> None:
+    dispatch(HANDLERS, ctx, change)
 
 
 # ---- destroy / status ----------------------------------------------------------------------
 
 
 def destroy(ctx: Ctx, allow_protected: bool = False) -> int:
-    rds = ctx.rds
     want = desired(ctx)
-    count = 0
+    return destroy_instance(ctx, want.instance, allow_protected) + destroy_groups(ctx, want)
+
+
+def destroy_instance(ctx: Ctx, identifier: str, allow_protected: bool) -> int:
+    rds = ctx.rds
     try:
-        db = rds.describe_db_instances(DBInstanceIdentifier=want.instance)["DBInstances"][0]
+        db = rds.describe_db_instances(DBInstanceIdentifier=identifier)["DBInstances"][0]
     except ClientError as exc:
         if not not_found(exc):
             raise
-        db = None
-    if db is not None and tag_dict(db.get("TagList")) == {
-        **tag_dict(db.get("TagList")),
-        **ctx.tags,
-    }:
-        if db.get("DeletionProtection"):
-            if not allow_protected:
-                raise AwsError(f"{want.instance} has deletion protection; refusing")
-            rds.modify_db_instance(
-                DBInstanceIdentifier=want.instance, DeletionProtection=False, ApplyImmediately=True
-            )
-        final: dict[str, Any] = {"SkipFinalSnapshot": True}
-        if ctx.env.rds.backup_retention_days > 0 and not ctx.emulator:
-            final = {
-                "SkipFinalSnapshot": False,
-                "FinalDBSnapshotIdentifier": f"{want.instance}-final",
-            }
-        rds.delete_db_instance(DBInstanceIdentifier=want.instance, **final)
-        ctx.out(f"  - db_instance {want.instance}")
-        count += 1
+        return 0
+    if not owned(tag_dict(db.get("TagList")), ctx.tags):
+        return 0
+    if db.get("DeletionProtection"):
+        if not allow_protected:
+            raise AwsError(f"{identifier} has deletion protection; refusing")
+        rds.modify_db_instance(
+            DBInstanceIdentifier=identifier, DeletionProtection=False, ApplyImmediately=True
+        )
+    final: dict[str, Any] = {"SkipFinalSnapshot": True}
+    if ctx.env.rds.backup_retention_days > 0 and not ctx.emulator:
+        final = {"SkipFinalSnapshot": False, "FinalDBSnapshotIdentifier": f"{identifier}-final"}
+    rds.delete_db_instance(DBInstanceIdentifier=identifier, **final)
+    ctx.report.line(f"  - db_instance {identifier}")
 
-        def gone() -> str | None:
-            try:
-                found = rds.describe_db_instances(DBInstanceIdentifier=want.instance)
-            except ClientError as exc:
-                if not_found(exc):
-                    return None
-                raise
-            return str(found["DBInstances"][0].get("DBInstanceStatus", "deleting"))
+    def gone() -> str | None:
+        try:
+            found = rds.describe_db_instances(DBInstanceIdentifier=identifier)
+        except ClientError as exc:
+            if not_found(exc):
+                return None
+            raise
+        return str(found["DBInstances"][0].get("DBInstanceStatus", "deleting"))
 
-        ctx.wait_for(f"db_instance {want.instance} to be deleted", gone)
+    ctx.wait_for(f"db_instance {identifier} to be deleted", gone)
+    return 1
+
+
+def destroy_groups(ctx: Ctx, want: Desired) -> int:
+    rds = ctx.rds
+    count = 0
     for kind, describe, delete in (
         ("db_parameter_group", "describe_db_parameter_groups", "delete_db_parameter_group"),
         ("db_subnet_group", "describe_db_subnet_groups", "delete_db_subnet_group"),
@@ -440,12 +518,12 @@ def destroy(ctx: Ctx, allow_protected: bool = False) -> int:
         if not items:
             continue
         arn = items[0].get("DBParameterGroupArn") or items[0].get("DBSubnetGroupArn")
-        if arn:
-            tags = tag_dict(rds.list_tags_for_resource(ResourceName=arn).get("TagList"))
-            if any(tags.get(k) != v for k, v in ctx.tags.items()):
-                continue
+        if arn and not owned(
+            tag_dict(rds.list_tags_for_resource(ResourceName=arn).get("TagList")), ctx.tags
+        ):
+            continue
         getattr(rds, delete)(**{key: resource_name})
-        ctx.out(f"  - {kind} {resource_name}")
+        ctx.report.line(f"  - {kind} {resource_name}")
         count += 1
     return count
 

@@ -5,9 +5,11 @@
   validation records are created in the zone and then read back from the zone by the
   deployer itself (moto issues certificates whether or not the records exist, so
   ISSUED proves nothing there); then a bounded, reported wait for ISSUED
-- apex / www A alias records pointing at the ALB (a separate step, after the ALB exists)
+- apex / www A alias records pointing at the ALB (a separate family in the dependency
+  order, after the load balancer: `alias_*`)
 
-Records in ctx.ids: zone, cert.
+Records in ctx.ids: zone, cert. Before the certificate is requested its validation
+records are unknown: the plan says so, and the handler reads them from the certificate.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from jobtory_stack.aws.core import Change, Ctx, settle, tag_dict, tag_list
+from jobtory_stack.aws.core import Ctx, settle, tag_dict, tag_list
+from jobtory_stack.aws.family import Handlers, dispatch, resources
+from jobtory_stack.aws.plan import Change, Ref, fmt
 from jobtory_stack.errors import AwsError
 
 CERT_WAIT_HINT = (
@@ -133,146 +137,194 @@ def missing_validation(have: Observed) -> list[str]:
     ]
 
 
-def diff(want: Desired, have: Observed) -> list[Change]:
-    changes: list[Change] = []
+def name_servers_note(ctx: Ctx, name_servers: list[str]) -> tuple[str, ...]:
+    if not name_servers:
+        return ()
+    return (
+        f"! set these NS records at the registrar ({ctx.env.domain.registrar}) for "
+        f"{ctx.env.domain.apex}: {' '.join(name_servers)}",
+    )
+
+
+def diff(want: Desired, have: Observed, ctx: Ctx) -> list[Change]:
+    return [*zone_changes(want, have, ctx), *certificate_changes(want, have, ctx)]
+
+
+def zone_changes(want: Desired, have: Observed, ctx: Ctx) -> list[Change]:
+    tag = {"ResourceType": "hostedzone", "ResourceId": Ref("zone"), "AddTags": tag_list(ctx.tags)}
     if have.zone_id is None:
-        changes.append(Change("create", "route53_zone", want.zone))
-    elif not have.zone_owned:
-        changes.append(Change("update", "route53_zone", want.zone, ("tags: (none) -> stack, env",)))
+        create = {
+            "Name": want.zone,
+            "CallerReference": f"{ctx.d.resource_name('zone')}-{uuid.uuid4()}",
+            "HostedZoneConfig": {"Comment": f"{ctx.env.stack_name} {ctx.env.name}"},
+        }
+        params = {"CreateHostedZone": create, "ChangeTagsForResource": tag}
+        return [Change("create", "route53_zone", want.zone, (), params, ("zone",))]
+    if not have.zone_owned:  # adopted: tagged as ours
+        params = {"ChangeTagsForResource": {**tag, "ResourceId": have.zone_id}}
+        shown = ("tags: (none) -> stack, env",)
+        notes = name_servers_note(ctx, have.name_servers)
+        return [Change("update", "route53_zone", want.zone, shown, params, notes=notes)]
+    return []
+
+
+def certificate_changes(want: Desired, have: Observed, ctx: Ctx) -> list[Change]:
+    names = ", ".join(want.cert_names)
+    changes: list[Change] = []
     if have.cert_arn is None:
-        changes.append(
-            Change("create", "acm_certificate", ", ".join(want.cert_names), ("validation: DNS",))
-        )
-        changes.append(
-            Change(
-                "create",
-                "route53_record",
-                "acm validation CNAMEs",
-                ("values: known after the certificate is requested",),
-            )
-        )
-    else:
-        for name in missing_validation(have):
-            changes.append(Change("create", "route53_record", f"{name} CNAME (acm validation)"))
-        if have.cert_status != "ISSUED":
-            changes.append(
-                Change(
-                    "update",
-                    "acm_certificate",
-                    ", ".join(want.cert_names),
-                    (f"status: {have.cert_status} -> ISSUED (wait for DNS validation)",),
-                )
-            )
+        request = {
+            "DomainName": want.cert_names[0],
+            "SubjectAlternativeNames": list(want.cert_names),
+            "ValidationMethod": "DNS",
+            # one token per plan: retries of this call reuse it, while a request after a
+            # destroy (another plan) gets a new certificate (ACM keeps a token for an hour
+            # and would answer a deleted certificate's ARN)
+            "IdempotencyToken": uuid.uuid4().hex,
+            "Tags": tag_list(ctx.tags),
+        }
+        params = {"RequestCertificate": request}
+        shown = ("validation: DNS",)
+        changes.append(Change("create", "acm_certificate", names, shown, params, ("cert",)))
+    changes.extend(validation_changes(have, ctx))
+    if have.cert_arn is not None and have.validation and have.cert_status != "ISSUED":
+        shown = (f"status: {have.cert_status} -> ISSUED (wait for DNS validation)",)
+        wait = {"DescribeCertificate": {"CertificateArn": have.cert_arn}}
+        changes.append(Change("update", "acm_certificate", names, shown, wait))
     for arn in have.stale_certs:
-        changes.append(Change("delete", "acm_certificate", arn, ("names no longer in the spec",)))
+        delete = {"DeleteCertificate": {"CertificateArn": arn}}
+        shown = ("names no longer in the spec",)
+        changes.append(Change("delete", "acm_certificate", arn, shown, delete))
     return changes
+
+
+def validation_changes(have: Observed, ctx: Ctx) -> list[Change]:
+    """The validation CNAMEs the zone lacks; before the certificate publishes them (a new
+    one), their values are known only after apply: the handler reads them from it."""
+    zone = have.zone_id or Ref("zone")
+    if have.cert_arn is None or not have.validation:
+        shown = ("values: known after the certificate is requested",)
+        params: dict[str, Any] = {
+            "DescribeCertificate": {"CertificateArn": have.cert_arn or Ref("cert")},
+            "ChangeResourceRecordSets": {"HostedZoneId": zone},
+        }
+        return [Change("create", "route53_record", "acm validation CNAMEs", shown, params)]
+    changes: list[Change] = []
+    for name in missing_validation(have):
+        records = {"HostedZoneId": zone, "ChangeBatch": batch(ctx, [cname(have, name)])}
+        params = {"ChangeResourceRecordSets": records}
+        title = f"{name} CNAME (acm validation)"
+        changes.append(Change("create", "route53_record", title, (), params))
+    return changes
+
+
+def cname(have: Observed, name: str) -> dict[str, Any]:
+    value = have.validation[name]
+    return {"Name": name, "Type": "CNAME", "TTL": 300, "ResourceRecords": [{"Value": value}]}
+
+
+def batch(ctx: Ctx, records: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "Comment": f"{ctx.env.stack_name} {ctx.env.name}",
+        "Changes": [{"Action": "UPSERT", "ResourceRecordSet": r} for r in records],
+    }
 
 
 def plan(ctx: Ctx) -> list[Change]:
     want = desired(ctx)
-    return diff(want, observe(ctx, want))
+    return diff(want, observe(ctx, want), ctx)
 
 
-# ---- apply ---------------------------------------------------------------------------------
+# ---- apply: one handler per (resource, action) --------------------------------------------
 
 
-def upsert(ctx: Ctx, zid: str, records: list[dict[str, Any]]) -> None:
-    if not records:
+def create_zone(ctx: Ctx, change: Change) -> None:
+    zone = ctx.route53.create_hosted_zone(**ctx.resolve(change.params["CreateHostedZone"]))
+    ctx.ids["zone"] = zone_id(zone["HostedZone"]["Id"])
+    ctx.report.line(f"  + route53_zone {change.name} ({ctx.ids['zone']})")
+    tag_zone(ctx, change)
+    name_servers = list(zone.get("DelegationSet", {}).get("NameServers", []))
+    for note in name_servers_note(ctx, name_servers):
+        ctx.report.note(note)
+
+
+def tag_zone(ctx: Ctx, change: Change) -> None:
+    ctx.route53.change_tags_for_resource(**ctx.resolve(change.params["ChangeTagsForResource"]))
+
+
+def request_certificate(ctx: Ctx, change: Change) -> None:
+    args = ctx.resolve(change.params["RequestCertificate"])
+    ctx.ids["cert"] = ctx.acm.request_certificate(**args)["CertificateArn"]
+    ctx.report.line(f"  + acm_certificate {change.name} in {ctx.env.certificate_region}")
+
+
+def wait_certificate(ctx: Ctx, change: Change) -> None:
+    wait_issued(ctx, ctx.resolve(change.params["DescribeCertificate"])["CertificateArn"])
+
+
+def delete_certificate(ctx: Ctx, change: Change) -> None:
+    arn = ctx.resolve(change.params["DeleteCertificate"])["CertificateArn"]
+    in_use = ctx.acm.describe_certificate(CertificateArn=arn)["Certificate"].get("InUseBy", [])
+    if in_use:
+        ctx.report.note(f"! acm_certificate {arn} still in use; re-run apply to delete it")
         return
-    ctx.route53.change_resource_record_sets(
-        HostedZoneId=zid,
-        ChangeBatch={
-            "Comment": f"{ctx.env.stack_name} {ctx.env.name}",
-            "Changes": [
-                {"Action": "UPSERT", "ResourceRecordSet": r}  # type: ignore[typeddict-item]
-                for r in records
-            ],
-        },
-    )
+    ctx.acm.delete_certificate(CertificateArn=arn)
+    ctx.report.line(f"  - acm_certificate {arn}")
 
 
-def apply(ctx: Ctx, changes: list[Change]) -> None:
-    want = desired(ctx)
-    have = observe(ctx, want)
-    route53, acm = ctx.route53, ctx.acm
-    if have.zone_id is None:
-        zone = route53.create_hosted_zone(
-            Name=want.zone,
-            CallerReference=f"{ctx.d.resource_name('zone')}-{uuid.uuid4()}",
-            HostedZoneConfig={"Comment": f"{ctx.env.stack_name} {ctx.env.name}"},
-        )
-        have.zone_id = ctx.ids["zone"] = zone_id(zone["HostedZone"]["Id"])
-        have.name_servers = list(zone.get("DelegationSet", {}).get("NameServers", []))
-        ctx.out(f"  + route53_zone {want.zone} ({have.zone_id})")
-        have.zone_owned = False
-    if not have.zone_owned:
-        route53.change_tags_for_resource(
-            ResourceType="hostedzone",
-            ResourceId=have.zone_id,
-            AddTags=tag_list(ctx.tags),  # type: ignore[arg-type]
-        )
-        print_name_servers(ctx, have.name_servers)
-    if have.cert_arn is None:
-        have.cert_arn = acm.request_certificate(
-            DomainName=want.cert_names[0],
-            SubjectAlternativeNames=list(want.cert_names),
-            ValidationMethod="DNS",
-            # one token per call: botocore's retries of this call reuse it, while a request
-            # after a destroy gets a new certificate (ACM keeps a token for an hour, and
-            # would answer a deleted certificate's ARN)
-            IdempotencyToken=uuid.uuid4().hex,
-            Tags=tag_list(ctx.tags),  # type: ignore[arg-type]
-        )["CertificateArn"]
-        ctx.ids["cert"] = have.cert_arn
-        ctx.out(f"  + acm_certificate {', '.join(want.cert_names)} in {ctx.env.certificate_region}")
-        have.cert_status = "PENDING_VALIDATION"
-    if have.cert_status != "ISSUED" or missing_validation(have) or not have.validation:
-        ensure_validation_records(ctx, have)
-        wait_issued(ctx, have.cert_arn)
-    for arn in have.stale_certs:
-        in_use = acm.describe_certificate(CertificateArn=arn)["Certificate"].get("InUseBy", [])
-        if in_use:
-            ctx.note(f"! acm_certificate {arn} still in use; re-run apply to delete it")
-            continue
-        acm.delete_certificate(CertificateArn=arn)
-        ctx.out(f"  - acm_certificate {arn}")
+def create_validation_records(ctx: Ctx, change: Change) -> None:
+    """Known records (planned with their values), or the certificate's: read from it once
+    it publishes them (known after the request), then ISSUED is waited for."""
+    p = change.params
+    args = ctx.resolve(p["ChangeResourceRecordSets"])
+    zid = args["HostedZoneId"]
+    if "ChangeBatch" in args:
+        records = {c["ResourceRecordSet"]["Name"]: c for c in args["ChangeBatch"]["Changes"]}
+        wanted = {
+            n: c["ResourceRecordSet"]["ResourceRecords"][0]["Value"] for n, c in records.items()
+        }
+    else:
+        arn = ctx.resolve(p["DescribeCertificate"])["CertificateArn"]
+        wanted = published_validation(ctx, arn)
+    write_validation(ctx, zid, wanted)
+    if "DescribeCertificate" in p:
+        wait_issued(ctx, ctx.resolve(p["DescribeCertificate"])["CertificateArn"])
 
 
-def ensure_validation_records(ctx: Ctx, have: Observed) -> None:
-    assert have.zone_id is not None and have.cert_arn is not None
+def published_validation(ctx: Ctx, arn: str) -> dict[str, str]:
+    """The certificate's validation records (record name -> value), once ACM has them."""
+    validation: dict[str, str] = {}
 
     def options_ready() -> str | None:
-        cert = ctx.acm.describe_certificate(CertificateArn=have.cert_arn or "")["Certificate"]
-        have.validation = {
-            fqdn(o["ResourceRecord"]["Name"]): o["ResourceRecord"]["Value"]
-            for o in cert.get("DomainValidationOptions", [])
-            if o.get("ResourceRecord")
-        }
-        return None if have.validation else "validation records not published yet"
+        cert = ctx.acm.describe_certificate(CertificateArn=arn)["Certificate"]
+        validation.update(
+            {
+                fqdn(o["ResourceRecord"]["Name"]): o["ResourceRecord"]["Value"]
+                for o in cert.get("DomainValidationOptions", [])
+                if o.get("ResourceRecord")
+            }
+        )
+        return None if validation else "validation records not published yet"
 
     ctx.wait_for("the certificate's validation records", options_ready, timeout=120)
+    return validation
+
+
+def write_validation(ctx: Ctx, zid: str, wanted: dict[str, str]) -> None:
+    """Write the records the zone lacks, then read the zone back: moto issues certificates
+    regardless, so the deployer checks the records itself."""
+    have = Observed(zone_id=zid, validation=wanted, records=record_sets(ctx, zid))
     missing = missing_validation(have)
-    upsert(
-        ctx,
-        have.zone_id,
-        [
-            {
-                "Name": name,
-                "Type": "CNAME",
-                "TTL": 300,
-                "ResourceRecords": [{"Value": have.validation[name]}],
-            }
-            for name in missing
-        ],
-    )
+    if missing:
+        records = [cname(have, name) for name in missing]
+        upsert: dict[str, Any] = {"HostedZoneId": zid, "ChangeBatch": batch(ctx, records)}
+        ctx.route53.change_resource_record_sets(**upsert)
     for name in missing:
-        ctx.out(f"  + route53_record {name} CNAME (acm validation)")
-    # read the zone back: moto issues certificates regardless, so check the records ourselves
-    have.records = record_sets(ctx, have.zone_id)
+        ctx.report.line(f"  + route53_record {name} CNAME (acm validation)")
+    have.records = record_sets(ctx, zid)
     still = missing_validation(have)
     if still:
         raise AwsError(
-            f"the zone {have.zone_id} lacks the certificate's validation records "
+            f"the zone {zid} lacks the certificate's validation records "
             f"({', '.join(still)}) after writing them; re-run apply"
         )
 
@@ -287,30 +339,24 @@ def wait_issued(ctx: Ctx, arn: str) -> None:
         return f"{status} ({CERT_WAIT_HINT})"
 
     ctx.wait_for("the ACM certificate to be ISSUED", check)
-    ctx.out("  acm_certificate ISSUED")
+    ctx.report.line("  acm_certificate ISSUED")
 
 
-def print_name_servers(ctx: Ctx, name_servers: list[str]) -> None:
-    if not name_servers:
-        return
-    ctx.note(
-        f"! set these NS records at the registrar ({ctx.env.domain.registrar}) for "
-        f"{ctx.env.domain.apex}: {' '.join(name_servers)}"
-    )
+# ---- alias records (apex + aliases -> the ALB), planned after the load balancer ----------
 
 
-# ---- alias records (apex + aliases -> the ALB), applied after the load balancer ----------
-
-
-def alias_desired(ctx: Ctx) -> dict[str, dict[str, str]]:
-    dns_name = fqdn(ctx.ids["alb_dns"]) if "alb_dns" in ctx.ids else "(the ALB, after apply)"
-    zone = ctx.ids.get("alb_zone", "(after apply)")
-    return {fqdn(h): {"DNSName": dns_name, "HostedZoneId": zone} for h in ctx.d.domain_hosts}
+def alias_desired(ctx: Ctx) -> dict[str, dict[str, str | Ref]]:
+    dns_name = ctx.ref("alb_dns")
+    target: dict[str, str | Ref] = {
+        "DNSName": fqdn(dns_name) if isinstance(dns_name, str) else dns_name,
+        "HostedZoneId": ctx.ref("alb_zone"),
+    }
+    return {fqdn(h): dict(target) for h in ctx.d.domain_hosts}
 
 
 def alias_observed(ctx: Ctx) -> dict[str, dict[str, str]]:
-    zid = ctx.ids.get("zone")
-    if not zid:
+    zid = ctx.ref("zone")
+    if isinstance(zid, Ref):  # a zone the plan creates has no records yet
         return {}
     found = {}
     for (name, kind), rs in record_sets(ctx, zid).items():
@@ -323,57 +369,66 @@ def alias_observed(ctx: Ctx) -> dict[str, dict[str, str]]:
     return found
 
 
-def alias_diff(want: dict[str, dict[str, str]], have: dict[str, dict[str, str]]) -> list[Change]:
+def alias_diff(
+    want: dict[str, dict[str, str | Ref]], have: dict[str, dict[str, str]], ctx: Ctx
+) -> list[Change]:
     changes = []
     for name, target in want.items():
         got = have.get(name)
+        if got == target:
+            continue
+        record = {
+            "Name": name,
+            "Type": "A",
+            "AliasTarget": {**target, "EvaluateTargetHealth": True},
+        }
+        upsert = {"HostedZoneId": ctx.ref("zone"), "ChangeBatch": batch(ctx, [record])}
+        params = {"ChangeResourceRecordSets": upsert}
         if got is None:
-            changes.append(
-                Change("create", "route53_alias", f"{name} A", (f"-> {target['DNSName']}",))
-            )
-        elif got != target:
-            changes.append(
-                Change(
-                    "update",
-                    "route53_alias",
-                    f"{name} A",
-                    (f"target: {got['DNSName']} -> {target['DNSName']}",),
-                )
-            )
+            shown = (f"-> {fmt(target['DNSName'])}",)
+            changes.append(Change("create", "route53_alias", f"{name} A", shown, params))
+        else:
+            shown = (f"target: {got['DNSName']} -> {fmt(target['DNSName'])}",)
+            changes.append(Change("update", "route53_alias", f"{name} A", shown, params))
     return changes
 
 
 def alias_plan(ctx: Ctx) -> list[Change]:
-    return alias_diff(alias_desired(ctx), alias_observed(ctx))
+    return alias_diff(alias_desired(ctx), alias_observed(ctx), ctx)
 
 
-def alias_apply(ctx: Ctx, changes: list[Change]) -> None:
-    if not changes:
-        return
-    want = alias_desired(ctx)
-    have = alias_observed(ctx)
-    records: list[dict[str, Any]] = [
-        {
-            "Name": name,
-            "Type": "A",
-            "AliasTarget": {
-                "HostedZoneId": target["HostedZoneId"],
-                "DNSName": target["DNSName"],
-                "EvaluateTargetHealth": True,
-            },
-        }
-        for name, target in want.items()
-        if have.get(name) != target
-    ]
-    upsert(ctx, ctx.ids["zone"], records)
-    for r in records:
-        ctx.out(f"  + route53_alias {r['Name']} A -> {r['AliasTarget']['DNSName']}")
+def upsert_alias(ctx: Ctx, change: Change) -> None:
+    args = ctx.resolve(change.params["ChangeResourceRecordSets"])
+    ctx.route53.change_resource_record_sets(**args)
+    for c in args["ChangeBatch"]["Changes"]:
+        record = c["ResourceRecordSet"]
+        target = fqdn(record["AliasTarget"]["DNSName"])
+        ctx.report.line(f"  + route53_alias {record['Name']} A -> {target}")
+
+
+HANDLERS: Handlers = {
+    ("route53_zone", "create"): create_zone,
+    ("route53_zone", "update"): tag_zone,
+    ("acm_certificate", "create"): request_certificate,
+    ("acm_certificate", "update"): wait_certificate,
+    ("acm_certificate", "delete"): delete_certificate,
+    ("route53_record", "create"): create_validation_records,
+    ("route53_alias", "create"): upsert_alias,
+    ("route53_alias", "update"): upsert_alias,
+}
+ALIAS_RESOURCES = frozenset({"route53_alias"})
+RESOURCES = resources(HANDLERS) - ALIAS_RESOURCES
+
+
+def apply(ctx: Ctx, change: Change) -> None:
+    dispatch(HANDLERS, ctx, change)
 
 
 # ---- destroy / status ----------------------------------------------------------------------
 
 
-def destroy(ctx: Ctx) -> int:
+def destroy(ctx: Ctx, allow_protected: bool = False) -> int:
+    """The owned zone (with its records) and certificates (none is protected)."""
     want = desired(ctx)
     count = 0
     zid, owned = find_zone(ctx, want.zone)
@@ -394,7 +449,7 @@ def destroy(ctx: Ctx) -> int:
                 },
             )
         ctx.route53.delete_hosted_zone(Id=zid)
-        ctx.out(f"  - route53_zone {want.zone} ({len(deletions)} records)")
+        ctx.report.line(f"  - route53_zone {want.zone} ({len(deletions)} records)")
         count += 1
     for cert in owned_certificates(ctx):
         arn = cert["CertificateArn"]
@@ -404,7 +459,7 @@ def destroy(ctx: Ctx) -> int:
             partial(ctx.acm.delete_certificate, CertificateArn=arn),
             frozenset({"ResourceInUseException"}),
         )
-        ctx.out(f"  - acm_certificate {cert['DomainName']}")
+        ctx.report.line(f"  - acm_certificate {cert['DomainName']}")
         count += 1
     return count
 

@@ -7,7 +7,8 @@
 - listener 80: redirect 301 to https:443; listener 443: HTTPS with the ACM certificate
   and the spec's TLS policy, forwarding to the target group
 
-Records in ctx.ids: alb, alb_dns, alb_zone, tg.
+Records in ctx.ids: alb, alb_dns, alb_zone, tg. The HTTPS listener refers to the
+certificate and the target group, Refs while the plan creates them.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from jobtory_stack.aws.client import error_code
-from jobtory_stack.aws.core import Change, Ctx, field_diffs, settle, tag_dict, tag_list
+from jobtory_stack.aws.core import Ctx, settle, tag_dict, tag_list
+from jobtory_stack.aws.family import Handlers, dispatch, resources
+from jobtory_stack.aws.plan import Change, Ref, field_diffs, fmt
 from jobtory_stack.errors import AwsError
 
 REDIRECT = {"Protocol": "HTTPS", "Port": "443", "StatusCode": "HTTP_301"}
@@ -140,7 +143,7 @@ def observe(ctx: Ctx, want: Desired) -> Observed:
     return o
 
 
-def listener_fields(listener: dict[str, Any] | None, ctx: Ctx) -> dict[str, Any]:
+def listener_fields(listener: dict[str, Any] | None) -> dict[str, Any]:
     """The comparable fields of a listener (desired or observed)."""
     if listener is None:
         return {}
@@ -159,7 +162,6 @@ def listener_fields(listener: dict[str, Any] | None, ctx: Ctx) -> dict[str, Any]
 
 
 def desired_listeners(ctx: Ctx, want: Desired) -> dict[int, dict[str, Any]]:
-    tg = ctx.ids.get("tg", "(target group)")
     return {
         80: {
             "Protocol": "HTTP",
@@ -168,8 +170,8 @@ def desired_listeners(ctx: Ctx, want: Desired) -> dict[int, dict[str, Any]]:
         443: {
             "Protocol": "HTTPS",
             "SslPolicy": want.ssl_policy,
-            "Certificates": [{"CertificateArn": ctx.ids.get("cert", "(certificate)")}],
-            "DefaultActions": [{"Type": "forward", "TargetGroupArn": tg}],
+            "Certificates": [{"CertificateArn": ctx.ref("cert")}],
+            "DefaultActions": [{"Type": "forward", "TargetGroupArn": ctx.ref("tg")}],
         },
     }
 
@@ -178,50 +180,114 @@ def desired_listeners(ctx: Ctx, want: Desired) -> dict[int, dict[str, Any]]:
 
 
 def diff(want: Desired, have: Observed, ctx: Ctx) -> list[Change]:
-    changes: list[Change] = []
+    return [
+        *target_group_changes(want, have, ctx),
+        *load_balancer_changes(want, have, ctx),
+        *listener_changes(want, have, ctx),
+    ]
+
+
+def attributes(values: dict[str, str], current: dict[str, str]) -> list[Any]:
+    return [{"Key": k, "Value": v} for k, v in values.items() if current.get(k) != v]
+
+
+def target_group_changes(want: Desired, have: Observed, ctx: Ctx) -> list[Change]:
+    tg_arn = have.tg_arn or Ref("tg")
+    params: dict[str, Any] = {}
+    tg_attrs = attributes(want.tg_attributes, have.tg_attributes)
+    modify_attrs = {"TargetGroupArn": tg_arn, "Attributes": tg_attrs}
     if have.tg_arn is None:
+        params["CreateTargetGroup"] = {
+            "Name": want.tg,
+            "Protocol": "HTTP",
+            "Port": 80,
+            "VpcId": ctx.ref("vpc"),
+            "TargetType": "instance",
+            "Matcher": {"HttpCode": want.health["Matcher"]},
+            "Tags": tag_list(ctx.tags),
+            **{k: v for k, v in want.health.items() if k != "Matcher"},
+        }
+        params["ModifyTargetGroupAttributes"] = modify_attrs
         shown = tuple(f"{k}: {v}" for k, v in want.health.items()) + tuple(
             f"{k}: {v}" for k, v in want.tg_attributes.items()
         )
-        changes.append(Change("create", "target_group", want.tg, ("HTTP:80", *shown)))
-    else:
-        diffs = field_diffs(want.health, have.health) + field_diffs(
-            want.tg_attributes, have.tg_attributes
-        )
-        if diffs:
-            changes.append(Change("update", "target_group", want.tg, diffs))
+        return [Change("create", "target_group", want.tg, ("HTTP:80", *shown), params, ("tg",))]
+    health_diffs = field_diffs(want.health, have.health)
+    if health_diffs:
+        params["ModifyTargetGroup"] = {
+            "TargetGroupArn": tg_arn,
+            "Matcher": {"HttpCode": want.health["Matcher"]},
+            **{k: v for k, v in want.health.items() if k not in {"Matcher", "HealthCheckProtocol"}},
+        }
+    if tg_attrs:
+        params["ModifyTargetGroupAttributes"] = modify_attrs
+    diffs = health_diffs + field_diffs(want.tg_attributes, have.tg_attributes)
+    return [Change("update", "target_group", want.tg, diffs, params)] if diffs else []
+
+
+def load_balancer_changes(want: Desired, have: Observed, ctx: Ctx) -> list[Change]:
+    alb_arn = have.alb_arn or Ref("alb")
+    subnet_ids = [ctx.ref(f"subnet:{n}") for n in want.subnets]
+    groups = [ctx.ref("sg:alb")]
+    alb_attrs = attributes(want.alb_attributes, have.alb_attributes)
+    params: dict[str, Any] = {}
+    if alb_attrs:
+        params["ModifyLoadBalancerAttributes"] = {
+            "LoadBalancerArn": alb_arn,
+            "Attributes": alb_attrs,
+        }
     if have.alb_arn is None:
+        create = {
+            "Name": want.alb,
+            "Subnets": subnet_ids,
+            "SecurityGroups": groups,
+            "Scheme": "internet-facing",
+            "Type": "application",
+            "IpAddressType": "ipv4",
+            "Tags": tag_list(ctx.tags),
+        }
         shown = (
             f"subnets: {', '.join(want.subnets)}",
             "security_groups: alb",
             *(f"{k}: {v}" for k, v in want.alb_attributes.items()),
         )
-        changes.append(Change("create", "load_balancer", want.alb, shown))
-    else:
-        diffs = field_diffs(
-            {"subnets": list(want.subnets), "security_groups": ["alb"], **want.alb_attributes},
-            {
-                "subnets": have.subnets,
-                "security_groups": have.security_groups,
-                **have.alb_attributes,
-            },
-        )
-        if not have.alb_owned:
-            diffs += ("tags: (none) -> stack, env",)
-        if diffs:
-            changes.append(Change("update", "load_balancer", want.alb, diffs))
+        params = {"CreateLoadBalancer": create, **params}
+        produces = ("alb", "alb_dns", "alb_zone")
+        return [Change("create", "load_balancer", want.alb, shown, params, produces)]
+    if have.subnets != list(want.subnets):
+        params["SetSubnets"] = {"LoadBalancerArn": alb_arn, "Subnets": subnet_ids}
+    if have.security_groups != ["alb"]:
+        params["SetSecurityGroups"] = {"LoadBalancerArn": alb_arn, "SecurityGroups": groups}
+    diffs = field_diffs(
+        {"subnets": list(want.subnets), "security_groups": ["alb"], **want.alb_attributes},
+        {"subnets": have.subnets, "security_groups": have.security_groups, **have.alb_attributes},
+    )
+    if not have.alb_owned:
+        diffs += ("tags: (none) -> stack, env",)
+        params["AddTags"] = {"ResourceArns": [alb_arn], "Tags": tag_list(ctx.tags)}
+    return [Change("update", "load_balancer", want.alb, diffs, params)] if diffs else []
+
+
+def listener_changes(want: Desired, have: Observed, ctx: Ctx) -> list[Change]:
+    alb_arn = have.alb_arn or Ref("alb")
+    changes: list[Change] = []
     for port, listener in desired_listeners(ctx, want).items():
         got = have.listeners.get(port)
-        wanted = listener_fields(listener, ctx)
+        wanted = listener_fields(listener)
+        name = f"{want.alb}:{port}"
         if got is None:
-            shown = tuple(f"{k}: {v}" for k, v in wanted.items())
-            changes.append(Change("create", "listener", f"{want.alb}:{port}", shown, port))
-        else:
-            diffs = field_diffs(wanted, listener_fields(got, ctx))
-            if diffs:
-                changes.append(Change("update", "listener", f"{want.alb}:{port}", diffs, port))
+            shown = tuple(f"{k}: {fmt(v)}" for k, v in wanted.items())
+            create = {"LoadBalancerArn": alb_arn, "Port": port, "Tags": tag_list(ctx.tags)}
+            params = {"CreateListener": {**create, **listener}}
+            changes.append(Change("create", "listener", name, shown, params))
+            continue
+        diffs = field_diffs(wanted, listener_fields(got))
+        if diffs:
+            modify = {"ListenerArn": got["ListenerArn"], "Port": port, **listener}
+            changes.append(Change("update", "listener", name, diffs, {"ModifyListener": modify}))
     for port in sorted(have.listeners.keys() - {80, 443}):
-        changes.append(Change("delete", "listener", f"{want.alb}:{port}", (), port))
+        delete = {"DeleteListener": {"ListenerArn": have.listeners[port]["ListenerArn"]}}
+        changes.append(Change("delete", "listener", f"{want.alb}:{port}", (), delete))
     return changes
 
 
@@ -230,90 +296,84 @@ def plan(ctx: Ctx) -> list[Change]:
     return diff(want, observe(ctx, want), ctx)
 
 
-# ---- apply ---------------------------------------------------------------------------------
+# ---- apply: one handler per (resource, action) --------------------------------------------
 
 
-def attributes(values: dict[str, str], current: dict[str, str]) -> list[Any]:
-    return [{"Key": k, "Value": v} for k, v in values.items() if current.get(k) != v]
+def create_target_group(ctx: Ctx, change: Change) -> None:
+    args = ctx.resolve(change.params["CreateTargetGroup"])
+    ctx.ids["tg"] = ctx.elbv2.create_target_group(**args)["TargetGroups"][0]["TargetGroupArn"]
+    ctx.report.line(f"  + target_group {change.name}")
+    modify_target_group_attributes(ctx, change)
 
 
-def apply(ctx: Ctx, changes: list[Change]) -> None:
-    if not changes:
-        return
-    elbv2 = ctx.elbv2
-    want = desired(ctx)
-    have = observe(ctx, want)
-    if have.tg_arn is None:
-        tg = elbv2.create_target_group(
-            Name=want.tg,
-            Protocol="HTTP",
-            Port=80,
-            VpcId=ctx.ids["vpc"],
-            TargetType="instance",
-            Matcher={"HttpCode": want.health["Matcher"]},
-            Tags=tag_list(ctx.tags),  # type: ignore[arg-type]
-            **{k: v for k, v in want.health.items() if k != "Matcher"},
-        )["TargetGroups"][0]
-        have.tg_arn = ctx.ids["tg"] = tg["TargetGroupArn"]
-        ctx.out(f"  + target_group {want.tg}")
-    elif field_diffs(want.health, have.health):
-        elbv2.modify_target_group(
-            TargetGroupArn=have.tg_arn,
-            Matcher={"HttpCode": want.health["Matcher"]},
-            **{k: v for k, v in want.health.items() if k not in {"Matcher", "HealthCheckProtocol"}},
-        )
-        ctx.out(f"  ~ target_group {want.tg}: health check")
-    tg_attrs = attributes(want.tg_attributes, have.tg_attributes)
-    if tg_attrs:
-        elbv2.modify_target_group_attributes(TargetGroupArn=have.tg_arn, Attributes=tg_attrs)
-    subnet_ids = [ctx.ids[f"subnet:{n}"] for n in want.subnets]
-    if have.alb_arn is None:
-        alb = elbv2.create_load_balancer(
-            Name=want.alb,
-            Subnets=subnet_ids,
-            SecurityGroups=[ctx.ids["sg:alb"]],
-            Scheme="internet-facing",
-            Type="application",
-            IpAddressType="ipv4",
-            Tags=tag_list(ctx.tags),  # type: ignore[arg-type]
-        )["LoadBalancers"][0]
-        have.alb_arn = ctx.ids["alb"] = alb["LoadBalancerArn"]
-        ctx.ids["alb_dns"] = alb["DNSName"]
-        ctx.ids["alb_zone"] = alb["CanonicalHostedZoneId"]
-        have.alb_owned = True
-        ctx.out(f"  + load_balancer {want.alb} ({alb['DNSName']})")
-    else:
-        if have.subnets != list(want.subnets):
-            elbv2.set_subnets(LoadBalancerArn=have.alb_arn, Subnets=subnet_ids)
-        if have.security_groups != ["alb"]:
-            elbv2.set_security_groups(
-                LoadBalancerArn=have.alb_arn, SecurityGroups=[ctx.ids["sg:alb"]]
-            )
-        if not have.alb_owned:
-            elbv2.add_tags(ResourceArns=[have.alb_arn], Tags=tag_list(ctx.tags))  # type: ignore[arg-type]
-    alb_attrs = attributes(want.alb_attributes, have.alb_attributes)
-    if alb_attrs:
-        elbv2.modify_load_balancer_attributes(LoadBalancerArn=have.alb_arn, Attributes=alb_attrs)
-        for a in alb_attrs:
-            ctx.out(f"  ~ load_balancer {want.alb}: {a['Key']} = {a['Value']}")
-    if "cert" not in ctx.ids:
-        raise AwsError("no ACM certificate recorded for the HTTPS listener; re-run apply")
-    for port, listener in desired_listeners(ctx, want).items():
-        got = have.listeners.get(port)
-        if got is None:
-            elbv2.create_listener(
-                LoadBalancerArn=have.alb_arn,
-                Port=port,
-                Tags=tag_list(ctx.tags),  # type: ignore[arg-type]
-                **listener,
-            )
-            ctx.out(f"  + listener {want.alb}:{port} {listener['Protocol']}")
-        elif field_diffs(listener_fields(listener, ctx), listener_fields(got, ctx)):
-            elbv2.modify_listener(ListenerArn=got["ListenerArn"], Port=port, **listener)
-            ctx.out(f"  ~ listener {want.alb}:{port}")
-    for port in sorted(have.listeners.keys() - {80, 443}):
-        elbv2.delete_listener(ListenerArn=have.listeners[port]["ListenerArn"])
-        ctx.out(f"  - listener {want.alb}:{port}")
+def update_target_group(ctx: Ctx, change: Change) -> None:
+    if "ModifyTargetGroup" in change.params:
+        ctx.elbv2.modify_target_group(**ctx.resolve(change.params["ModifyTargetGroup"]))
+        ctx.report.line(f"  ~ target_group {change.name}: health check")
+    modify_target_group_attributes(ctx, change)
+
+
+def modify_target_group_attributes(ctx: Ctx, change: Change) -> None:
+    if "ModifyTargetGroupAttributes" in change.params:
+        args = ctx.resolve(change.params["ModifyTargetGroupAttributes"])
+        ctx.elbv2.modify_target_group_attributes(**args)
+
+
+def create_load_balancer(ctx: Ctx, change: Change) -> None:
+    args = ctx.resolve(change.params["CreateLoadBalancer"])
+    alb = ctx.elbv2.create_load_balancer(**args)["LoadBalancers"][0]
+    ctx.ids["alb"] = alb["LoadBalancerArn"]
+    ctx.ids["alb_dns"] = alb["DNSName"]
+    ctx.ids["alb_zone"] = alb["CanonicalHostedZoneId"]
+    ctx.report.line(f"  + load_balancer {change.name} ({alb['DNSName']})")
+    update_load_balancer(ctx, change)
+
+
+def update_load_balancer(ctx: Ctx, change: Change) -> None:
+    p = change.params
+    if "SetSubnets" in p:
+        ctx.elbv2.set_subnets(**ctx.resolve(p["SetSubnets"]))
+    if "SetSecurityGroups" in p:
+        ctx.elbv2.set_security_groups(**ctx.resolve(p["SetSecurityGroups"]))
+    if "AddTags" in p:
+        ctx.elbv2.add_tags(**ctx.resolve(p["AddTags"]))
+    if "ModifyLoadBalancerAttributes" in p:
+        args = ctx.resolve(p["ModifyLoadBalancerAttributes"])
+        ctx.elbv2.modify_load_balancer_attributes(**args)
+        for a in args["Attributes"]:
+            ctx.report.line(f"  ~ load_balancer {change.name}: {a['Key']} = {a['Value']}")
+
+
+def create_listener(ctx: Ctx, change: Change) -> None:
+    args = ctx.resolve(change.params["CreateListener"])
+    ctx.elbv2.create_listener(**args)
+    ctx.report.line(f"  + listener {change.name} {args['Protocol']}")
+
+
+def update_listener(ctx: Ctx, change: Change) -> None:
+    ctx.elbv2.modify_listener(**ctx.resolve(change.params["ModifyListener"]))
+    ctx.report.line(f"  ~ listener {change.name}")
+
+
+def delete_listener(ctx: Ctx, change: Change) -> None:
+    ctx.elbv2.delete_listener(**ctx.resolve(change.params["DeleteListener"]))
+    ctx.report.line(f"  - listener {change.name}")
+
+
+HANDLERS: Handlers = {
+    ("target_group", "create"): create_target_group,
+    ("target_group", "update"): update_target_group,
+    ("load_balancer", "create"): create_load_balancer,
+    ("load_balancer", "update"): update_load_balancer,
+    ("listener", "create"): create_listener,
+    ("listener", "update"): update_listener,
+    ("listener", "delete"): delete_listener,
+}
+RESOURCES = resources(HANDLERS)
+
+
+def apply(ctx: Ctx, change: Change) -> None:
+    dispatch(HANDLERS, ctx, change)
 
 
 # ---- destroy / status ----------------------------------------------------------------------
@@ -338,7 +398,7 @@ def destroy(ctx: Ctx, allow_protected: bool = False) -> int:
             elbv2.delete_listener(ListenerArn=listener["ListenerArn"])
             count += 1
         elbv2.delete_load_balancer(LoadBalancerArn=arn)
-        ctx.out(f"  - load_balancer {want.alb} (and its listeners)")
+        ctx.report.line(f"  - load_balancer {want.alb} (and its listeners)")
         count += 1
     tg = find_tg(ctx, want.tg)
     if tg is not None and is_owned(ctx, tg["TargetGroupArn"]):
@@ -349,7 +409,7 @@ def destroy(ctx: Ctx, allow_protected: bool = False) -> int:
             lambda: elbv2.delete_target_group(TargetGroupArn=arn),
             frozenset({"ResourceInUse"}),
         )
-        ctx.out(f"  - target_group {want.tg}")
+        ctx.report.line(f"  - target_group {want.tg}")
         count += 1
     return count
 

@@ -5,7 +5,9 @@ from the alb group (and 22 only from network.admin_cidr, none by default); `rds`
 admits 5432 only from the ec2 group. Private subnets get a route table without an
 internet route (the database lives there).
 
-Records in ctx.ids: vpc, igw, subnet:<name>, rt:public|private, sg:alb|ec2|rds.
+Records in ctx.ids: vpc, igw, subnet:<name>, rt:public|private, sg:alb|ec2|rds. A plan on
+an empty account refers to them as Refs (known after apply); nothing can exist inside a
+VPC that does not exist yet, so observing stops there.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from jobtory_stack.aws.core import Action, Change, Ctx, field_diffs, settle, tag_dict, tag_list
+from jobtory_stack.aws.core import Ctx, owned, settle, tag_dict, tag_list
+from jobtory_stack.aws.family import Handlers, dispatch, resources
+from jobtory_stack.aws.plan import Change, Ref, field_diffs
 from jobtory_stack.errors import AwsError
 
 ANYWHERE = "0.0.0.0/0"
@@ -59,6 +63,7 @@ class Observed:
     route_tables: dict[str, dict[str, Any]] = field(default_factory=dict)  # public|private
     groups: dict[str, str] = field(default_factory=dict)  # role -> group id
     rules: dict[str, frozenset[Rule]] = field(default_factory=dict)
+    associations: dict[str, str] = field(default_factory=dict)  # subnet id -> association id
 
 
 def name(ctx: Ctx, kind: str) -> str:
@@ -105,24 +110,34 @@ def find_vpc(ctx: Ctx) -> dict[str, Any] | None:
     return dict(vpcs[0]) if vpcs else None
 
 
+def in_vpc(vpc_id: str) -> list[Any]:
+    return [{"Name": "vpc-id", "Values": [vpc_id]}]
+
+
 def observe(ctx: Ctx) -> Observed:
+    """What exists, recording ids in ctx.ids. Without our VPC nothing else can exist."""
     o = Observed()
     vpc = find_vpc(ctx)
     if vpc is None:
         return o
-    ec2 = ctx.ec2
     o.vpc_id, o.vpc_cidr = vpc["VpcId"], vpc["CidrBlock"]
     ctx.ids["vpc"] = vpc["VpcId"]
-    o.dns_hostnames = ec2.describe_vpc_attribute(
+    o.dns_hostnames = ctx.ec2.describe_vpc_attribute(
         VpcId=vpc["VpcId"], Attribute="enableDnsHostnames"
     )["EnableDnsHostnames"].get("Value", False)
-    in_vpc = [{"Name": "vpc-id", "Values": [vpc["VpcId"]]}]
-    prefix = name(ctx, "")
-    for igw in ec2.describe_internet_gateways(Filters=owner_filters(ctx))["InternetGateways"]:
+    for igw in ctx.ec2.describe_internet_gateways(Filters=owner_filters(ctx))["InternetGateways"]:
         o.igw_id = igw["InternetGatewayId"]
         o.igw_attached = any(a["VpcId"] == vpc["VpcId"] for a in igw.get("Attachments", []))
         ctx.ids["igw"] = o.igw_id
-    for s in ec2.describe_subnets(Filters=in_vpc + owner_filters(ctx))["Subnets"]:
+    observe_subnets(ctx, o, vpc["VpcId"])
+    observe_route_tables(ctx, o, vpc["VpcId"])
+    observe_groups(ctx, o, vpc["VpcId"])
+    return o
+
+
+def observe_subnets(ctx: Ctx, o: Observed, vpc_id: str) -> None:
+    prefix = name(ctx, "")
+    for s in ctx.ec2.describe_subnets(Filters=in_vpc(vpc_id) + owner_filters(ctx))["Subnets"]:
         sname = tag_dict(s.get("Tags")).get("Name", "")[len(prefix) :]
         o.subnets[sname] = {
             "id": s["SubnetId"],
@@ -131,22 +146,38 @@ def observe(ctx: Ctx) -> Observed:
             "map_public_ip": s.get("MapPublicIpOnLaunch", False),
         }
         ctx.ids[f"subnet:{sname}"] = s["SubnetId"]
-    for rt in ec2.describe_route_tables(Filters=in_vpc + owner_filters(ctx))["RouteTables"]:
-        kind = tag_dict(rt.get("Tags")).get("Name", "")[len(prefix) :].removesuffix("-rt")
+
+
+def observe_route_tables(ctx: Ctx, o: Observed, vpc_id: str) -> None:
+    """Ours (by tags), and every subnet association in the VPC (a subnet moves by replacing
+    its association, wherever it is)."""
+    prefix = name(ctx, "")
+    for rt in ctx.ec2.describe_route_tables(Filters=in_vpc(vpc_id))["RouteTables"]:
+        associations = {
+            a["SubnetId"]: a["RouteTableAssociationId"]
+            for a in rt.get("Associations", [])
+            if a.get("SubnetId")
+        }
+        o.associations.update(associations)
+        tags = tag_dict(rt.get("Tags"))
+        if not owned(tags, ctx.tags):
+            continue
+        kind = tags.get("Name", "")[len(prefix) :].removesuffix("-rt")
         o.route_tables[kind] = {
             "id": rt["RouteTableId"],
             "routes": {
                 r.get("DestinationCidrBlock", ""): r.get("GatewayId", "")
                 for r in rt.get("Routes", [])
             },
-            "associations": {
-                a["SubnetId"]: a["RouteTableAssociationId"]
-                for a in rt.get("Associations", [])
-                if a.get("SubnetId")
-            },
+            "associations": associations,
         }
         ctx.ids[f"rt:{kind}"] = rt["RouteTableId"]
-    groups = ec2.describe_security_groups(Filters=in_vpc + owner_filters(ctx))["SecurityGroups"]
+
+
+def observe_groups(ctx: Ctx, o: Observed, vpc_id: str) -> None:
+    prefix = name(ctx, "")
+    filters = in_vpc(vpc_id) + owner_filters(ctx)
+    groups = ctx.ec2.describe_security_groups(Filters=filters)["SecurityGroups"]
     for g in groups:
         role = g["GroupName"][len(prefix) :]
         o.groups[role] = g["GroupId"]
@@ -162,232 +193,365 @@ def observe(ctx: Ctx) -> Observed:
                 gid = pair.get("GroupId", "")
                 rules.add(Rule(port, f"sg:{by_id.get(gid, gid)}"))
         o.rules[by_id[g["GroupId"]]] = frozenset(rules)
-    return o
 
 
 # ---- diff ----------------------------------------------------------------------------------
 
+REFUSED = "Refused"  # a change no API call can make: apply stops there, saying why
+
 
 def diff(want: Desired, have: Observed, ctx: Ctx) -> list[Change]:
+    """The changes in dependency order; what an earlier one creates is a Ref here."""
+    changes: list[Change] = []
+    for part in (vpc_changes, subnet_changes, route_table_changes, group_changes):
+        made = {key for change in changes for key in change.produces}
+        changes.extend(part(want, have, Ids(ctx, made)))
+    return changes
+
+
+@dataclass(frozen=True)
+class Ids:
+    """Ids as this family's changes use them: a Ref for what an earlier change creates."""
+
+    ctx: Ctx
+    made: set[str]
+
+    def __call__(self, key: str) -> str | Ref:
+        return Ref(key) if key in self.made else self.ctx.ref(key)
+
+
+def vpc_changes(want: Desired, have: Observed, ids: Ids) -> list[Change]:
+    ctx = ids.ctx
+    dns = {"VpcId": ids("vpc"), "EnableDnsHostnames": {"Value": True}}
     changes: list[Change] = []
     if have.vpc_id is None:
-        changes.append(Change("create", "vpc", name(ctx, "vpc"), (f"cidr: {want.vpc_cidr}",)))
+        create = {"CidrBlock": want.vpc_cidr, "TagSpecifications": tag_spec(ctx, "vpc", "vpc")}
+        params = {"CreateVpc": create, "ModifyVpcAttribute": {**dns, "VpcId": Ref("vpc")}}
+        changes.append(
+            Change("create", "vpc", name(ctx, "vpc"), (f"cidr: {want.vpc_cidr}",), params, ("vpc",))
+        )
     else:
         diffs = field_diffs(
             {"cidr": want.vpc_cidr, "dns_hostnames": True},
             {"cidr": have.vpc_cidr, "dns_hostnames": have.dns_hostnames},
         )
+        update: dict[str, Any] = {} if have.dns_hostnames else {"ModifyVpcAttribute": dns}
+        if have.vpc_cidr != want.vpc_cidr:
+            update[REFUSED] = (
+                f"the VPC's CIDR is {have.vpc_cidr}, the spec says {want.vpc_cidr}: a VPC block "
+                "cannot change in place; destroy the environment first or restore the spec"
+            )
         if diffs:
-            changes.append(Change("update", "vpc", name(ctx, "vpc"), diffs))
-    if have.igw_id is None or not have.igw_attached:
-        action: Action = "create" if have.igw_id is None else "update"
+            changes.append(Change("update", "vpc", name(ctx, "vpc"), diffs, update))
+    attach = {"InternetGatewayId": ids("igw"), "VpcId": ids("vpc")}
+    shown = ("attached: to the vpc",)
+    if have.igw_id is None:
+        tags = tag_spec(ctx, "internet-gateway", "igw")
+        params = {
+            "CreateInternetGateway": {"TagSpecifications": tags},
+            "AttachInternetGateway": {**attach, "InternetGatewayId": Ref("igw")},
+        }
         changes.append(
-            Change(action, "internet_gateway", name(ctx, "igw"), ("attached: to the vpc",))
+            Change("create", "internet_gateway", name(ctx, "igw"), shown, params, ("igw",))
         )
+    elif not have.igw_attached:
+        params = {"AttachInternetGateway": attach}
+        changes.append(Change("update", "internet_gateway", name(ctx, "igw"), shown, params))
+    return changes
+
+
+def subnet_changes(want: Desired, have: Observed, ids: Ids) -> list[Change]:
+    """Deletes first (a replaced subnet's block must be free before it is created again)."""
+    ctx = ids.ctx
+    deletes: list[Change] = []
+    others: list[Change] = []
     for sname, s in want.subnets.items():
         o = have.subnets.get(sname)
         want_fields = {"cidr": s.cidr, "az": s.az, "map_public_ip": s.public}
         if o is None:
-            changes.append(
-                Change("create", "subnet", name(ctx, sname), (f"cidr: {s.cidr} ({s.az})",), s)
-            )
-        elif o["cidr"] != s.cidr or o["az"] != s.az:
-            changes.append(Change("delete", "subnet", name(ctx, sname), (), sname))
-            changes.append(
-                Change("create", "subnet", name(ctx, sname), field_diffs(want_fields, o), s)
-            )
+            others.append(new_subnet(ids, s, (f"cidr: {s.cidr} ({s.az})",)))
+        elif o["cidr"] != s.cidr or o["az"] != s.az:  # no API moves a subnet: replace it
+            deletes.append(subnet_removal(ctx, sname, o["id"]))
+            others.append(new_subnet(ids, s, field_diffs(want_fields, o)))
         elif o["map_public_ip"] != s.public:
-            changes.append(
-                Change("update", "subnet", name(ctx, sname), field_diffs(want_fields, o), s)
+            public = {"SubnetId": o["id"], "MapPublicIpOnLaunch": {"Value": s.public}}
+            diffs = field_diffs(want_fields, o)
+            others.append(
+                Change(
+                    "update", "subnet", name(ctx, sname), diffs, {"ModifySubnetAttribute": public}
+                )
             )
     for sname in sorted(have.subnets.keys() - want.subnets.keys()):
-        changes.append(Change("delete", "subnet", name(ctx, sname), (), sname))
+        deletes.append(subnet_removal(ctx, sname, have.subnets[sname]["id"]))
+    return deletes + others
+
+
+def new_subnet(ids: Ids, s: SubnetSpec, diffs: tuple[str, ...]) -> Change:
+    key = f"subnet:{s.name}"
+    params: dict[str, Any] = {
+        "CreateSubnet": {
+            "VpcId": ids("vpc"),
+            "CidrBlock": s.cidr,
+            "AvailabilityZone": s.az,
+            "TagSpecifications": tag_spec(ids.ctx, "subnet", s.name),
+        }
+    }
+    if s.public:  # a new subnet does not map public IPs
+        params["ModifySubnetAttribute"] = {
+            "SubnetId": Ref(key),
+            "MapPublicIpOnLaunch": {"Value": True},
+        }
+    return Change("create", "subnet", name(ids.ctx, s.name), diffs, params, (key,))
+
+
+def subnet_removal(ctx: Ctx, sname: str, subnet_id: str) -> Change:
+    return Change(
+        "delete", "subnet", name(ctx, sname), (), {"DeleteSubnet": {"SubnetId": subnet_id}}
+    )
+
+
+def route_table_changes(want: Desired, have: Observed, ids: Ids) -> list[Change]:
+    ctx = ids.ctx
+    changes: list[Change] = []
     for kind in ("public", "private"):
         members = sorted(n for n, s in want.subnets.items() if s.public == (kind == "public"))
         o = have.route_tables.get(kind)
         rt_name = name(ctx, f"{kind}-rt")
         if o is None:
             shown: list[str] = [f"subnets: {', '.join(members)}"]
+            params = {
+                "CreateRouteTable": {
+                    "VpcId": ids("vpc"),
+                    "TagSpecifications": tag_spec(ctx, "route-table", f"{kind}-rt"),
+                }
+            }
             if kind == "public":
                 shown.insert(0, f"route: {ANYWHERE} -> internet gateway")
-            changes.append(Change("create", "route_table", rt_name, tuple(shown), (kind, members)))
+                params["CreateRoute"] = internet_route(ids, Ref("rt:public"))
+            params.update(associations(have, ids, members, Ref(f"rt:{kind}"), {}))
+            key = f"rt:{kind}"
+            changes.append(Change("create", "route_table", rt_name, tuple(shown), params, (key,)))
             continue
-        diffs_rt: list[str] = []
-        if kind == "public" and not o["routes"].get(ANYWHERE, "").startswith("igw-"):
-            diffs_rt.append(f"route {ANYWHERE}: (none) -> internet gateway")
-        associated = sorted(n for n, sub in have.subnets.items() if sub["id"] in o["associations"])
+        diffs: list[str] = []
+        update: dict[str, Any] = {}
+        route = o["routes"].get(ANYWHERE)
+        if kind == "public" and not (route or "").startswith("igw-"):
+            diffs.append(f"route {ANYWHERE}: {route or '(none)'} -> internet gateway")
+            op = "CreateRoute" if route is None else "ReplaceRoute"
+            update[op] = internet_route(ids, o["id"])
+        update.update(associations(have, ids, members, o["id"], o["associations"]))
+        associated = sorted(
+            n
+            for n, sub in have.subnets.items()
+            if sub["id"] in o["associations"] and f"subnet:{n}" not in ids.made
+        )
         if associated != members:
-            diffs_rt.append(f"subnets: {', '.join(associated) or '(none)'} -> {', '.join(members)}")
-        if diffs_rt:
-            changes.append(
-                Change("update", "route_table", rt_name, tuple(diffs_rt), (kind, members))
-            )
+            diffs.append(f"subnets: {', '.join(associated) or '(none)'} -> {', '.join(members)}")
+        if diffs:
+            changes.append(Change("update", "route_table", rt_name, tuple(diffs), update))
+    return changes
+
+
+def internet_route(ids: Ids, route_table: str | Ref) -> dict[str, Any]:
+    return {"RouteTableId": route_table, "DestinationCidrBlock": ANYWHERE, "GatewayId": ids("igw")}
+
+
+def associations(
+    have: Observed, ids: Ids, members: list[str], route_table: str | Ref, current: dict[str, str]
+) -> dict[str, Any]:
+    """Calls that put `members` in the table: a subnet associated elsewhere is moved."""
+    associate: list[Any] = []
+    move: list[Any] = []
+    for sname in members:
+        sid = ids(f"subnet:{sname}")
+        if isinstance(sid, str) and sid in current:
+            continue
+        if isinstance(sid, str) and sid in have.associations:
+            move.append({"AssociationId": have.associations[sid], "RouteTableId": route_table})
+        else:
+            associate.append({"SubnetId": sid, "RouteTableId": route_table})
+    calls: dict[str, Any] = {}
+    if associate:
+        calls["AssociateRouteTable"] = associate
+    if move:
+        calls["ReplaceRouteTableAssociation"] = move
+    return calls
+
+
+def group_changes(want: Desired, have: Observed, ids: Ids) -> list[Change]:
+    """The groups in chain order: a rule refers only to a group created before it."""
+    ctx = ids.ctx
+    changes: list[Change] = []
     for role in SG_ROLES:
         wanted = want.rules[role]
         sg_name = name(ctx, role)
+        key = f"sg:{role}"
         if role not in have.groups:
             created = tuple(f"ingress: {r}" for r in sorted(wanted))
-            changes.append(Change("create", "security_group", sg_name, created, role))
+            params: dict[str, Any] = {
+                "CreateSecurityGroup": {
+                    "GroupName": sg_name,
+                    "Description": f"{ctx.env.stack_name} {ctx.env.name} {role}",
+                    "VpcId": ids("vpc"),
+                    "TagSpecifications": tag_spec(ctx, "security-group", role),
+                }
+            }
+            if wanted:
+                params["AuthorizeSecurityGroupIngress"] = ingress(ids, Ref(key), wanted)
+            changes.append(Change("create", "security_group", sg_name, created, params, (key,)))
+            ids.made.add(key)
             continue
         got = have.rules.get(role, frozenset())
-        rule_diffs = tuple(f"+ ingress {r}" for r in sorted(wanted - got)) + tuple(
-            f"- ingress {r}" for r in sorted(got - wanted)
+        add, remove = wanted - got, got - wanted
+        update: dict[str, Any] = {}
+        if add:
+            update["AuthorizeSecurityGroupIngress"] = ingress(ids, have.groups[role], add)
+        if remove:
+            update["RevokeSecurityGroupIngress"] = ingress(ids, have.groups[role], remove)
+        rule_diffs = tuple(f"+ ingress {r}" for r in sorted(add)) + tuple(
+            f"- ingress {r}" for r in sorted(remove)
         )
         if rule_diffs:
-            changes.append(Change("update", "security_group", sg_name, rule_diffs, role))
+            changes.append(Change("update", "security_group", sg_name, rule_diffs, update))
     return changes
+
+
+def ingress(ids: Ids, group: str | Ref, rules: frozenset[Rule]) -> dict[str, Any]:
+    return {"GroupId": group, "IpPermissions": [permission(ids, r) for r in sorted(rules)]}
+
+
+def permission(ids: Ids, rule: Rule) -> dict[str, Any]:
+    perm: dict[str, Any] = {"IpProtocol": "tcp", "FromPort": rule.port, "ToPort": rule.port}
+    kind, source = rule.source.split(":", 1)
+    if kind == "cidr":
+        perm["IpRanges"] = [{"CidrIp": source}]
+    elif source in SG_ROLES:
+        perm["UserIdGroupPairs"] = [{"GroupId": ids(f"sg:{source}")}]
+    else:  # a group that is not ours (observed by id)
+        perm["UserIdGroupPairs"] = [{"GroupId": source}]
+    return perm
 
 
 def plan(ctx: Ctx) -> list[Change]:
     return diff(desired(ctx), observe(ctx), ctx)
 
 
-# ---- apply ---------------------------------------------------------------------------------
+# ---- apply: one handler per (resource, action) --------------------------------------------
 
 
-def permission(ctx: Ctx, rule: Rule) -> Any:
-    perm: dict[str, Any] = {"IpProtocol": "tcp", "FromPort": rule.port, "ToPort": rule.port}
-    kind, source = rule.source.split(":", 1)
-    if kind == "cidr":
-        perm["IpRanges"] = [{"CidrIp": source}]
-    else:
-        perm["UserIdGroupPairs"] = [{"GroupId": ctx.ids.get(f"sg:{source}", source)}]
-    return perm
+def create_vpc(ctx: Ctx, change: Change) -> None:
+    vpc_id = ctx.ec2.create_vpc(**ctx.resolve(change.params["CreateVpc"]))["Vpc"]["VpcId"]
+    ctx.ids["vpc"] = vpc_id
+    ctx.report.line(f"  + vpc {change.name} ({vpc_id})")
+    update_vpc(ctx, change)
 
 
-def apply(ctx: Ctx, changes: list[Change]) -> None:
-    if not changes:
-        return
-    ec2 = ctx.ec2
-    want = desired(ctx)
-    have = observe(ctx)
-    if have.vpc_id is None:
-        vpc = ec2.create_vpc(
-            CidrBlock=want.vpc_cidr, TagSpecifications=tag_spec(ctx, "vpc", "vpc")
-        )["Vpc"]
-        have.vpc_id = ctx.ids["vpc"] = vpc["VpcId"]
-        have.vpc_cidr = want.vpc_cidr
-        ctx.out(f"  + vpc {name(ctx, 'vpc')} ({have.vpc_id})")
-    elif have.vpc_cidr != want.vpc_cidr:
-        raise AwsError(
-            f"the VPC's CIDR is {have.vpc_cidr}, the spec says {want.vpc_cidr}: a VPC block "
-            "cannot change in place; destroy the environment first or restore the spec"
+def update_vpc(ctx: Ctx, change: Change) -> None:
+    if REFUSED in change.params:
+        raise AwsError(change.params[REFUSED])
+    if "ModifyVpcAttribute" in change.params:
+        ctx.ec2.modify_vpc_attribute(**ctx.resolve(change.params["ModifyVpcAttribute"]))
+        ctx.report.line(f"  ~ vpc {change.name}: dns_hostnames -> true")
+
+
+def create_gateway(ctx: Ctx, change: Change) -> None:
+    created = ctx.ec2.create_internet_gateway(**ctx.resolve(change.params["CreateInternetGateway"]))
+    igw_id = created["InternetGateway"]["InternetGatewayId"]
+    ctx.ids["igw"] = igw_id
+    ctx.report.line(f"  + internet_gateway {change.name} ({igw_id})")
+    attach_gateway(ctx, change)
+
+
+def attach_gateway(ctx: Ctx, change: Change) -> None:
+    ctx.ec2.attach_internet_gateway(**ctx.resolve(change.params["AttachInternetGateway"]))
+
+
+def create_subnet(ctx: Ctx, change: Change) -> None:
+    subnet_id = ctx.ec2.create_subnet(**ctx.resolve(change.params["CreateSubnet"]))["Subnet"][
+        "SubnetId"
+    ]
+    ctx.ids[change.produces[0]] = subnet_id
+    ctx.report.line(f"  + subnet {change.name} ({subnet_id})")
+    update_subnet(ctx, change)
+
+
+def update_subnet(ctx: Ctx, change: Change) -> None:
+    if "ModifySubnetAttribute" in change.params:
+        ctx.ec2.modify_subnet_attribute(**ctx.resolve(change.params["ModifySubnetAttribute"]))
+
+
+def delete_subnet(ctx: Ctx, change: Change) -> None:
+    ctx.ec2.delete_subnet(**ctx.resolve(change.params["DeleteSubnet"]))
+    ctx.report.line(f"  - subnet {change.name}")
+
+
+def create_route_table(ctx: Ctx, change: Change) -> None:
+    created = ctx.ec2.create_route_table(**ctx.resolve(change.params["CreateRouteTable"]))
+    rt_id = created["RouteTable"]["RouteTableId"]
+    ctx.ids[change.produces[0]] = rt_id
+    ctx.report.line(f"  + route_table {change.name} ({rt_id})")
+    update_route_table(ctx, change)
+
+
+def update_route_table(ctx: Ctx, change: Change) -> None:
+    p = change.params
+    if "CreateRoute" in p:
+        ctx.ec2.create_route(**ctx.resolve(p["CreateRoute"]))
+    if "ReplaceRoute" in p:
+        ctx.ec2.replace_route(**ctx.resolve(p["ReplaceRoute"]))
+    for args in p.get("ReplaceRouteTableAssociation", []):
+        ctx.ec2.replace_route_table_association(**ctx.resolve(args))
+    for args in p.get("AssociateRouteTable", []):
+        ctx.ec2.associate_route_table(**ctx.resolve(args))
+
+
+def create_group(ctx: Ctx, change: Change) -> None:
+    gid = ctx.ec2.create_security_group(**ctx.resolve(change.params["CreateSecurityGroup"]))[
+        "GroupId"
+    ]
+    ctx.ids[change.produces[0]] = gid
+    ctx.report.line(f"  + security_group {change.name} ({gid})")
+    update_group(ctx, change)
+
+
+def update_group(ctx: Ctx, change: Change) -> None:
+    p = change.params
+    if "AuthorizeSecurityGroupIngress" in p:
+        ctx.ec2.authorize_security_group_ingress(**ctx.resolve(p["AuthorizeSecurityGroupIngress"]))
+    if "RevokeSecurityGroupIngress" in p:
+        ctx.ec2.revoke_security_group_ingress(**ctx.resolve(p["RevokeSecurityGroupIngress"]))
+    for shown in change.diffs:  # the rules as plan printed them ("ingress: R" = a new group's)
+        added = shown.removeprefix("ingress: ")
+        ctx.report.line(
+            f"  ~ security_group {change.name}: {shown if added == shown else '+ ingress ' + added}"
         )
-    vpc_id = have.vpc_id
-    if not have.dns_hostnames:
-        ec2.modify_vpc_attribute(VpcId=vpc_id, EnableDnsHostnames={"Value": True})
-        ctx.out(f"  ~ vpc {name(ctx, 'vpc')}: dns_hostnames -> true")
-    if have.igw_id is None:
-        igw = ec2.create_internet_gateway(
-            TagSpecifications=tag_spec(ctx, "internet-gateway", "igw")
-        )["InternetGateway"]
-        have.igw_id = ctx.ids["igw"] = igw["InternetGatewayId"]
-        ctx.out(f"  + internet_gateway {name(ctx, 'igw')} ({have.igw_id})")
-    if not have.igw_attached:
-        ec2.attach_internet_gateway(InternetGatewayId=have.igw_id, VpcId=vpc_id)
-        have.igw_attached = True
-    for change in changes:
-        if change.resource == "subnet" and change.action == "delete":
-            sid = have.subnets.pop(change.data, {}).get("id")
-            if sid:
-                ec2.delete_subnet(SubnetId=sid)
-                ctx.out(f"  - subnet {change.name}")
-    for sname, s in want.subnets.items():
-        o = have.subnets.get(sname)
-        if o is None:
-            sub = ec2.create_subnet(
-                VpcId=vpc_id,
-                CidrBlock=s.cidr,
-                AvailabilityZone=s.az,
-                TagSpecifications=tag_spec(ctx, "subnet", sname),
-            )["Subnet"]
-            o = have.subnets[sname] = {
-                "id": sub["SubnetId"],
-                "cidr": s.cidr,
-                "az": s.az,
-                "map_public_ip": False,
-            }
-            ctx.ids[f"subnet:{sname}"] = sub["SubnetId"]
-            ctx.out(f"  + subnet {name(ctx, sname)} ({sub['SubnetId']})")
-        if o["map_public_ip"] != s.public:
-            ec2.modify_subnet_attribute(SubnetId=o["id"], MapPublicIpOnLaunch={"Value": s.public})
-            o["map_public_ip"] = s.public
-    for kind in ("public", "private"):
-        rt = have.route_tables.get(kind)
-        if rt is None:
-            created = ec2.create_route_table(
-                VpcId=vpc_id, TagSpecifications=tag_spec(ctx, "route-table", f"{kind}-rt")
-            )["RouteTable"]
-            rt = have.route_tables[kind] = {
-                "id": created["RouteTableId"],
-                "routes": {},
-                "associations": {},
-            }
-            ctx.ids[f"rt:{kind}"] = rt["id"]
-            ctx.out(f"  + route_table {name(ctx, kind + '-rt')} ({rt['id']})")
-        if kind == "public" and not rt["routes"].get(ANYWHERE, "").startswith("igw-"):
-            ec2.create_route(
-                RouteTableId=rt["id"], DestinationCidrBlock=ANYWHERE, GatewayId=have.igw_id
-            )
-        for sname, s in want.subnets.items():
-            sid = have.subnets[sname]["id"]
-            if s.public == (kind == "public") and sid not in rt["associations"]:
-                replace_association(ctx, sid, rt["id"])
-    apply_groups(ctx, want, have)
 
 
-def replace_association(ctx: Ctx, subnet_id: str, route_table_id: str) -> None:
-    """Associate, moving the subnet off another (non-main) route table if needed."""
-    current = ctx.ec2.describe_route_tables(
-        Filters=[{"Name": "association.subnet-id", "Values": [subnet_id]}]
-    )["RouteTables"]
-    for rt in current:
-        for a in rt.get("Associations", []):
-            if a.get("SubnetId") == subnet_id:
-                ctx.ec2.replace_route_table_association(
-                    AssociationId=a["RouteTableAssociationId"], RouteTableId=route_table_id
-                )
-                return
-    ctx.ec2.associate_route_table(SubnetId=subnet_id, RouteTableId=route_table_id)
+HANDLERS: Handlers = {
+    ("vpc", "create"): create_vpc,
+    ("vpc", "update"): update_vpc,
+    ("internet_gateway", "create"): create_gateway,
+    ("internet_gateway", "update"): attach_gateway,
+    ("subnet", "create"): create_subnet,
+    ("subnet", "update"): update_subnet,
+    ("subnet", "delete"): delete_subnet,
+    ("route_table", "create"): create_route_table,
+    ("route_table", "update"): update_route_table,
+    ("security_group", "create"): create_group,
+    ("security_group", "update"): update_group,
+}
+RESOURCES = resources(HANDLERS)
 
 
-def apply_groups(ctx: Ctx, want: Desired, have: Observed) -> None:
-    ec2 = ctx.ec2
-    assert have.vpc_id is not None
-    for role in SG_ROLES:
-        if role not in have.groups:
-            gid = ec2.create_security_group(
-                GroupName=name(ctx, role),
-                Description=f"{ctx.env.stack_name} {ctx.env.name} {role}",
-                VpcId=have.vpc_id,
-                TagSpecifications=tag_spec(ctx, "security-group", role),
-            )["GroupId"]
-            have.groups[role] = ctx.ids[f"sg:{role}"] = gid
-            ctx.out(f"  + security_group {name(ctx, role)} ({gid})")
-    for role in SG_ROLES:
-        wanted = want.rules[role]
-        got = have.rules.get(role, frozenset())
-        gid = have.groups[role]
-        add = sorted(wanted - got)
-        remove = sorted(got - wanted)
-        if add:
-            ec2.authorize_security_group_ingress(
-                GroupId=gid, IpPermissions=[permission(ctx, r) for r in add]
-            )
-        if remove:
-            ec2.revoke_security_group_ingress(
-                GroupId=gid, IpPermissions=[permission(ctx, r) for r in remove]
-            )
-        for r in add:
-            ctx.out(f"  ~ security_group {name(ctx, role)}: + ingress {r}")
-        for r in remove:
-            ctx.out(f"  ~ security_group {name(ctx, role)}: - ingress {r}")
+def apply(ctx: Ctx, change: Change) -> None:
+    dispatch(HANDLERS, ctx, change)
 
 
 # ---- destroy / status ----------------------------------------------------------------------
 
 
-def destroy(ctx: Ctx) -> int:
+def destroy(ctx: Ctx, allow_protected: bool = False) -> int:
+    """Everything in the owned VPC that carries our tags, then the VPC (none is protected)."""
     ec2 = ctx.ec2
     count = 0
     vpcs = ec2.describe_vpcs(Filters=owner_filters(ctx))["Vpcs"]
@@ -404,19 +568,21 @@ def destroy(ctx: Ctx) -> int:
         for g in groups:
             gid = g["GroupId"]
             settle(ctx, f"security_group {gid}", partial(ec2.delete_security_group, GroupId=gid))
-            ctx.out(f"  - security_group {g['GroupName']}")
+            ctx.report.line(f"  - security_group {g['GroupName']}")
             count += 1
         for s in ec2.describe_subnets(Filters=in_vpc + owner_filters(ctx))["Subnets"]:
             sid = s["SubnetId"]
             settle(ctx, f"subnet {sid}", partial(ec2.delete_subnet, SubnetId=sid))
-            ctx.out(f"  - subnet {tag_dict(s.get('Tags')).get('Name', s['SubnetId'])}")
+            ctx.report.line(f"  - subnet {tag_dict(s.get('Tags')).get('Name', s['SubnetId'])}")
             count += 1
         for rt in ec2.describe_route_tables(Filters=in_vpc + owner_filters(ctx))["RouteTables"]:
             for a in rt.get("Associations", []):
                 if not a.get("Main") and a.get("RouteTableAssociationId"):
                     ec2.disassociate_route_table(AssociationId=a["RouteTableAssociationId"])
             ec2.delete_route_table(RouteTableId=rt["RouteTableId"])
-            ctx.out(f"  - route_table {tag_dict(rt.get('Tags')).get('Name', rt['RouteTableId'])}")
+            ctx.report.line(
+                f"  - route_table {tag_dict(rt.get('Tags')).get('Name', rt['RouteTableId'])}"
+            )
             count += 1
         igws = ec2.describe_internet_gateways(Filters=owner_filters(ctx))["InternetGateways"]
         for igw in igws:
@@ -432,7 +598,7 @@ def destroy(ctx: Ctx) -> int:
                     ),
                 )
             ec2.delete_internet_gateway(InternetGatewayId=igw["InternetGatewayId"])
-            ctx.out(f"  - internet_gateway {igw['InternetGatewayId']}")
+            ctx.report.line(f"  - internet_gateway {igw['InternetGatewayId']}")
             count += 1
         try:
             settle(ctx, f"vpc {vpc_id}", partial(ec2.delete_vpc, VpcId=vpc_id))
@@ -441,7 +607,7 @@ def destroy(ctx: Ctx) -> int:
                 f"the VPC {vpc_id} still holds resources this stack does not own "
                 "(DependencyViolation); remove them and re-run destroy"
             ) from None
-        ctx.out(f"  - vpc {tag_dict(vpc.get('Tags')).get('Name', vpc_id)}")
+        ctx.report.line(f"  - vpc {tag_dict(vpc.get('Tags')).get('Name', vpc_id)}")
         count += 1
     return count
 

@@ -6,25 +6,25 @@ first (GetParametersByPath, decrypted) so unchanged ones are never rewritten.
 
 Secrets are never invented for a cloud environment: a missing one is reported with the
 command that sets it. Only the local replica passes a secrets file, whose missing values
-are generated once and written back (0600) so re-runs keep them. No secret value is ever
-printed: not by plan, diff, get, set, nor in an error.
+are generated once and written back (0600) so re-runs keep them (aws.secrets). No secret
+value is ever printed: not by plan, diff, get, set, nor in an error; a plan holds
+`Secret(name)`, fetched by the handler at apply time.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import secrets
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 from botocore.exceptions import ClientError
 
+from jobtory_stack.aws import secrets
 from jobtory_stack.aws.client import error_code
-from jobtory_stack.aws.core import SYMBOLS, Change, Ctx, fmt, tag_list
+from jobtory_stack.aws.core import Ctx, tag_list
+from jobtory_stack.aws.family import Handlers, dispatch, resources
+from jobtory_stack.aws.plan import SYMBOLS, Change, Ref, Secret, fmt
 from jobtory_stack.errors import AwsError
 from jobtory_stack.spec.constants import RUNTIME_PARAMETERS
 
@@ -38,10 +38,11 @@ DATABASE_OWNED_SECRETS = frozenset({"DB_PASSWORD"})
 
 @dataclass(frozen=True)
 class Param:
-    """A desired parameter; `value` None = a secret whose value only SSM knows."""
+    """A desired parameter; `value` None = a secret whose value only SSM knows, a Ref = a
+    value an earlier change of the plan creates (DB_HOST before the database exists)."""
 
     name: str
-    value: str | None
+    value: str | Ref | None
     secure: bool
 
 
@@ -62,10 +63,11 @@ class Desired:
 # ---- desired -------------------------------------------------------------------------------
 
 
-def db_endpoint(ctx: Ctx) -> str | None:
-    """The RDS endpoint address, if the instance exists (the database family records it)."""
-    if "db_endpoint" in ctx.ids:
-        return ctx.ids["db_endpoint"]
+def db_endpoint(ctx: Ctx) -> str | Ref | None:
+    """The RDS endpoint address (the database family records it), a Ref when the plan
+    creates the instance, None when there is no instance."""
+    if "db_endpoint" in ctx.ids or "db_endpoint" in ctx.planned:
+        return ctx.ref("db_endpoint")
     try:
         found = ctx.rds.describe_db_instances(DBInstanceIdentifier=ctx.d.resource_name("db"))
     except ClientError as exc:
@@ -125,33 +127,61 @@ def observe(ctx: Ctx) -> dict[str, Observed]:
 # ---- diff ----------------------------------------------------------------------------------
 
 
-def diff(want: Desired, have: Mapping[str, Observed], prefix: str = "") -> list[Change]:
+def diff(
+    want: Desired,
+    have: Mapping[str, Observed],
+    prefix: str = "",
+    tags: Mapping[str, str] | None = None,
+    written: frozenset[str] = frozenset(),
+) -> list[Change]:
+    """`written`: names an earlier change of the plan writes (DB_PASSWORD, with the
+    database); they are not created twice."""
+    tagged = tag_list(tags or {})
     changes: list[Change] = []
     for name, p in want.params.items():
         o = have.get(name)
         full = prefix + name
-        if o is None:
-            if p.value is not None:
-                shown = ("type: SecureString",) if p.secure else (f"value: {fmt(p.value)}",)
-                changes.append(Change("create", RESOURCE, full, shown, p))
-            continue
-        diffs: list[str] = []
-        if p.value is not None and p.value != o.value:
-            diffs.append(
-                "value differs" if p.secure or o.secure else f"value: {o.value} -> {p.value}"
-            )
-        if p.secure != o.secure:
-            diffs.append(
-                f"type: {SECURE if o.secure else PLAIN} -> {SECURE if p.secure else PLAIN}"
-            )
-        if not o.owned:
-            diffs.append("tags: (none) -> stack, env")
-        if diffs:
-            changes.append(Change("update", RESOURCE, full, tuple(diffs), p))
+        if o is not None:
+            changes.extend(update_change(p, o, full, tagged))
+        elif p.value is not None and name not in written:
+            shown = ("type: SecureString",) if p.secure else (f"value: {fmt(p.value)}",)
+            put = {**put_args(p, full), "Tags": tagged}
+            changes.append(Change("create", RESOURCE, full, shown, {"PutParameter": put}))
     for name, o in have.items():
         if name not in want.params and name not in want.keep and o.owned:
-            changes.append(Change("delete", RESOURCE, prefix + name, (), o))
+            delete = {"DeleteParameter": {"Name": prefix + name}}
+            changes.append(Change("delete", RESOURCE, prefix + name, (), delete))
     return changes
+
+
+def put_args(p: Param, full: str) -> dict[str, Any]:
+    """PutParameter's arguments; a secret's value is never in a plan (a Secret)."""
+    value: str | Ref | Secret | None = Secret(p.name) if p.secure else p.value
+    return {"Name": full, "Value": value, "Type": kind(p.secure)}
+
+
+def update_change(p: Param, o: Observed, full: str, tagged: list[dict[str, str]]) -> list[Change]:
+    diffs: list[str] = []
+    params: dict[str, Any] = {}
+    if p.value is not None and p.value != o.value:
+        secret = p.secure or o.secure
+        diffs.append("value differs" if secret else f"value: {o.value} -> {fmt(p.value)}")
+    if p.secure != o.secure:
+        diffs.append(f"type: {kind(o.secure)} -> {kind(p.secure)}")
+    if diffs:  # a secret whose value only SSM knows keeps it (e.g. String -> SecureString)
+        params["PutParameter"] = {**put_args(p, full), "Overwrite": True}
+    if not o.owned:
+        diffs.append("tags: (none) -> stack, env")
+        params["AddTagsToResource"] = {
+            "ResourceType": "Parameter",
+            "ResourceId": full,
+            "Tags": tagged,
+        }
+    return [Change("update", RESOURCE, full, tuple(diffs), params)] if diffs else []
+
+
+def kind(secure: bool) -> Literal["SecureString", "String"]:
+    return SECURE if secure else PLAIN
 
 
 def missing_secrets(want: Desired, have: Mapping[str, Observed]) -> list[str]:
@@ -171,68 +201,68 @@ def plan(ctx: Ctx) -> list[Change]:
     have = observe(ctx)
     values = None
     if ctx.secrets_file is not None:
-        values = local_secrets(ctx, ctx.secrets_file, have, generate=not ctx.read_only)
+        values = secrets.local_secrets(ctx, ctx.secrets_file, have, generate=not ctx.read_only)
+        ctx.secret_values.update(values)  # what the handlers write (never in the plan)
     want = desired(ctx, values)
     for name in missing_secrets(want, have):
         if name not in DATABASE_OWNED_SECRETS:
-            ctx.note(missing_secret_hint(ctx, name))
-    return diff(want, have, ctx.env.ssm_prefix)
+            ctx.report.note(missing_secret_hint(ctx, name))
+    written = frozenset(k.split(":", 1)[1] for k in ctx.planned if k.startswith("ssm:"))
+    return diff(want, have, ctx.env.ssm_prefix, ctx.tags, written)
 
 
 # ---- apply ---------------------------------------------------------------------------------
 
 
 def put(ctx: Ctx, name: str, value: str, secure: bool, exists: bool, owned: bool) -> None:
+    """Write one parameter now (`params set`, migrate's transition values)."""
     full = ctx.d.parameter_name(name)
-    kind: Literal["SecureString", "String"] = SECURE if secure else PLAIN
+    tags: dict[str, Any] = {"Tags": tag_list(ctx.tags)}
     if exists:
-        ctx.ssm.put_parameter(Name=full, Value=value, Type=kind, Overwrite=True)
+        ctx.ssm.put_parameter(Name=full, Value=value, Type=kind(secure), Overwrite=True)
         if not owned:
-            ctx.ssm.add_tags_to_resource(
-                ResourceType="Parameter",
-                ResourceId=full,
-                Tags=tag_list(ctx.tags),  # type: ignore[arg-type]
-            )
+            ctx.ssm.add_tags_to_resource(ResourceType="Parameter", ResourceId=full, **tags)
     else:
-        ctx.ssm.put_parameter(
-            Name=full,
-            Value=value,
-            Type=kind,
-            Tags=tag_list(ctx.tags),  # type: ignore[arg-type]
-        )
+        ctx.ssm.put_parameter(Name=full, Value=value, Type=kind(secure), **tags)
 
 
-def apply(ctx: Ctx, changes: list[Change], have: Mapping[str, Observed] | None = None) -> None:
-    prefix = ctx.env.ssm_prefix
-    if have is None:
-        have = observe(ctx) if changes else {}
-    for change in changes:
-        name = change.name[len(prefix) :] if change.name.startswith(prefix) else change.name
-        o = have.get(name)
-        if change.action == "delete":
-            ctx.ssm.delete_parameter(Name=ctx.d.parameter_name(name))
-        else:
-            p: Param = change.data
-            # a secret whose value only SSM knows keeps it (e.g. String -> SecureString)
-            value = p.value if p.value is not None else (o.value if o is not None else None)
-            if value is not None and (o is None or value != o.value or p.secure != o.secure):
-                put(ctx, name, value, p.secure, o is not None, o is None or o.owned)
-            elif o is not None and not o.owned:
-                ctx.ssm.add_tags_to_resource(
-                    ResourceType="Parameter",
-                    ResourceId=ctx.d.parameter_name(name),
-                    Tags=tag_list(ctx.tags),  # type: ignore[arg-type]
-                )
-        ctx.out(f"  {SYMBOLS[change.action]} {RESOURCE} {change.name}")
+def write_parameter(ctx: Ctx, change: Change) -> None:
+    p = change.params
+    if "PutParameter" in p:
+        value = p["PutParameter"]["Value"]
+        if isinstance(value, Secret):
+            secrets.fetch(ctx, value.name)
+        ctx.ssm.put_parameter(**ctx.resolve(p["PutParameter"]))
+    if "AddTagsToResource" in p:
+        ctx.ssm.add_tags_to_resource(**ctx.resolve(p["AddTagsToResource"]))
+    ctx.report.line(f"  {SYMBOLS[change.action]} {RESOURCE} {change.name}")
 
 
-def destroy(ctx: Ctx) -> int:
-    """Delete every parameter under the prefix that carries the env's tags."""
+def delete_parameter(ctx: Ctx, change: Change) -> None:
+    ctx.ssm.delete_parameter(**ctx.resolve(change.params["DeleteParameter"]))
+    ctx.report.line(f"  - {RESOURCE} {change.name}")
+
+
+HANDLERS: Handlers = {
+    (RESOURCE, "create"): write_parameter,
+    (RESOURCE, "update"): write_parameter,
+    (RESOURCE, "delete"): delete_parameter,
+}
+RESOURCES = resources(HANDLERS)
+
+
+def apply(ctx: Ctx, change: Change) -> None:
+    dispatch(HANDLERS, ctx, change)
+
+
+def destroy(ctx: Ctx, allow_protected: bool = False) -> int:
+    """Delete every parameter under the prefix that carries the env's tags (none is
+    protected)."""
     count = 0
     for name, o in observe(ctx).items():
         if o.owned:
             ctx.ssm.delete_parameter(Name=ctx.d.parameter_name(name))
-            ctx.out(f"  - {RESOURCE} {ctx.d.parameter_name(name)}")
+            ctx.report.line(f"  - {RESOURCE} {ctx.d.parameter_name(name)}")
             count += 1
     return count
 
@@ -248,95 +278,46 @@ def status(ctx: Ctx) -> list[str]:
     return [line]
 
 
-# ---- the local replica's secrets file ------------------------------------------------------
-
-
-def read_secrets_file(path: Path) -> dict[str, str]:
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError) as exc:
-        raise AwsError(f"{path}: not a readable JSON secrets file ({type(exc).__name__})") from None
-    if not isinstance(raw, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in raw.items()
-    ):
-        raise AwsError(f'{path}: must be a JSON object of strings {{"NAME": "value"}}')
-    return dict(raw)
-
-
-def write_secrets_file(path: Path, values: Mapping[str, str]) -> None:
-    """Atomic replace, mode 0600 from the start (the value never sits in a wider file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(dict(sorted(values.items())), handle, indent=2)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def local_secrets(
-    ctx: Ctx, path: Path, have: Mapping[str, Observed], generate: bool = True
-) -> dict[str, str]:
-    """Secret values for the replica: the file, else SSM's current value, else generated."""
-    values = read_secrets_file(path)
-    changed = False
-    for name in ctx.d.secret_names:
-        if name in values:
-            continue
-        if name in have:
-            values[name] = have[name].value
-        elif generate:
-            values[name] = secrets.token_urlsafe(32)
-        else:
-            continue
-        changed = True
-    if generate and (changed or (path.exists() and path.stat().st_mode & 0o077)):
-        write_secrets_file(path, values)
-        ctx.out(f"secrets file {path}: {len(values)} values (0600)")
-    return values
-
-
 # ---- the commands' work --------------------------------------------------------------------
 
 
 def sync(ctx: Ctx, secrets_file: Path | None = None) -> list[Change]:
+    """`params sync`: plan this family alone and apply it."""
     have = observe(ctx)
-    values = local_secrets(ctx, secrets_file, have) if secrets_file else None
+    values = secrets.local_secrets(ctx, secrets_file, have) if secrets_file else None
+    ctx.secret_values.update(values or {})
     want = desired(ctx, values)
-    changes = diff(want, have, ctx.env.ssm_prefix)
-    apply(ctx, changes, have)
+    changes = diff(want, have, ctx.env.ssm_prefix, ctx.tags)
+    for change in changes:
+        apply(ctx, change)
     unchanged = len([n for n in want.params if n in have]) - sum(
         c.action == "update" for c in changes
     )
     created = sum(c.action == "create" for c in changes)
     updated = sum(c.action == "update" for c in changes)
     deleted = sum(c.action == "delete" for c in changes)
-    ctx.out(
+    ctx.report.line(
         f"params {ctx.env.ssm_prefix}: {created} created, {updated} updated, "
         f"{deleted} deleted, {unchanged} unchanged"
     )
     for name in missing_secrets(want, have):
-        ctx.out(missing_secret_hint(ctx, name))
+        ctx.report.line(missing_secret_hint(ctx, name))
     if "DB_HOST" not in want.params:
-        ctx.out("  DB_HOST: known once the database exists (apply writes its endpoint)")
+        ctx.report.line("  DB_HOST: known once the database exists (apply writes its endpoint)")
     return changes
 
 
 def diff_lines(ctx: Ctx, secrets_file: Path | None = None) -> list[str]:
     have = observe(ctx)
-    values = local_secrets(ctx, secrets_file, have, generate=False) if secrets_file else None
+    values = None
+    if secrets_file:
+        values = secrets.local_secrets(ctx, secrets_file, have, generate=False)
     want = desired(ctx, values)
     lines: list[str] = []
     for change in diff(want, have):
-        p = change.data
         if change.action == "create":
-            shown = "(SecureString)" if p.secure else f"= {p.value}"
+            put = change.params["PutParameter"]
+            shown = "(SecureString)" if put["Type"] == SECURE else f"= {fmt(put['Value'])}"
             lines.append(f"+ {change.name} {shown}")
         elif change.action == "delete":
             lines.append(f"- {change.name}")

@@ -1,94 +1,177 @@
 """plan / apply / destroy / status over every resource family, in dependency order.
 
-apply:   network -> database -> params -> dns/certs -> loadbalancer -> dns aliases -> scaling
+plan:    network -> database -> params -> dns/certs -> loadbalancer -> dns aliases ->
+         scaling, in ONE pass that changes nothing. What an earlier family plans to
+         create, a later one refers to as a Ref (known after apply): `ctx.planned` holds
+         the keys the changes so far produce.
+apply:   executes exactly the changes of a plan, in order (planning first when given none):
+         each change goes to its family's handler for (resource, action), which records
+         the ids it creates in ctx.ids for the Refs of later changes. Nothing is observed
+         or diffed again, so a second apply after a complete one makes no mutating call.
 destroy: the reverse (only what carries the environment's tags).
-Each family is the same few plain functions: plan(ctx) (= diff(desired, observed)),
-apply(ctx, changes), destroy(ctx), status(ctx).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Iterable
 
 from jobtory_stack.aws import database, dns, loadbalancer, network, params, scaling
-from jobtory_stack.aws.core import Change, Ctx, render_plan
+from jobtory_stack.aws.core import Ctx
+from jobtory_stack.aws.family import Family
+from jobtory_stack.aws.plan import Change, Plan, summary
 from jobtory_stack.errors import AwsError
 
-
-@dataclass(frozen=True)
-class Family:
-    name: str
-    plan: Callable[[Ctx], list[Change]]
-    apply: Callable[[Ctx, list[Change]], None]
-
-
 FAMILIES = (
-    Family("network", network.plan, network.apply),
-    Family("database", database.plan, database.apply),
-    Family("params", params.plan, params.apply),
-    Family("dns/certs", dns.plan, dns.apply),
-    Family("loadbalancer", loadbalancer.plan, loadbalancer.apply),
-    Family("dns aliases", dns.alias_plan, dns.alias_apply),
-    Family("scaling", scaling.plan, scaling.apply),
+    Family(
+        "network",
+        network.plan,
+        network.apply,
+        network.RESOURCES,
+        network.destroy,
+        network.status,
+    ),
+    Family(
+        "database",
+        database.plan,
+        database.apply,
+        database.RESOURCES,
+        database.destroy,
+        database.status,
+    ),
+    Family("params", params.plan, params.apply, params.RESOURCES, params.destroy, params.status),
+    Family("dns/certs", dns.plan, dns.apply, dns.RESOURCES, dns.destroy, dns.status),
+    Family(
+        "loadbalancer",
+        loadbalancer.plan,
+        loadbalancer.apply,
+        loadbalancer.RESOURCES,
+        loadbalancer.destroy,
+        loadbalancer.status,
+    ),
+    Family("dns aliases", dns.alias_plan, dns.apply, dns.ALIAS_RESOURCES),
+    Family(
+        "scaling",
+        scaling.plan,
+        scaling.apply,
+        scaling.RESOURCES,
+        scaling.destroy,
+        scaling.status,
+    ),
 )
+ORDER = {resource: i for i, f in enumerate(FAMILIES) for resource in f.resources}
 
 
-def plan(ctx: Ctx) -> list[Change]:
+def family_of(change: Change) -> Family:
+    if change.resource not in ORDER:
+        raise AwsError(f"cannot {change.title}: no resource family has {change.resource}")
+    return FAMILIES[ORDER[change.resource]]
+
+
+# ---- plan ----------------------------------------------------------------------------------
+
+
+def plan(ctx: Ctx) -> Plan:
+    """The whole plan, family by family; remarks are reported per family (section)."""
     changes: list[Change] = []
     for family in FAMILIES:
-        changes.extend(family.plan(ctx))
-    return changes
+        with ctx.report.section(family.name):
+            found = family.plan(ctx)
+        ctx.planned.update(key for change in found for key in change.produces)
+        changes.extend(found)
+    return Plan(tuple(changes), ctx.env.stack_name, ctx.env.name)
 
 
-def apply(ctx: Ctx) -> list[Change]:
-    """Plan and apply family by family (later families see what earlier ones created)."""
-    done: list[Change] = []
-    for family in FAMILIES:
-        changes = family.plan(ctx)
+def held_plan(ctx: Ctx) -> Plan:
+    """The plan, its remarks held per family: apply prints them with the family's header."""
+    with ctx.report.hold():
+        return plan(ctx)
+
+
+# ---- apply ---------------------------------------------------------------------------------
+
+
+def apply_change(ctx: Ctx, change: Change) -> None:
+    """Exactly this change, by its family's handler; then its remarks."""
+    family_of(change).apply(ctx, change)
+    unrecorded = [key for key in change.produces if key not in ctx.ids]
+    if unrecorded:  # a handler that forgot what it created: later Refs could not resolve
+        raise AwsError(f"{change.title} did not record {', '.join(unrecorded)} (a bug)")
+    ctx.planned.difference_update(change.produces)
+    for note in change.notes:
+        ctx.report.note(note)
+
+
+def execute(ctx: Ctx, changes: Iterable[Change]) -> None:
+    """Apply these changes in order, without headers (migrate applies single families)."""
+    for change in changes:
+        apply_change(ctx, change)
+
+
+def sections(ctx: Ctx, plan: Plan) -> list[tuple[Family, list[Change]]]:
+    """The plan's changes per family, after checking that it can be applied here: made for
+    this environment, in dependency order, every Ref produced by an earlier change."""
+    if (plan.stack, plan.env) not in {("", ""), (ctx.env.stack_name, ctx.env.name)}:
+        raise AwsError(
+            f"the plan is for {plan.stack} {plan.env}, not {ctx.env.stack_name} {ctx.env.name}"
+        )
+    unresolved = plan.unresolved(ctx.ids)
+    if unresolved:
+        raise AwsError(
+            "the plan refers to values no earlier change of it creates: " + "; ".join(unresolved)
+        )
+    by_family: dict[str, list[Change]] = {f.name: [] for f in FAMILIES}
+    last = 0
+    for change in plan:
+        index = ORDER.get(change.resource, -1)
+        if index < last:
+            raise AwsError(f"the plan is not in dependency order at {change.title}")
+        by_family[FAMILIES[index].name].append(change)
+        last = index
+    return [(f, by_family[f.name]) for f in FAMILIES]
+
+
+def apply(ctx: Ctx, plan: Plan | None = None) -> Plan:
+    """Execute exactly `plan` (the current one when None), family by family."""
+    if plan is None:
+        plan = held_plan(ctx)
+    for family, changes in sections(ctx, plan):
+        ctx.report.release(family.name)
         if not changes:
-            ctx.out(f"{family.name}: up to date")
+            ctx.report.line(f"{family.name}: up to date")
             continue
-        ctx.out(f"{family.name}: {len(changes)} change(s)")
-        family.apply(ctx, changes)
-        done.extend(changes)
-    if done:
-        ctx.out(render_plan(done)[-1].replace("Plan:", "Applied:"))
+        ctx.report.line(f"{family.name}: {len(changes)} change(s)")
+        execute(ctx, changes)
+    if plan.changes:
+        ctx.report.line(summary(plan).replace("Plan:", "Applied:"))
     else:
-        ctx.out("no changes: the environment matches the spec")
-    return done
+        ctx.report.line("no changes: the environment matches the spec")
+    return plan
+
+
+# ---- destroy / status ----------------------------------------------------------------------
 
 
 def destroy(ctx: Ctx, yes_destroy_prod: bool = False) -> int:
     if ctx.env.name == "prod" and not yes_destroy_prod:
         raise AwsError("refusing to destroy prod: pass --yes-destroy-prod if you really mean it")
-    allow = ctx.env.name != "prod" or yes_destroy_prod
-    steps: tuple[tuple[str, Callable[[Ctx], int]], ...] = (
-        ("scaling", scaling.destroy),
-        ("loadbalancer", lambda c: loadbalancer.destroy(c, allow)),
-        ("dns/certs", dns.destroy),
-        ("params", params.destroy),
-        ("database", lambda c: database.destroy(c, allow)),
-        ("network", network.destroy),
-    )
+    allow_protected = ctx.env.name != "prod" or yes_destroy_prod
     total = 0
-    for name, step in steps:
-        count = step(ctx)
-        ctx.out(f"{name}: {count} deleted" if count else f"{name}: nothing to delete")
+    for family in reversed(FAMILIES):
+        if family.destroy is None:
+            continue
+        count = family.destroy(ctx, allow_protected)
+        line = f"{family.name}: {count} deleted" if count else f"{family.name}: nothing to delete"
+        ctx.report.line(line)
         total += count
-    ctx.out(f"Destroyed {total} resource(s) tagged stack={ctx.env.stack_name} env={ctx.env.name}.")
+    ctx.report.line(
+        f"Destroyed {total} resource(s) tagged stack={ctx.env.stack_name} env={ctx.env.name}."
+    )
     return total
 
 
 def status(ctx: Ctx) -> list[str]:
     lines: list[str] = []
-    for fn in (
-        network.status,
-        database.status,
-        params.status,
-        dns.status,
-        loadbalancer.status,
-        scaling.status,
-    ):
-        lines.extend(fn(ctx))
+    for family in FAMILIES:
+        if family.status is not None:
+            lines.extend(family.status(ctx))
     return lines

@@ -7,14 +7,17 @@
 - the ASG spans the spec's subnets, registers in the target group, uses ELB health
   checks; a target-tracking policy keeps ASGAverageCPUUtilization at the spec's target
 - a changed launch template becomes a new default version and the ASG is moved to it;
-  old instances are replaced: on AWS by an instance refresh, where that API is missing
-  (moto) by our own rolling replacement, one instance at a time, each replacement
-  InService before the next. Instances carry a hash of the template settings they were
-  launched from in the `launch-template-config` tag (propagated by the ASG) to tell old
-  from new; a replacement cut short is resumed by the next apply.
+  old instances are replaced: on AWS by an instance refresh, against an emulator (moto
+  lacks the API) by our own rolling replacement, one instance at a time, each
+  replacement InService before the next. Instances carry a hash of the template settings
+  they were launched from in the `launch-template-config` tag (propagated by the ASG) to
+  tell old from new; a replacement cut short is planned again by the next apply.
 - moto stores a new launch template VERSION's user data in a form its own ASG cannot
   launch from (an assertion in moto), so against an emulator a changed template is
-  replaced (deleted and created again under the same name) instead of versioned.
+  planned as a delete and a create under the same name instead of a new version.
+
+Both emulator workarounds are decided at plan time, only when the endpoint is declared
+an emulator (aws.client.Endpoint.emulator), and the plan prints them.
 
 The release new instances boot is not in the spec: it is `--release V` / `--artifact-url
 URL` (or JOBTORY_RELEASE_VERSION / JOBTORY_ARTIFACT_URL), else the one the current launch
@@ -34,12 +37,12 @@ import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any
 
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
-from botocore.parsers import ResponseParserError
+from botocore.exceptions import ClientError
 
-from jobtory_stack.aws.client import error_code
-from jobtory_stack.aws.core import Action, Change, Ctx, field_diffs, fmt, tag_dict, tag_list
+from jobtory_stack.aws.client import NO_RETRY_CONFIG, error_code
+from jobtory_stack.aws.core import Ctx, owned, tag_dict, tag_list
+from jobtory_stack.aws.family import Handlers, dispatch, resources
+from jobtory_stack.aws.plan import Change, Ref, field_diffs, fmt
 from jobtory_stack.errors import AwsError
 from jobtory_stack.render.user_data import render_user_data
 
@@ -145,7 +148,7 @@ def resolve_ami(ctx: Ctx) -> str:
                 raise
             continue
         if name != asg.ami_ssm_parameter:
-            ctx.note(
+            ctx.report.note(
                 f"! the emulator has no {asg.ami_ssm_parameter}; using its own AMI {ami} "
                 f"(from {name}) instead"
             )
@@ -155,7 +158,7 @@ def resolve_ami(ctx: Ctx) -> str:
         images = ctx.ec2.describe_images(Owners=["amazon"])["Images"]
         if images:
             ami = sorted(i["ImageId"] for i in images)[0]
-            ctx.note(f"! the emulator has no {asg.ami_ssm_parameter}; using its AMI {ami}")
+            ctx.report.note(f"! the emulator has no {asg.ami_ssm_parameter}; using its AMI {ami}")
             ctx.ids["ami"] = ami
             return ami
     raise AwsError(
@@ -205,7 +208,7 @@ def user_data(ctx: Ctx) -> str:
                 "and --artifact-url URL (artifacts built by `deploy.py hosts`)"
             )
         version = PLACEHOLDER_RELEASE
-        ctx.note(f"! no --release given: the emulator's launch template boots '{version}'")
+        ctx.report.note(f"! no --release given: the emulator's launch template boots '{version}'")
     return render_user_data(ctx.env.name, version, url or "")
 
 
@@ -227,7 +230,7 @@ def desired(ctx: Ctx) -> Desired:
         "ImageId": ami,
         "InstanceType": asg.instance_type,
         "IamInstanceProfile": {"Name": profile},
-        "SecurityGroupIds": [ctx.ids.get("sg:ec2", "ec2")],
+        "SecurityGroupIds": [ctx.ref("sg:ec2")],
         "MetadataOptions": {
             "HttpTokens": "required",
             "HttpEndpoint": "enabled",
@@ -361,163 +364,112 @@ def observe(ctx: Ctx, want: Desired) -> Observed:
 
 # ---- diff ----------------------------------------------------------------------------------
 
+REPLACED_TEMPLATE = (
+    "! moto cannot launch from a new launch template version (its ASG asserts on the stored "
+    "user data): replacing the template instead of versioning it"
+)
 
-def diff(want: Desired, have: Observed) -> list[Change]:
+
+def diff(want: Desired, have: Observed, ctx: Ctx) -> list[Change]:
+    return [
+        *role_changes(want, have, ctx),
+        *template_changes(want, have, ctx),
+        *group_changes(want, have, ctx),
+        *policy_changes(want, have),
+    ]
+
+
+def role_changes(want: Desired, have: Observed, ctx: Ctx) -> list[Change]:
     changes: list[Change] = []
+    params: dict[str, Any] = {}
     if not have.role:
-        changes.append(
-            Change("create", "iam_role", want.role, ("policy: read the env's SSM path",))
-        )
-    elif have.policy != want.policy or not have.role_owned:
-        shown: tuple[str, ...] = ("policy: differs",) if have.policy != want.policy else ()
+        params["CreateRole"] = {
+            "RoleName": want.role,
+            "AssumeRolePolicyDocument": json.dumps(ASSUME_EC2),
+            "Description": f"{ctx.d.resource_name('ec2')} hosts: read SSM {ctx.env.ssm_prefix}",
+            "Tags": tag_list(ctx.tags),
+        }
+    elif not have.role_owned:
+        params["TagRole"] = {"RoleName": want.role, "Tags": tag_list(ctx.tags)}
+    if have.policy != want.policy:
+        params["PutRolePolicy"] = {
+            "RoleName": want.role,
+            "PolicyName": "ssm-read",
+            "PolicyDocument": json.dumps(want.policy),
+        }
+    if not have.role:
+        shown: tuple[str, ...] = ("policy: read the env's SSM path",)
+        changes.append(Change("create", "iam_role", want.role, shown, params))
+    elif params:
+        shown = ("policy: differs",) if have.policy != want.policy else ()
         shown += ("tags: (none) -> stack, env",) if not have.role_owned else ()
-        changes.append(Change("update", "iam_role", want.role, shown))
-    if not have.profile or not have.profile_has_role:
-        action: Action = "create" if not have.profile else "update"
-        changes.append(Change(action, "iam_instance_profile", want.role, (f"role: {want.role}",)))
-    if have.template_id is None:
-        shown = tuple(f"{k}: {fmt(v)}" for k, v in want.template_fields.items() if k != "user_data")
-        changes.append(
-            Change(
-                "create", "launch_template", want.template, (*shown, "user_data: pyinfra bootstrap")
-            )
-        )
-    else:
-        diffs = tuple(
-            "user_data: changed" if d.startswith("user_data") else d
-            for d in field_diffs(want.template_fields, have.template_fields)
-        )
-        if diffs:
-            changes.append(
-                Change(
-                    "update",
-                    "launch_template",
-                    want.template,
-                    (*diffs, "-> new version, rolling replacement"),
-                )
-            )
-    template_changes = bool(
-        have.template_id is None or field_diffs(want.template_fields, have.template_fields)
-    )
-    if have.asg is None:
-        shown = tuple(f"{k}: {fmt(v)}" for k, v in want.asg_fields.items())
-        changes.append(
-            Change(
-                "create",
-                "autoscaling_group",
-                want.asg,
-                (*shown, f"desired_capacity: {want.desired_capacity}"),
-            )
-        )
-    else:
-        diffs = field_diffs(want.asg_fields, have.asg)
-        version = str(have.template_version) if have.template_version is not None else None
-        current = have.asg["launch_template_version"]
-        if template_changes:
-            diffs += (f"launch_template_version: {current} -> (new)",)
-        elif current != version or have.asg["launch_template_id"] != have.template_id:
-            diffs += (f"launch_template: {current} -> {version}",)
-        if any(have.asg["tags"].get(k) != v for k, v in asg_tags(want).items()):
-            diffs += ("tags: -> stack, env, Name, launch-template-config",)
-        old = [i for i, (_, h) in have.instances.items() if h != want.config_hash]
-        if old:
-            diffs += (f"instances on an older launch template: {len(old)} -> 0 (replace)",)
-        if diffs:
-            changes.append(Change("update", "autoscaling_group", want.asg, diffs))
-    if have.target_cpu is None:
-        changes.append(
-            Change(
-                "create",
-                "scaling_policy",
-                want.policy_name,
-                (f"ASGAverageCPUUtilization: {want.target_cpu:g}",),
-            )
-        )
-    elif have.target_cpu != want.target_cpu:
-        changes.append(
-            Change(
-                "update",
-                "scaling_policy",
-                want.policy_name,
-                (f"target: {have.target_cpu:g} -> {want.target_cpu:g}",),
-            )
-        )
+        changes.append(Change("update", "iam_role", want.role, shown, params))
+    add_role = {"InstanceProfileName": want.role, "RoleName": want.role}
+    shown = (f"role: {want.role}",)
+    if not have.profile:
+        create = {"InstanceProfileName": want.role, "Tags": tag_list(ctx.tags)}
+        params = {"CreateInstanceProfile": create, "AddRoleToInstanceProfile": add_role}
+        changes.append(Change("create", "iam_instance_profile", want.role, shown, params))
+    elif not have.profile_has_role:
+        params = {"AddRoleToInstanceProfile": add_role}
+        changes.append(Change("update", "iam_instance_profile", want.role, shown, params))
     return changes
 
 
-def plan(ctx: Ctx) -> list[Change]:
-    want = desired(ctx)
-    return diff(want, observe(ctx, want))
-
-
-# ---- apply ---------------------------------------------------------------------------------
-
-
-def apply(ctx: Ctx, changes: list[Change]) -> None:
-    if not changes:
-        return
-    want = desired(ctx)
-    have = observe(ctx, want)
-    iam, ec2, autoscaling = ctx.iam, ctx.ec2, ctx.autoscaling
-    if not have.role:
-        iam.create_role(
-            RoleName=want.role,
-            AssumeRolePolicyDocument=json.dumps(ASSUME_EC2),
-            Description=f"{ctx.d.resource_name('ec2')} hosts: read SSM {ctx.env.ssm_prefix}",
-            Tags=tag_list(ctx.tags),  # type: ignore[arg-type]
-        )
-        ctx.out(f"  + iam_role {want.role}")
-    elif not have.role_owned:
-        iam.tag_role(RoleName=want.role, Tags=tag_list(ctx.tags))  # type: ignore[arg-type]
-    if have.policy != want.policy:
-        iam.put_role_policy(
-            RoleName=want.role, PolicyName="ssm-read", PolicyDocument=json.dumps(want.policy)
-        )
-        ctx.out(f"  ~ iam_role {want.role}: policy ssm-read")
-    if not have.profile:
-        iam.create_instance_profile(
-            InstanceProfileName=want.role,
-            Tags=tag_list(ctx.tags),  # type: ignore[arg-type]
-        )
-        ctx.out(f"  + iam_instance_profile {want.role}")
-    if not have.profile_has_role:
-        iam.add_role_to_instance_profile(InstanceProfileName=want.role, RoleName=want.role)
-    data = dict(want.template_data)
-    data["SecurityGroupIds"] = [ctx.ids["sg:ec2"]]
-    changed_template = have.template_id is not None and bool(
-        field_diffs(want.template_fields, have.template_fields)
-    )
-    if changed_template and ctx.emulator:
-        ctx.note(
-            "! moto cannot launch from a new launch template version (its ASG asserts on "
-            "the stored user data): replacing the template instead of versioning it"
-        )
-        ec2.delete_launch_template(LaunchTemplateId=have.template_id or "")
-        have.template_id = None
+def template_changes(want: Desired, have: Observed, ctx: Ctx) -> list[Change]:
+    """A changed template gets a new default version; against an emulator (decided here,
+    so the plan says so) it is deleted and created again under the same name instead."""
+    create: dict[str, Any] = {
+        "CreateLaunchTemplate": {
+            "LaunchTemplateName": want.template,
+            "LaunchTemplateData": want.template_data,
+            "VersionDescription": "created by deploy.py apply",
+            "TagSpecifications": [{"ResourceType": "launch-template", "Tags": tag_list(ctx.tags)}],
+        }
+    }
+    produces = ("lt", "lt_version")
     if have.template_id is None:
-        lt = ec2.create_launch_template(
-            LaunchTemplateName=want.template,
-            LaunchTemplateData=data,  # type: ignore[arg-type]
-            VersionDescription="created by deploy.py apply",
-            TagSpecifications=[
-                {"ResourceType": "launch-template", "Tags": tag_list(ctx.tags)}  # type: ignore[misc,list-item]
-            ],
-        )["LaunchTemplate"]
-        have.template_id = ctx.ids["lt"] = lt["LaunchTemplateId"]
-        have.template_version = int(lt.get("LatestVersionNumber", 1))
-        ctx.out(f"  + launch_template {want.template} v{have.template_version}")
-    elif changed_template:
-        created = ec2.create_launch_template_version(
-            LaunchTemplateId=have.template_id,
-            LaunchTemplateData=data,  # type: ignore[arg-type]
-            VersionDescription="updated by deploy.py apply",
-        )["LaunchTemplateVersion"]
-        have.template_version = int(created["VersionNumber"])
-        ec2.modify_launch_template(
-            LaunchTemplateId=have.template_id, DefaultVersion=str(have.template_version)
-        )
-        ctx.out(f"  ~ launch_template {want.template} -> v{have.template_version} (default)")
-    version = str(have.template_version)
+        shown = tuple(f"{k}: {fmt(v)}" for k, v in want.template_fields.items() if k != "user_data")
+        diffs = (*shown, "user_data: pyinfra bootstrap")
+        return [Change("create", "launch_template", want.template, diffs, create, produces)]
+    diffs = tuple(
+        "user_data: changed" if d.startswith("user_data") else d
+        for d in field_diffs(want.template_fields, have.template_fields)
+    )
+    if not diffs:
+        return []
+    if ctx.emulator:
+        delete = {"DeleteLaunchTemplate": {"LaunchTemplateId": have.template_id}}
+        why = ("the emulator cannot launch from a new version: replaced instead",)
+        notes = (REPLACED_TEMPLATE,)
+        return [
+            Change("delete", "launch_template", want.template, why, delete, (), notes),
+            Change("create", "launch_template", want.template, diffs, create, produces),
+        ]
+    version = {
+        "LaunchTemplateId": have.template_id,
+        "LaunchTemplateData": want.template_data,
+        "VersionDescription": "updated by deploy.py apply",
+    }
+    default = {"LaunchTemplateId": have.template_id, "DefaultVersion": Ref("lt_version")}
+    update = {"CreateLaunchTemplateVersion": version, "ModifyLaunchTemplate": default}
+    diffs = (*diffs, "-> new version, rolling replacement")
+    return [Change("update", "launch_template", want.template, diffs, update, ("lt_version",))]
+
+
+def template_moves(want: Desired, have: Observed) -> bool:
+    """The plan creates the template or a new version of it."""
+    return have.template_id is None or bool(field_diffs(want.template_fields, have.template_fields))
+
+
+def group_changes(want: Desired, have: Observed, ctx: Ctx) -> list[Change]:
+    moves = template_moves(want, have)
+    created = have.template_id is None or (moves and ctx.emulator)  # see template_changes
+    template: dict[str, Any] = {
+        "LaunchTemplateId": Ref("lt") if created else have.template_id,
+        "Version": Ref("lt_version") if moves else str(have.template_version),
+    }
+    subnets = [ctx.ref(f"subnet:{n}") for n in want.asg_fields["subnets"]]
     tags = [
         {
             "ResourceId": want.asg,
@@ -528,63 +480,220 @@ def apply(ctx: Ctx, changes: list[Change]) -> None:
         }
         for k, v in asg_tags(want).items()
     ]
-    subnets = ",".join(ctx.ids[f"subnet:{n}"] for n in want.asg_fields["subnets"])
     if have.asg is None:
-        autoscaling.create_auto_scaling_group(
-            AutoScalingGroupName=want.asg,
-            LaunchTemplate={"LaunchTemplateId": have.template_id, "Version": version},
-            MinSize=want.asg_fields["min_size"],
-            MaxSize=want.asg_fields["max_size"],
-            DesiredCapacity=want.desired_capacity,
-            VPCZoneIdentifier=subnets,
-            TargetGroupARNs=[ctx.ids["tg"]],
-            HealthCheckType="ELB",
-            HealthCheckGracePeriod=GRACE_SECONDS,
-            Tags=tags,  # type: ignore[arg-type]
+        shown = tuple(f"{k}: {fmt(v)}" for k, v in want.asg_fields.items())
+        shown += (f"desired_capacity: {want.desired_capacity}",)
+        create = {
+            "AutoScalingGroupName": want.asg,
+            "LaunchTemplate": template,
+            "MinSize": want.asg_fields["min_size"],
+            "MaxSize": want.asg_fields["max_size"],
+            "DesiredCapacity": want.desired_capacity,
+            # one comma-separated string for the API: the handler joins the (resolved) ids
+            "VPCZoneIdentifier": subnets,
+            "TargetGroupARNs": [ctx.ref("tg")],
+            "HealthCheckType": "ELB",
+            "HealthCheckGracePeriod": GRACE_SECONDS,
+            "Tags": tags,
+        }
+        params = {"CreateAutoScalingGroup": create}
+        return [Change("create", "autoscaling_group", want.asg, shown, params)]
+    return group_update(want, have, ctx, template, subnets, tags)
+
+
+def group_update(
+    want: Desired,
+    have: Observed,
+    ctx: Ctx,
+    template: dict[str, Any],
+    subnets: list[str | Ref],
+    tags: list[dict[str, Any]],
+) -> list[Change]:
+    a = have.asg
+    assert a is not None
+    diffs = field_diffs(want.asg_fields, a)
+    update: dict[str, Any] = {}
+    for key, api in (("min_size", "MinSize"), ("max_size", "MaxSize")):
+        if a[key] != want.asg_fields[key]:
+            update[api] = want.asg_fields[key]
+    if a["subnets"] != want.asg_fields["subnets"]:
+        update["VPCZoneIdentifier"] = subnets
+    if a["health_check_type"] != "ELB":
+        update.update(HealthCheckType="ELB", HealthCheckGracePeriod=GRACE_SECONDS)
+    current = a["launch_template_version"]
+    if template_moves(want, have):
+        diffs += (f"launch_template_version: {current} -> (new)",)
+        update["LaunchTemplate"] = template
+    elif current != template["Version"] or a["launch_template_id"] != have.template_id:
+        diffs += (f"launch_template: {current} -> {template['Version']}",)
+        update["LaunchTemplate"] = template
+    params: dict[str, Any] = {}
+    if update:
+        params["UpdateAutoScalingGroup"] = {"AutoScalingGroupName": want.asg, **update}
+    if a["target_groups"] != ["tg"]:
+        attach = {"AutoScalingGroupName": want.asg, "TargetGroupARNs": [ctx.ref("tg")]}
+        params["AttachLoadBalancerTargetGroups"] = attach
+    if any(a["tags"].get(k) != v for k, v in asg_tags(want).items()):
+        diffs += ("tags: -> stack, env, Name, launch-template-config",)
+        params["CreateOrUpdateTags"] = {"Tags": tags}
+    old = sorted(i for i, (_, h) in have.instances.items() if h != want.config_hash)
+    if old:
+        how = (
+            f" one at a time: {ctx.endpoint.emulator} has no instance refresh"
+            if ctx.emulator
+            else ""
         )
-        ctx.out(
-            f"  + autoscaling_group {want.asg} (min {want.asg_fields['min_size']}, desired "
-            f"{want.desired_capacity}, max {want.asg_fields['max_size']})"
-        )
-    else:
-        update: dict[str, Any] = {}
-        a = have.asg
-        if a["min_size"] != want.asg_fields["min_size"]:
-            update["MinSize"] = want.asg_fields["min_size"]
-        if a["max_size"] != want.asg_fields["max_size"]:
-            update["MaxSize"] = want.asg_fields["max_size"]
-        if a["subnets"] != want.asg_fields["subnets"]:
-            update["VPCZoneIdentifier"] = subnets
-        if a["health_check_type"] != "ELB":
-            update["HealthCheckType"] = "ELB"
-            update["HealthCheckGracePeriod"] = GRACE_SECONDS
-        if a["launch_template_version"] != version or a["launch_template_id"] != have.template_id:
-            update["LaunchTemplate"] = {"LaunchTemplateId": have.template_id, "Version": version}
-        if update:
-            autoscaling.update_auto_scaling_group(AutoScalingGroupName=want.asg, **update)
-            ctx.out(f"  ~ autoscaling_group {want.asg}: {', '.join(sorted(update))}")
-        if a["target_groups"] != ["tg"]:
-            autoscaling.attach_load_balancer_target_groups(
-                AutoScalingGroupName=want.asg, TargetGroupARNs=[ctx.ids["tg"]]
-            )
-        wanted_tags = {t["Key"]: t["Value"] for t in tags}
-        if any(a["tags"].get(k) != v for k, v in wanted_tags.items()):
-            autoscaling.create_or_update_tags(Tags=tags)  # type: ignore[arg-type]
+        diffs += (f"instances on an older launch template: {len(old)} -> 0 (replace{how})",)
+        params.update(replacement(want.asg, old, ctx.emulator))
+    if not diffs:
+        return []
+    return [Change("update", "autoscaling_group", want.asg, diffs, params)]
+
+
+def replacement(asg: str, old: list[str], emulator: bool) -> dict[str, Any]:
+    """An instance refresh on AWS; where the API is missing (moto) our own rolling
+    replacement: one instance at a time, each replacement InService before the next."""
+    if emulator:
+        return {
+            "TerminateInstanceInAutoScalingGroup": [
+                {"InstanceId": i, "ShouldDecrementDesiredCapacity": False} for i in old
+            ],
+            "DescribeAutoScalingGroups": {"AutoScalingGroupNames": [asg]},
+        }
+    refresh = {
+        "AutoScalingGroupName": asg,
+        "Strategy": "Rolling",
+        "Preferences": {"MinHealthyPercentage": 100, "MaxHealthyPercentage": 200},
+    }
+    return {"StartInstanceRefresh": refresh}
+
+
+def policy_changes(want: Desired, have: Observed) -> list[Change]:
+    put = {
+        "AutoScalingGroupName": want.asg,
+        "PolicyName": want.policy_name,
+        "PolicyType": "TargetTrackingScaling",
+        "TargetTrackingConfiguration": {
+            "PredefinedMetricSpecification": {"PredefinedMetricType": "ASGAverageCPUUtilization"},
+            "TargetValue": want.target_cpu,
+        },
+    }
+    params = {"PutScalingPolicy": put}
+    if have.target_cpu is None:
+        shown = (f"ASGAverageCPUUtilization: {want.target_cpu:g}",)
+        return [Change("create", "scaling_policy", want.policy_name, shown, params)]
     if have.target_cpu != want.target_cpu:
-        autoscaling.put_scaling_policy(
-            AutoScalingGroupName=want.asg,
-            PolicyName=want.policy_name,
-            PolicyType="TargetTrackingScaling",
-            TargetTrackingConfiguration={
-                "PredefinedMetricSpecification": {
-                    "PredefinedMetricType": "ASGAverageCPUUtilization"
-                },
-                "TargetValue": want.target_cpu,
-            },
+        shown = (f"target: {have.target_cpu:g} -> {want.target_cpu:g}",)
+        return [Change("update", "scaling_policy", want.policy_name, shown, params)]
+    return []
+
+
+def plan(ctx: Ctx) -> list[Change]:
+    want = desired(ctx)
+    return diff(want, observe(ctx, want), ctx)
+
+
+# ---- apply: one handler per (resource, action) --------------------------------------------
+
+
+def write_role(ctx: Ctx, change: Change) -> None:
+    p = change.params
+    if "CreateRole" in p:
+        ctx.iam.create_role(**ctx.resolve(p["CreateRole"]))
+        ctx.report.line(f"  + iam_role {change.name}")
+    if "TagRole" in p:
+        ctx.iam.tag_role(**ctx.resolve(p["TagRole"]))
+    if "PutRolePolicy" in p:
+        ctx.iam.put_role_policy(**ctx.resolve(p["PutRolePolicy"]))
+        ctx.report.line(f"  ~ iam_role {change.name}: policy ssm-read")
+
+
+def write_profile(ctx: Ctx, change: Change) -> None:
+    p = change.params
+    if "CreateInstanceProfile" in p:
+        ctx.iam.create_instance_profile(**ctx.resolve(p["CreateInstanceProfile"]))
+        ctx.report.line(f"  + iam_instance_profile {change.name}")
+    ctx.iam.add_role_to_instance_profile(**ctx.resolve(p["AddRoleToInstanceProfile"]))
+
+
+def create_template(ctx: Ctx, change: Change) -> None:
+    created = ctx.ec2.create_launch_template(**ctx.resolve(change.params["CreateLaunchTemplate"]))
+    lt = created["LaunchTemplate"]
+    ctx.ids["lt"] = lt["LaunchTemplateId"]
+    ctx.ids["lt_version"] = str(lt.get("LatestVersionNumber", 1))
+    ctx.report.line(f"  + launch_template {change.name} v{ctx.ids['lt_version']}")
+
+
+def version_template(ctx: Ctx, change: Change) -> None:
+    args = ctx.resolve(change.params["CreateLaunchTemplateVersion"])
+    created = ctx.ec2.create_launch_template_version(**args)["LaunchTemplateVersion"]
+    ctx.ids["lt_version"] = str(created["VersionNumber"])
+    ctx.ec2.modify_launch_template(**ctx.resolve(change.params["ModifyLaunchTemplate"]))
+    ctx.report.line(f"  ~ launch_template {change.name} -> v{ctx.ids['lt_version']} (default)")
+
+
+def delete_template(ctx: Ctx, change: Change) -> None:
+    ctx.ec2.delete_launch_template(**ctx.resolve(change.params["DeleteLaunchTemplate"]))
+    ctx.report.line(f"  - launch_template {change.name}")
+
+
+def joined_subnets(args: dict[str, Any]) -> dict[str, Any]:
+    if "VPCZoneIdentifier" in args:
+        args["VPCZoneIdentifier"] = ",".join(args["VPCZoneIdentifier"])
+    return args
+
+
+def create_group(ctx: Ctx, change: Change) -> None:
+    args = joined_subnets(ctx.resolve(change.params["CreateAutoScalingGroup"]))
+    ctx.autoscaling.create_auto_scaling_group(**args)
+    sizes = f"min {args['MinSize']}, desired {args['DesiredCapacity']}, max {args['MaxSize']}"
+    ctx.report.line(f"  + autoscaling_group {change.name} ({sizes})")
+
+
+def update_group(ctx: Ctx, change: Change) -> None:
+    p, autoscaling = change.params, ctx.autoscaling
+    if "UpdateAutoScalingGroup" in p:
+        args = joined_subnets(ctx.resolve(p["UpdateAutoScalingGroup"]))
+        autoscaling.update_auto_scaling_group(**args)
+        keys = sorted(k for k in args if k != "AutoScalingGroupName")
+        ctx.report.line(f"  ~ autoscaling_group {change.name}: {', '.join(keys)}")
+    if "AttachLoadBalancerTargetGroups" in p:
+        autoscaling.attach_load_balancer_target_groups(
+            **ctx.resolve(p["AttachLoadBalancerTargetGroups"])
         )
-        ctx.out(f"  ~ scaling_policy {want.policy_name}: CPU target {want.target_cpu:g}%")
-    if have.asg is not None:
-        roll(ctx, want.asg, want.config_hash)
+    if "CreateOrUpdateTags" in p:
+        autoscaling.create_or_update_tags(**ctx.resolve(p["CreateOrUpdateTags"]))
+    if "StartInstanceRefresh" in p:
+        start_refresh(ctx, change)
+    if "TerminateInstanceInAutoScalingGroup" in p:
+        replace_instances(ctx, change)
+
+
+def put_policy(ctx: Ctx, change: Change) -> None:
+    args = ctx.resolve(change.params["PutScalingPolicy"])
+    ctx.autoscaling.put_scaling_policy(**args)
+    target = args["TargetTrackingConfiguration"]["TargetValue"]
+    ctx.report.line(f"  ~ scaling_policy {change.name}: CPU target {target:g}%")
+
+
+HANDLERS: Handlers = {
+    ("iam_role", "create"): write_role,
+    ("iam_role", "update"): write_role,
+    ("iam_instance_profile", "create"): write_profile,
+    ("iam_instance_profile", "update"): write_profile,
+    ("launch_template", "create"): create_template,
+    ("launch_template", "update"): version_template,
+    ("launch_template", "delete"): delete_template,
+    ("autoscaling_group", "create"): create_group,
+    ("autoscaling_group", "update"): update_group,
+    ("scaling_policy", "create"): put_policy,
+    ("scaling_policy", "update"): put_policy,
+}
+RESOURCES = resources(HANDLERS)
+
+
+def apply(ctx: Ctx, change: Change) -> None:
+    dispatch(HANDLERS, ctx, change)
 
 
 # ---- rolling replacement -------------------------------------------------------------------
@@ -596,12 +705,16 @@ def asg_tags(want: Desired) -> dict[str, str]:
     return {**instance_tags, CONFIG_TAG: want.config_hash}
 
 
+def describe_group(ctx: Ctx, asg: str) -> Any:
+    return ctx.autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[asg])[
+        "AutoScalingGroups"
+    ][0]
+
+
 def instance_configs(ctx: Ctx, asg: str, group: Any | None = None) -> dict[str, tuple[str, str]]:
     """{instance id: (lifecycle state, launch-template-config tag)} of the ASG's instances."""
     if group is None:
-        group = ctx.autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[asg])[
-            "AutoScalingGroups"
-        ][0]
+        group = describe_group(ctx, asg)
     ids = [i["InstanceId"] for i in group.get("Instances", [])]
     states = {i["InstanceId"]: i["LifecycleState"] for i in group.get("Instances", [])}
     versions: dict[str, str] = {}
@@ -612,68 +725,76 @@ def instance_configs(ctx: Ctx, asg: str, group: Any | None = None) -> dict[str, 
     return {i: (states[i], versions.get(i, "?")) for i in ids}
 
 
-def roll(ctx: Ctx, asg: str, config: str) -> None:
-    """Replace the instances launched from an older template (tag != config)."""
-    old = [i for i, (_, v) in instance_configs(ctx, asg).items() if v != config]
-    if not old:
-        return
-    no_retry = ctx.client(
-        "autoscaling", config=Config(retries={"mode": "standard", "max_attempts": 1})
-    )
+def start_refresh(ctx: Ctx, change: Change) -> None:
+    """AWS: an instance refresh (tried once: a throttled retry would start a second)."""
+    args = ctx.resolve(change.params["StartInstanceRefresh"])
+    no_retry = ctx.client("autoscaling", config=NO_RETRY_CONFIG)
     try:
-        refresh = no_retry.start_instance_refresh(
-            AutoScalingGroupName=asg,
-            Strategy="Rolling",
-            Preferences={"MinHealthyPercentage": 100, "MaxHealthyPercentage": 200},
-        )
-        ctx.out(
-            f"  ~ autoscaling_group {asg}: instance refresh {refresh['InstanceRefreshId']} "
-            f"started for {len(old)} instance(s) (follow it with `deploy.py status`)"
+        refresh = no_retry.start_instance_refresh(**args)
+    except ClientError as exc:
+        if error_code(exc) != "InstanceRefreshInProgress":
+            raise
+        ctx.report.note(
+            f"! {change.name}: an instance refresh is already running; see `deploy.py status`"
         )
         return
-    except (ClientError, BotoCoreError, ResponseParserError) as exc:
-        reason = error_code(exc) if isinstance(exc, ClientError) else type(exc).__name__
-        if reason == "InstanceRefreshInProgress":
-            ctx.note(f"! {asg}: an instance refresh is already running; see `deploy.py status`")
-            return
-        if isinstance(exc, ClientError) and not ctx.emulator:
-            raise
-    ctx.note(
-        f"! instance refresh is not available here ({reason}; moto lacks it): "
-        f"replacing {len(old)} instance(s) one at a time instead"
+    ctx.report.line(
+        f"  ~ autoscaling_group {change.name}: instance refresh {refresh['InstanceRefreshId']} "
+        "started for the instances on an older launch template "
+        "(follow it with `deploy.py status`)"
     )
-    for instance_id in old:
-        ctx.autoscaling.terminate_instance_in_auto_scaling_group(
-            InstanceId=instance_id, ShouldDecrementDesiredCapacity=False
-        )
-        ctx.out(f"  ~ autoscaling_group {asg}: replacing {instance_id}")
 
-        def replaced(gone: str = instance_id) -> str | None:
-            members = instance_configs(ctx, asg)
+
+def replace_instances(ctx: Ctx, change: Change) -> None:
+    """The emulator (no instance refresh): terminate the old instances one at a time, each
+    replacement InService (tagged with the group's current template config) before the
+    next. A replacement cut short is planned again by the next apply."""
+    p = change.params
+    terminations = ctx.resolve(p["TerminateInstanceInAutoScalingGroup"])
+    describe = ctx.resolve(p["DescribeAutoScalingGroups"])
+    ctx.report.note(
+        f"! instance refresh is not available here ({ctx.endpoint.emulator} lacks it): "
+        f"replacing {len(terminations)} instance(s) one at a time instead"
+    )
+    for args in terminations:
+        ctx.autoscaling.terminate_instance_in_auto_scaling_group(**args)
+        ctx.report.line(f"  ~ autoscaling_group {change.name}: replacing {args['InstanceId']}")
+
+        def replaced(gone: str = args["InstanceId"]) -> str | None:
+            group = ctx.autoscaling.describe_auto_scaling_groups(**describe)["AutoScalingGroups"][0]
+            config = {t["Key"]: t.get("Value", "") for t in group.get("Tags", [])}.get(CONFIG_TAG)
+            members = instance_configs(ctx, change.name, group)
             fresh = [i for i, (s, v) in members.items() if s == "InService" and v == config]
             if gone not in members and fresh:
                 return None
             return f"{len(fresh)} new instance(s) InService"
 
-        ctx.wait_for(f"the replacement of {instance_id}", replaced)
+        ctx.wait_for(f"the replacement of {args['InstanceId']}", replaced)
 
 
 # ---- destroy / status ----------------------------------------------------------------------
 
 
-def destroy(ctx: Ctx) -> int:
+def destroy(ctx: Ctx, allow_protected: bool = False) -> int:
+    """The group (and its instances), the template, the role (none is protected)."""
     d = ctx.d
-    count = 0
-    asg_name, lt_name, role = d.resource_name("asg"), d.resource_name("lt"), d.resource_name("ec2")
+    return (
+        destroy_group(ctx, d.resource_name("asg"))
+        + destroy_template(ctx, d.resource_name("lt"))
+        + destroy_role(ctx, d.resource_name("ec2"))
+    )
+
+
+def destroy_group(ctx: Ctx, asg_name: str) -> int:
     groups = ctx.autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[asg_name])[
         "AutoScalingGroups"
     ]
+    count = 0
     for g in groups:
-        tags = {t["Key"]: t.get("Value", "") for t in g.get("Tags", [])}
-        if any(tags.get(k) != v for k, v in ctx.tags.items()):
+        if not owned({t["Key"]: t.get("Value", "") for t in g.get("Tags", [])}, ctx.tags):
             continue
         ctx.autoscaling.delete_auto_scaling_group(AutoScalingGroupName=asg_name, ForceDelete=True)
-        ctx.out(f"  - autoscaling_group {asg_name} (and its instances)")
+        ctx.report.line(f"  - autoscaling_group {asg_name} (and its instances)")
         count += 1
 
         def gone() -> str | None:
@@ -681,23 +802,33 @@ def destroy(ctx: Ctx) -> int:
             return "deleting" if left["AutoScalingGroups"] else None
 
         ctx.wait_for(f"autoscaling_group {asg_name} to be deleted", gone)
+    return count
+
+
+def destroy_template(ctx: Ctx, lt_name: str) -> int:
     try:
         lt = ctx.ec2.describe_launch_templates(LaunchTemplateNames=[lt_name])["LaunchTemplates"][0]
-        if all(tag_dict(lt.get("Tags")).get(k) == v for k, v in ctx.tags.items()):
-            ctx.ec2.delete_launch_template(LaunchTemplateId=lt["LaunchTemplateId"])
-            ctx.out(f"  - launch_template {lt_name}")
-            count += 1
     except ClientError as exc:
         if not error_code(exc).startswith("InvalidLaunchTemplateName"):
             raise
+        return 0
+    if not owned(tag_dict(lt.get("Tags")), ctx.tags):
+        return 0
+    ctx.ec2.delete_launch_template(LaunchTemplateId=lt["LaunchTemplateId"])
+    ctx.report.line(f"  - launch_template {lt_name}")
+    return 1
+
+
+def destroy_role(ctx: Ctx, role: str) -> int:
     try:
         found = ctx.iam.get_role(RoleName=role)["Role"]
     except ClientError as exc:
         if error_code(exc) != "NoSuchEntity":
             raise
-        return count
-    if any(tag_dict(found.get("Tags")).get(k) != v for k, v in ctx.tags.items()):
-        return count
+        return 0
+    if not owned(tag_dict(found.get("Tags")), ctx.tags):
+        return 0
+    count = 0
     try:
         ctx.iam.remove_role_from_instance_profile(InstanceProfileName=role, RoleName=role)
     except ClientError as exc:
@@ -705,7 +836,7 @@ def destroy(ctx: Ctx) -> int:
             raise
     try:
         ctx.iam.delete_instance_profile(InstanceProfileName=role)
-        ctx.out(f"  - iam_instance_profile {role}")
+        ctx.report.line(f"  - iam_instance_profile {role}")
         count += 1
     except ClientError as exc:
         if error_code(exc) != "NoSuchEntity":
@@ -713,7 +844,7 @@ def destroy(ctx: Ctx) -> int:
     for policy in ctx.iam.list_role_policies(RoleName=role)["PolicyNames"]:
         ctx.iam.delete_role_policy(RoleName=role, PolicyName=policy)
     ctx.iam.delete_role(RoleName=role)
-    ctx.out(f"  - iam_role {role}")
+    ctx.report.line(f"  - iam_role {role}")
     return count + 1
 
 

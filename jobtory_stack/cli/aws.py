@@ -42,12 +42,12 @@ def context(args: argparse.Namespace, header: bool = False) -> Ctx:
 def cmd_plan(args: argparse.Namespace) -> int:
     from jobtory_stack.aws import reconcile
     from jobtory_stack.aws.client import aws_errors
-    from jobtory_stack.aws.core import render_plan
+    from jobtory_stack.aws.plan import render_plan
 
     ctx = context(args, header=True)
     with aws_errors():
-        changes = reconcile.plan(ctx)
-    for line in render_plan(changes):
+        plan = reconcile.plan(ctx)
+    for line in render_plan(plan):
         out(line)
     return EXIT_OK
 

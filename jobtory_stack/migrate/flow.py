@@ -28,9 +28,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from jobtory_stack.aws import dns, loadbalancer, network, params, scaling
+from jobtory_stack.aws import dns, loadbalancer, network, params, reconcile, scaling
 from jobtory_stack.aws.client import aws_errors
 from jobtory_stack.aws.core import Ctx, new_ctx, tag_list
+from jobtory_stack.aws.plan import Change
 from jobtory_stack.caddy.admin import CaddyAdmin, bridge_config, config_mode
 from jobtory_stack.errors import CaddyError, HostsError, MigrateError
 from jobtory_stack.hosts.balancers import Balancer, ElbBalancer
@@ -106,7 +107,7 @@ class Migration:
         return derive(self.old)
 
     def out(self, line: str) -> None:
-        self.ctx.out(line)
+        self.ctx.report.line(line)
 
     def target_site(self, admin_listen: str) -> CaddySite:
         """The alb-mode site of a host (as `deploy.py hosts` renders it), keeping the
@@ -134,7 +135,7 @@ def new_migration(
 # ---- shared look-ups ----------------------------------------------------------------------
 
 
-def prime_ids(ctx: Ctx) -> list[Any]:
+def prime_ids(ctx: Ctx) -> list[Change]:
     """Observe the network (ids of the VPC, subnets, groups) and return its pending changes."""
     return network.plan(ctx)
 
@@ -276,7 +277,7 @@ def check_certificate(m: Migration) -> StepState:
 def run_certificate(m: Migration) -> None:
     if m.env.certificate_region != m.env.alb_region:  # the spec refuses this; be explicit
         raise MigrateError("the certificate must be in the ALB's region")
-    dns.apply(m.ctx, dns.plan(m.ctx))
+    reconcile.execute(m.ctx, dns.plan(m.ctx))
 
 
 def check_loadbalancer(m: Migration) -> StepState:
@@ -309,13 +310,13 @@ def run_loadbalancer(m: Migration) -> None:
     ctx = m.ctx
     net = prime_ids(ctx)
     if net:
-        ctx.out(f"  network: {len(net)} change(s) (the ALB's subnets and security groups)")
-        network.apply(ctx, net)
+        m.out(f"  network: {len(net)} change(s) (the ALB's subnets and security groups)")
+        reconcile.execute(ctx, net)
     have = dns.observe(ctx, dns.desired(ctx))
     if have.cert_status != "ISSUED":
         raise MigrateError("step 4 needs an ISSUED certificate: run step 3 first")
-    loadbalancer.apply(ctx, loadbalancer.plan(ctx))
-    dns.alias_apply(ctx, dns.alias_plan(ctx))
+    reconcile.execute(ctx, loadbalancer.plan(ctx))
+    reconcile.execute(ctx, dns.alias_plan(ctx))
     tg = ctx.ids["tg"]
     targets = registered_targets(ctx, tg)
     missing = [i for i in current_hosts(ctx) if i not in targets]
@@ -324,9 +325,9 @@ def run_loadbalancer(m: Migration) -> None:
             TargetGroupArn=tg, Targets=[{"Id": i, "Port": 80} for i in missing]
         )
         for i in missing:
-            ctx.out(f"  + target {i}:80 in {ctx.d.resource_name('tg')}")
+            m.out(f"  + target {i}:80 in {ctx.d.resource_name('tg')}")
     if not targets and not missing:
-        ctx.out("  no running host carries the env's tags: the ASG (step 6) adds its own")
+        m.out("  no running host carries the env's tags: the ASG (step 6) adds its own")
 
 
 def check_caddy(m: Migration) -> StepState:
@@ -535,7 +536,7 @@ def run_scaling(m: Migration) -> None:
     lb = loadbalancer.observe(ctx, loadbalancer.desired(ctx))
     if lb.tg_arn is None:
         raise MigrateError("step 6 needs the target group: run step 4 first")
-    scaling.apply(ctx, scaling.plan(ctx))
+    reconcile.execute(ctx, scaling.plan(ctx))
 
 
 def audit_after(m: Migration, since: datetime) -> dict[str, Any] | None:
@@ -583,10 +584,10 @@ def run_params(m: Migration) -> None:
     for name, value in m.new.parameters.items():
         old = have.get(name, ("(unset)", None))[0]
         if old != value:
-            ctx.out(f"  {name}: {old} -> {value}")
+            m.out(f"  {name}: {old} -> {value}")
     params.sync(ctx, ctx.secrets_file)
     if m.skip_hosts:
-        ctx.out(
+        m.out(
             "  hosts NOT restarted (--skip-hosts): every process that read SSM at start "
             "keeps the old values until it restarts (replica: "
             "`docker compose -f compose/compose.yaml restart app`)"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from jobtory_stack.aws.client import Endpoint, resolve_endpoint
-from jobtory_stack.aws.core import Change, Ctx, field_diffs, render_plan
+from jobtory_stack.aws.core import Ctx
+from jobtory_stack.aws.plan import Change, field_diffs, render_plan
 from jobtory_stack.errors import AwsError
 from jobtory_stack.spec.loader import load_stack
 from jobtory_stack.spec.model import Environment

@@ -283,7 +283,10 @@ def test_launch_template_change_rolls_the_instances(
     }
     monkeypatch.setenv("JOBTORY_RELEASE_VERSION", "v2")  # a new release -> new user data
     code, out, _ = run("plan")
-    assert f"~ update launch_template jobtory-{ENV}-lt" in out
+    # the plan announces the template change; on the emulator (moto cannot launch from a
+    # new template version) as a replacement under the same name, decided at plan time
+    assert f"- delete launch_template jobtory-{ENV}-lt" in out
+    assert f"+ create launch_template jobtory-{ENV}-lt" in out
     assert "user_data: changed" in out
     code, out, err = run("apply")
     assert code == 0, err
