@@ -195,7 +195,7 @@ def test_rolling_deploy_under_load_fails_no_request(fleet: Fleet, first_deploy: 
 def _broken_source(tmp: Path, where: str) -> Path:
     """A copy of this repo's release sources whose /readyz fails: always ("always") or
     only on the live port 8000 ("live": passes the candidate check, fails after the switch)."""
-    from jobtory_stack.hosts.deploy import SKIP_NAMES, SOURCE_PARTS
+    from jobtory_stack.hosts.release import SKIP_NAMES, SOURCE_PARTS
 
     for part in SOURCE_PARTS:
         src = ROOT / part
@@ -404,7 +404,7 @@ def test_secrets_absent_from_process_arguments_logs_and_repo(first_deploy: Deplo
 def test_user_data_bootstraps_a_new_host_identical_to_its_peers(fleet: Fleet) -> None:
     """A third stand-in host, not in any inventory, runs the rendered user data (pyinfra
     against @local) with the artifacts placed where a baked AMI would have them."""
-    from jobtory_stack.hosts.deploy import ARTIFACTS_DIR, Manifest
+    from jobtory_stack.hosts.settings import ARTIFACTS_DIR, Manifest
 
     version = current_version("ec2-1")
     manifest = Manifest.load(ARTIFACTS_DIR, version)
