@@ -68,9 +68,7 @@ def cmd_destroy(args: argparse.Namespace) -> int:
 
     env = resolve_env(args)
     if env.name == "prod" and not args.yes_destroy_prod:
-        raise AwsError(
-            "refusing to destroy prod: pass --yes-destroy-prod if you really mean it"
-        )
+        raise AwsError("refusing to destroy prod: pass --yes-destroy-prod if you really mean it")
     ctx = context(args, header=True)
     with aws_errors():
         reconcile.destroy(ctx, args.yes_destroy_prod)

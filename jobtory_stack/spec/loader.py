@@ -165,4 +165,3 @@ def _model_args(annotation: Any) -> Iterator[type[BaseModel]]:
         yield annotation
     for arg in getattr(annotation, "__args__", ()):
         yield from _model_args(arg)
-

@@ -214,4 +214,3 @@ class Environment:
     @property
     def ssm_prefix(self) -> str:
         return self.ssm.prefix or f"/{self.stack_name}/{self.name}/"
-
