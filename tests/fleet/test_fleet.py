@@ -290,7 +290,7 @@ CADDY_RETRY = 5  # lb_try_duration in the Caddyfile: a request may wait that lon
 def _fault(host: str, stop: str, timeout: float = 60) -> tuple[float, float]:
     """Start the fault and wait until the ALB marks the host unhealthy; returns when it
     started and when the ALB noticed (monotonic seconds)."""
-    from jobtory_stack.alb_standin import AlbRuntime
+    from jobtory_stack.hosts.standin import AlbRuntime
 
     runtime = AlbRuntime("127.0.0.1", int(os.environ.get("ALB_FLEET_RUNTIME_PORT", "9998")))
     t0 = time.monotonic()
