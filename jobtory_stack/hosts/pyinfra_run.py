@@ -82,13 +82,16 @@ def changed_operations(state: State, host: Host, executed: bool) -> list[str]:
 
 
 def failure_reasons(state: State, host: Host) -> list[str]:
-    """The `jobtory: ... failed` lines of the operations that failed, else which failed."""
+    """The `jobtory: ... failed` lines of the operations that failed, else which failed.
+    An operation run with `_ignore_errors` did not fail the host: no reason."""
     reasons: list[str] = []
     for op_hash in state.get_op_order():
         op = state.ops[host].get(op_hash)
-        if op is None or not op.operation_meta.is_complete() or op.operation_meta.did_succeed():
+        if op is None or op.global_arguments.get("_ignore_errors"):
             continue
         meta = op.operation_meta
+        if not meta.is_complete() or meta.did_succeed():
+            continue
         lines = [*meta.stderr_lines, *meta.stdout_lines]
         quoted = [m.group(0).strip() for line in lines if (m := REASON_RE.search(line))]
         last = (meta.stderr_lines or meta.stdout_lines or ["no output"])[-1].strip()

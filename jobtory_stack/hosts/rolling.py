@@ -114,9 +114,8 @@ def rolling_deploy(
             t = time.monotonic()
             balancer.restore(target.lb_target, timeout=ready_timeout)
             if balanced:
-                out(
-                    f"{target.name}: healthy in {balancer.name} again ({time.monotonic() - t:.1f}s)"
-                )
+                took = time.monotonic() - t
+                out(f"{target.name}: healthy in {balancer.name} again ({took:.1f}s)")
             outcome.result = "ok"
         finally:
             outcome.seconds = time.monotonic() - started

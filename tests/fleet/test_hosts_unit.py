@@ -157,6 +157,8 @@ if host.data.get("fail"):
         name="a step that fails",
         commands=["echo 'jobtory: step x failed on purpose' >&2; exit 3"],
     )
+if host.data.get("tolerated"):
+    server.shell(name="a failure tolerated", commands=["exit 1"], _ignore_errors=True)
 if host.data.get("broken"):
     raise RuntimeError("the deploy file is broken")
 """
@@ -202,6 +204,11 @@ def test_a_failed_operation_quotes_the_hosts_reason(tiny: dict[str, Any]) -> Non
     assert not run.ok
     assert run.reasons == ("jobtory: step x failed on purpose",)
     assert run.changed == 3  # what changed before the failure
+
+
+def test_an_operation_whose_errors_are_ignored_fails_nothing(tiny: dict[str, Any]) -> None:
+    run = run_pyinfra(data=_data(tiny, tolerated="1"), **tiny)
+    assert run.ok and run.reasons == () and run.changed == 3, run
 
 
 def test_a_broken_deploy_file_fails_the_plan_with_its_error(tiny: dict[str, Any]) -> None:
