@@ -43,7 +43,9 @@ WHEEL_PLATFORMS = (
 )
 
 
-def _source_files(source: Path) -> Iterator[tuple[str, Path]]:
+def source_files(source: Path) -> Iterator[tuple[str, Path]]:
+    """What a release ships to a host: (name in the release, file) for SOURCE_PARTS of
+    the checkout `source`; the replica's tooling (replica/) is not among them."""
     for part in SOURCE_PARTS:
         top = source / part
         if top.is_file():
@@ -212,7 +214,7 @@ def build_wheelhouse(requirements: str, host_requirements: str, out: Path) -> tu
 
 def source_digest(source: Path) -> str:
     h = hashlib.sha256()
-    for name, path in _source_files(source):
+    for name, path in source_files(source):
         h.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()
 
@@ -244,7 +246,7 @@ def build_release(
     host_requirements = caddy_pin(repo) + "\n"
     wheels, wheels_id = build_wheelhouse(requirements, host_requirements, out)
     members: list[tuple[str, bytes, int]] = []
-    for name, path in _source_files(source):
+    for name, path in source_files(source):
         mode = 0o755 if os.access(path, os.X_OK) else 0o644
         members.append((name, path.read_bytes(), mode))
     members.append(("requirements.txt", requirements.encode(), 0o644))

@@ -1,6 +1,6 @@
 """`deploy.py hosts`: the rolling deploy of a release to an environment's hosts.
 
-One host at a time: plan (pyinfra --dry); nothing to change -> leave the host alone;
+One host at a time: plan (a pyinfra dry run); nothing to change -> leave the host alone;
 else take it out of the load balancer (drain), deploy (pyinfra/deploy.py), put it back
 and wait until the balancer's health checks pass, then the next host. A deploy lock in
 SSM (hosts.lock) keeps two deploys apart; every deploy appends one audit line there.
@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from jobtory_stack.aws.client import aws_errors, client_for
 from jobtory_stack.errors import HostsError, JobtoryError
@@ -29,7 +29,7 @@ from jobtory_stack.hosts.lock import (
     whoami,
 )
 from jobtory_stack.hosts.release import build_release, default_version
-from jobtory_stack.hosts.runner import PYINFRA_DIR, run_pyinfra
+from jobtory_stack.hosts.runner import PYINFRA_DIR, RunResult, run_pyinfra
 from jobtory_stack.hosts.settings import ARTIFACTS_DIR, REPO, DeployOptions, check_version
 from jobtory_stack.spec.model import Environment
 
@@ -84,48 +84,84 @@ def rolling_deploy(
         outcome = HostOutcome(target.name)
         report.hosts.append(outcome)
         started = time.monotonic()
-        plan = run_pyinfra(inventory, target.name, data, dry=True, env=pyinfra_env)
-        outcome.planned = plan.changed
-        if not plan.ok:
-            outcome.result = "failed: plan: " + "; ".join(plan.reasons)
-            raise HostsError(f"{target.name}: {outcome.result} (log: {plan.log})")
-        if plan.changed == 0:
-            outcome.result = "no change"
-            outcome.seconds = time.monotonic() - started
-            out(f"{target.name}: no change ({plan.seconds:.1f}s); left in the balancer")
-            continue
-        balanced = not isinstance(balancer, NoBalancer)
-        out(
-            f"{target.name}: {plan.changed} operations to change; "
-            + (f"draining from {balancer.name}" if balanced else "no balancer to drain from")
-        )
-        was_healthy = balancer.healthy(target.lb_target)
-        t = time.monotonic()
-        balancer.drain(target.lb_target)
-        if balanced:
-            out(f"{target.name}: drained ({time.monotonic() - t:.1f}s)")
-        out(f"{target.name}: deploying {report.version}")
-        run = run_pyinfra(inventory, target.name, data, env=pyinfra_env)
-        outcome.changed = run.changed
-        if not run.ok:
-            outcome.result = "failed: " + "; ".join(run.reasons)
-            out(f"{target.name}: deploy FAILED: {'; '.join(run.reasons)} (log: {run.log})")
-            # A host that served before serves its previous release again: wait for it.
-            # One that never served (a fresh host) is registered without waiting.
-            out(f"{target.name}: putting it back in {balancer.name}")
+        try:
+            plan = plan_host(inventory, target, data, outcome, pyinfra_env)
+            if plan.changed == 0:
+                outcome.result = "no change"
+                out(f"{target.name}: no change ({plan.seconds:.1f}s); left in the balancer")
+                continue
+            balanced = not isinstance(balancer, NoBalancer)
+            out(
+                f"{target.name}: {plan.changed} operations to change; "
+                + (f"draining from {balancer.name}" if balanced else "no balancer to drain from")
+            )
+            was_healthy = balancer.healthy(target.lb_target)
+            t = time.monotonic()
+            balancer.drain(target.lb_target)
+            if balanced:
+                out(f"{target.name}: drained ({time.monotonic() - t:.1f}s)")
+            out(f"{target.name}: deploying {report.version}")
+            back = ready_timeout if was_healthy else 0  # a fresh host is not waited for
             try:
-                balancer.restore(target.lb_target, timeout=ready_timeout if was_healthy else 0)
-            except HostsError as exc:
-                out(f"{target.name}: {exc}")
+                run = run_pyinfra(inventory, target.name, data, env=pyinfra_env)
+            except HostsError as exc:  # no readable result: a failure all the same
+                put_back_failed(target, balancer, outcome, str(exc), back, out)
+            outcome.changed = run.changed
+            if not run.ok:
+                why = "; ".join(run.reasons)
+                put_back_failed(target, balancer, outcome, why, back, out, log=run.log)
+            out(f"{target.name}: {run.changed} changed operations ({run.seconds:.1f}s)")
+            t = time.monotonic()
+            balancer.restore(target.lb_target, timeout=ready_timeout)
+            if balanced:
+                took = time.monotonic() - t
+                out(f"{target.name}: healthy in {balancer.name} again ({took:.1f}s)")
+            outcome.result = "ok"
+        finally:
             outcome.seconds = time.monotonic() - started
-            raise HostsError(f"{target.name}: {outcome.result}")
-        out(f"{target.name}: {run.changed} changed operations ({run.seconds:.1f}s)")
-        t = time.monotonic()
-        balancer.restore(target.lb_target, timeout=ready_timeout)
-        if balanced:
-            out(f"{target.name}: healthy in {balancer.name} again ({time.monotonic() - t:.1f}s)")
-        outcome.result = "ok"
-        outcome.seconds = time.monotonic() - started
+
+
+def plan_host(
+    inventory: Path,
+    target: Target,
+    data: Mapping[str, str],
+    outcome: HostOutcome,
+    pyinfra_env: Mapping[str, str] | None,
+) -> RunResult:
+    """The host's plan (a pyinfra dry run). A plan that failed or cannot be read stops
+    the deploy before the host is drained: it is never taken for "no change"."""
+    try:
+        plan = run_pyinfra(inventory, target.name, data, dry=True, env=pyinfra_env)
+    except HostsError as exc:
+        outcome.result = f"failed: plan: {exc}"
+        raise HostsError(f"{target.name}: {outcome.result}") from None
+    outcome.planned = plan.changed
+    if not plan.ok:
+        outcome.result = "failed: plan: " + "; ".join(plan.reasons)
+        raise HostsError(f"{target.name}: {outcome.result} (log: {plan.log})")
+    return plan
+
+
+def put_back_failed(
+    target: Target,
+    balancer: Balancer,
+    outcome: HostOutcome,
+    why: str,
+    timeout: float,
+    out: Out,
+    log: Path | None = None,
+) -> NoReturn:
+    """A drained host whose deploy failed goes back in the balancer, and the deploy stops.
+    A host that served before serves its previous release again: wait `timeout` for it;
+    one that never served (a fresh host) is registered without waiting (timeout 0)."""
+    outcome.result = f"failed: {why}"
+    out(f"{target.name}: deploy FAILED: {why}" + (f" (log: {log})" if log else ""))
+    out(f"{target.name}: putting it back in {balancer.name}")
+    try:
+        balancer.restore(target.lb_target, timeout=timeout)
+    except HostsError as exc:
+        out(f"{target.name}: {exc}")
+    raise HostsError(f"{target.name}: {outcome.result}")
 
 
 class DeployFailed(HostsError):

@@ -1,10 +1,16 @@
-"""Running pyinfra for one host: a plan (dry run) or the deploy, its log kept in a file."""
+"""Running pyinfra for one host: the plan (dry run) or the deploy, its log kept in a file.
+
+pyinfra runs in a child process (`python -m jobtory_stack.hosts.pyinfra_run`) that drives
+pyinfra's Python API and writes a JSON result read from pyinfra's own state: which
+operations changed the host (or would), whether the run failed and why. pyinfra's
+output is only for people (the log). A result that cannot be read is an error that
+names the log, never "no change".
+"""
 
 from __future__ import annotations
 
+import json
 import os
-import re
-import shutil
 import subprocess
 import sys
 import time
@@ -12,59 +18,53 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+from jobtory_stack.errors import HostsError
 from jobtory_stack.hosts.settings import LOG_DIR, REPO
 
 PYINFRA_DIR = REPO / "pyinfra"
 DEPLOY_FILE = PYINFRA_DIR / "deploy.py"
-
-TOTAL_RE = re.compile(r"Grand total\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)")
-
-
-DRY_ROW_RE = re.compile(r"(\d+ \([^)]*\)|-)\s+(\d+ \([^)]*\)|-)\s*$")
-
-
-ANSI_RE = re.compile(r"\x1b\[[0-9;]*m")
+CHILD = "jobtory_stack.hosts.pyinfra_run"
 
 
 @dataclass(frozen=True)
 class RunResult:
     ok: bool
-    changed: int
+    changed: int  # operations that changed the host (the plan: that would change it)
     seconds: float
-    reasons: tuple[str, ...]
+    reasons: tuple[str, ...]  # why it failed: the host's `jobtory: ... failed` lines first
     log: Path
+    operations: tuple[str, ...] = ()  # the changed operations' names
 
 
-def _num(text: str) -> int:
-    return int(text) if text.isdigit() else 0
+def _strings(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
 
 
-def pyinfra_executable() -> str:
-    local = Path(sys.executable).parent / "pyinfra"
-    return str(local) if local.exists() else (shutil.which("pyinfra") or "pyinfra")
-
-
-def parse_changes(output: str, dry: bool, host: str) -> int:
-    """Changed operations from pyinfra's summary (results table, or the dry-run plan)."""
-    text = ANSI_RE.sub("", output)
-    if not dry:
-        match = TOTAL_RE.search(text)
-        return _num(match.group(2)) if match else 0
-    # Dry run (no -y): the "Detected changes" table: Operation | Change | Conditional Change,
-    # a cell being "N (host, ...)" or "-". Count the operations naming this host.
-    section = text.split("Detected changes:", 1)[-1].split("Detected changes may not", 1)[0]
-    count = 0
-    for line in section.splitlines():
-        cells = DRY_ROW_RE.search(line)
-        if not cells:
-            continue
-        for cell in cells.groups():
-            hosts = cell.partition("(")[2].rstrip(")").split(",")
-            if host in [h.strip() for h in hosts]:
-                count += 1
-                break
-    return count
+def read_result(path: Path, host: str, dry: bool, log: Path) -> tuple[bool, list[str], list[str]]:
+    """The child's result for `host`: (ok, changed operations, reasons). Anything else
+    (no file, not JSON, another host or kind of run, a failure without a reason) is a
+    HostsError naming the log: a result nobody can read must not pass for "no change"."""
+    what = "plan" if dry else "deploy"
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise HostsError(f"the pyinfra {what} left no result; see {log}") from None
+    except (OSError, ValueError) as exc:
+        raise HostsError(f"unreadable pyinfra {what} result ({exc}); see {log}") from None
+    valid = (
+        isinstance(data, dict)
+        and data.get("host") == host
+        and data.get("dry") is dry
+        and isinstance(data.get("ok"), bool)
+        and _strings(data.get("changed"))
+        and _strings(data.get("reasons"))
+        and (data["ok"] or data["reasons"])
+    )
+    if not valid:
+        raise HostsError(f"the pyinfra {what} result {path} is not one for {host}; see {log}")
+    return data["ok"], data["changed"], data["reasons"]
 
 
 def run_pyinfra(
@@ -74,44 +74,41 @@ def run_pyinfra(
     dry: bool = False,
     env: Mapping[str, str] | None = None,
     timeout: float = 1800,
+    deploy_file: Path = DEPLOY_FILE,
+    log_dir: Path = LOG_DIR,
 ) -> RunResult:
-    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    """Run `deploy_file` on `host` of `inventory` (dry: only plan), its output in a log."""
+    log_dir.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-    log = LOG_DIR / f"hosts-{stamp}-{host}{'-plan' if dry else ''}.log"
-    cmd = [pyinfra_executable(), str(inventory), str(DEPLOY_FILE), "--limit", host]
-    cmd.append("--dry" if dry else "-y")  # dry without -y: pyinfra prints its change table
+    log = log_dir / f"hosts-{stamp}-{host}{'-plan' if dry else ''}.log"
+    result = log.with_suffix(".json")
+    result.unlink(missing_ok=True)  # a result left by an earlier run must never be read
+    cmd = [sys.executable, "-m", CHILD, str(inventory), str(deploy_file), host]
+    cmd += ["--result", str(result), *(["--dry"] if dry else [])]
     for key, value in data.items():
         cmd += ["--data", f"{key}={value}"]
     started = time.monotonic()
-    try:
-        proc = subprocess.run(
-            cmd,
-            cwd=REPO,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
-            check=False,
-        )
-        output, code = proc.stdout + proc.stderr, proc.returncode
-    except subprocess.TimeoutExpired as exc:
-        output = str(exc.stdout or "") + str(exc.stderr or "")
-        code = -1
-        output += f"\njobtory: pyinfra timed out after {timeout:.0f}s\n"
+    with log.open("w") as out:
+        try:
+            proc = subprocess.run(
+                cmd,
+                cwd=REPO,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                timeout=timeout,
+                env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            reason = f"jobtory: pyinfra timed out after {timeout:.0f}s"
+            out.write(f"\n{reason}\n")
+            return RunResult(False, 0, time.monotonic() - started, (reason,), log)
     seconds = time.monotonic() - started
-    log.write_text(output)
-    reasons = tuple(
-        dict.fromkeys(
-            m.group(0).strip()
-            for m in re.finditer(r"jobtory: [^\n]*(failed|not built|timed out)[^\n]*", output)
+    ok, changed, reasons = read_result(result, host, dry, log)
+    if ok != (proc.returncode == 0):
+        raise HostsError(
+            f"pyinfra exited {proc.returncode} but its result says "
+            f"{'ok' if ok else 'failed'}; see {log}"
         )
-    )
-    if code != 0 and not reasons:
-        errors = [
-            ANSI_RE.sub("", line).strip()
-            for line in output.splitlines()
-            if "rror" in line or "failed" in line.lower()
-        ]
-        reasons = tuple(errors[-3:]) or (f"pyinfra exited {code}",)
-    return RunResult(code == 0, parse_changes(output, dry, host), seconds, reasons, log)
+    return RunResult(ok, len(changed), seconds, tuple(reasons), log, tuple(changed))

@@ -1,7 +1,9 @@
 """The fleet replica's ALB stand-in, reached through its HAProxy runtime API (127.0.0.1 or
 the compose network only): list targets, drain and deregister, register and wait for
 health. The product's one adapter to the stand-in, until the stand-in follows the
-emulator's ELBv2 target group; the stand-in itself lives in replica/."""
+emulator's ELBv2 target group; the stand-in itself lives in replica/ (its CLI and the
+alb image use this client: there is no second one). Standard library only (and
+jobtory_stack.errors): the alb image runs it with Debian's python3."""
 
 from __future__ import annotations
 

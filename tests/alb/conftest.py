@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from jobtory_stack.alb_standin import (
+from replica.alb_standin import (
     AlbRuntime,
     AlbStandin,
     TargetGroup,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import shutil
 import stat
 import subprocess
@@ -11,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from jobtory_stack.alb_standin import (
+from jobtory_stack.render.alb_env import alb_env
+from jobtory_stack.spec.loader import load_stack
+from replica.alb_standin import (
     AlbError,
     AlbRuntime,
     AlbStandin,
@@ -225,16 +228,50 @@ def test_runtime_accepts_local_hosts(host: str) -> None:
     AlbRuntime(host=host)
 
 
-def test_module_is_stdlib_only_for_the_image() -> None:
-    """The alb image runs the module as a script with Debian's python3: stdlib only."""
-    source = (ROOT / "jobtory_stack" / "alb_standin.py").read_text()
-    imported = set()
-    for node in ast.walk(ast.parse(source)):
+def alb_image_files() -> list[str]:
+    """The files scripts/build-images gathers for the alb image (its ALB_FILES)."""
+    script = (ROOT / "scripts" / "build-images").read_text()
+    match = re.search(r"^ALB_FILES=\(([^)]*)\)", script, re.MULTILINE)
+    assert match, "scripts/build-images lists no ALB_FILES"
+    return match.group(1).split()
+
+
+def imported_modules(path: Path) -> list[str]:
+    modules: list[str] = []
+    for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
-            imported |= {alias.name.split(".")[0] for alias in node.names}
+            modules += [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            imported.add(node.module.split(".")[0])
-    assert imported - set(sys.stdlib_module_names) == set()
+            modules.append(node.module)
+    return modules
+
+
+def module_file(module: str) -> str:
+    path = module.replace(".", "/")
+    return f"{path}.py" if (ROOT / f"{path}.py").exists() else f"{path}/__init__.py"
+
+
+def test_module_imports_only_what_the_image_has() -> None:
+    """The alb image runs the stand-in with Debian's python3 and python3-jinja2, and holds
+    only the files scripts/build-images gathers: whatever the stand-in imports, directly
+    or through those files, is the standard library, jinja2 or one of those files."""
+    files = alb_image_files()
+    assert "replica/templates/haproxy.cfg.j2" in files
+    # the image runs `python3 -m replica.alb_standin`: the package, then the module
+    todo, seen = ["replica/__init__.py", "replica/alb_standin.py"], set()
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        assert path in files, f"the stand-in needs {path}; the alb image lacks it"
+        for module in imported_modules(ROOT / path):
+            parts = module.split(".")
+            if parts[0] in ("replica", "jobtory_stack"):  # the module and its packages
+                todo += [module_file(".".join(parts[:i])) for i in range(1, len(parts) + 1)]
+            else:
+                assert parts[0] in sys.stdlib_module_names or parts[0] == "jinja2", module
+    assert seen == {f for f in files if f.endswith(".py")}  # and nothing it does not need
 
 
 def test_image_entrypoint_and_dockerfile() -> None:
@@ -242,7 +279,8 @@ def test_image_entrypoint_and_dockerfile() -> None:
     assert subprocess.run(["sh", "-n", str(entrypoint)]).returncode == 0
     assert entrypoint.stat().st_mode & stat.S_IXUSR
     dockerfile = (ROOT / "compose" / "alb" / "Dockerfile").read_text()
-    assert "COPY .generated/src/jobtory_stack/alb_standin.py" in dockerfile
+    assert "COPY .generated/alb/ /usr/local/lib/alb/" in dockerfile
+    assert "python3-jinja2" in dockerfile
     assert 'ENTRYPOINT ["alb-entrypoint"]' in dockerfile
     assert "exec haproxy -W -db" in entrypoint.read_text()
 
@@ -270,3 +308,9 @@ def test_env_file_round_trips_through_the_entrypoint(tmp_path: Path) -> None:
     seen = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
     for key, value in spec_env(alb).items():
         assert seen[key] == value, key
+
+
+def test_the_spec_side_env_is_what_the_stand_in_reads() -> None:
+    """`deploy.py render alb-env` (the product) writes the variables the stand-in reads."""
+    values = alb_env(load_stack(ROOT / "stack.toml").env("local"))
+    assert spec_env(AlbStandin.from_env(values)) == values

@@ -11,7 +11,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from jobtory_stack.alb_standin import TargetGroup, main
+from replica.alb_standin import TargetGroup, main
 from tests.alb.conftest import HOSTNAMES, RunningAlb, health_is, wait_for
 
 pytestmark = pytest.mark.timeout(60)

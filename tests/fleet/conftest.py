@@ -134,7 +134,7 @@ def alb_versions(n: int = 20) -> Counter[str]:
 
 
 def wait_targets(state: str = "healthy", timeout: float = 120) -> list[Any]:
-    from jobtory_stack.alb_standin import AlbRuntime
+    from jobtory_stack.hosts.standin import AlbRuntime
 
     runtime = AlbRuntime("127.0.0.1", ALB_RUNTIME)
     deadline = time.monotonic() + timeout

@@ -195,7 +195,7 @@ def test_rolling_deploy_under_load_fails_no_request(fleet: Fleet, first_deploy: 
 def _broken_source(tmp: Path, where: str) -> Path:
     """A copy of this repo's release sources whose /readyz fails: always ("always") or
     only on the live port 8000 ("live": passes the candidate check, fails after the switch)."""
-    from jobtory_stack.hosts.deploy import SKIP_NAMES, SOURCE_PARTS
+    from jobtory_stack.hosts.release import SKIP_NAMES, SOURCE_PARTS
 
     for part in SOURCE_PARTS:
         src = ROOT / part
@@ -290,7 +290,7 @@ CADDY_RETRY = 5  # lb_try_duration in the Caddyfile: a request may wait that lon
 def _fault(host: str, stop: str, timeout: float = 60) -> tuple[float, float]:
     """Start the fault and wait until the ALB marks the host unhealthy; returns when it
     started and when the ALB noticed (monotonic seconds)."""
-    from jobtory_stack.alb_standin import AlbRuntime
+    from jobtory_stack.hosts.standin import AlbRuntime
 
     runtime = AlbRuntime("127.0.0.1", int(os.environ.get("ALB_FLEET_RUNTIME_PORT", "9998")))
     t0 = time.monotonic()
@@ -404,7 +404,7 @@ def test_secrets_absent_from_process_arguments_logs_and_repo(first_deploy: Deplo
 def test_user_data_bootstraps_a_new_host_identical_to_its_peers(fleet: Fleet) -> None:
     """A third stand-in host, not in any inventory, runs the rendered user data (pyinfra
     against @local) with the artifacts placed where a baked AMI would have them."""
-    from jobtory_stack.hosts.deploy import ARTIFACTS_DIR, Manifest
+    from jobtory_stack.hosts.settings import ARTIFACTS_DIR, Manifest
 
     version = current_version("ec2-1")
     manifest = Manifest.load(ARTIFACTS_DIR, version)

@@ -1,4 +1,5 @@
-"""The host deploy's pure parts: lock + audit (against moto), artifacts, parsing, user data.
+"""The host deploy's parts that need no Docker: lock + audit (against moto), artifacts,
+pyinfra runs and their results (real pyinfra against @local), user data.
 
 No Docker and no hosts: these run everywhere (no `fleet` marker).
 """
@@ -6,6 +7,7 @@ No Docker and no hosts: these run everywhere (no `fleet` marker).
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import tarfile
 import time
@@ -16,6 +18,7 @@ import boto3
 import pytest
 
 from jobtory_stack.errors import HostsError
+from jobtory_stack.hosts import runner
 from jobtory_stack.hosts.balancers import ElbBalancer
 from jobtory_stack.hosts.inventory import ec2_inventory
 from jobtory_stack.hosts.lock import (
@@ -28,10 +31,11 @@ from jobtory_stack.hosts.lock import (
     read_audit,
 )
 from jobtory_stack.hosts.release import deterministic_tar, for_python
-from jobtory_stack.hosts.runner import PYINFRA_DIR, parse_changes
+from jobtory_stack.hosts.runner import PYINFRA_DIR, read_result, run_pyinfra
 from jobtory_stack.hosts.settings import HostSettings, Manifest, check_version
 from jobtory_stack.render.user_data import render_user_data
 from jobtory_stack.spec.loader import load_stack
+from tests.conftest import free_port
 from tests.helpers import ROOT
 
 
@@ -136,26 +140,141 @@ def test_requirements_are_reduced_for_the_hosts_python() -> None:
     assert "5.2.19" not in out and "colorama" not in out and "idna==3.10" in out
 
 
-DRY = """--> Detected changes:
-    Operation                                  Change      Conditional Change
-    pyinfra/tasks/base.py | OS packages (x 3)  1 (ec2-2)   -
-    pyinfra/tasks/base.py | prune (keep 3)     -           -
-    pyinfra/tasks/x.py | unit a                1 (ec2-2)   -
-    pyinfra/tasks/x.py | unit b                -           1 (ec2-2)
+# ---- running pyinfra: the result is read from pyinfra's state, never from its text ----
 
-    Detected changes may not include every change pyinfra will execute.
+TINY_DEPLOY = """\
+from io import StringIO
+
+from pyinfra import host
+from pyinfra.operations import files, server
+
+root = host.data.get("root")
+files.directory(name="a directory", path=f"{root}/d")
+files.put(name="a file", src=StringIO("hello\\n"), dest=f"{root}/d/hello.txt")
+files.link(name="a link", path=f"{root}/d/link", target=f"{root}/d/hello.txt")
+if host.data.get("fail"):
+    server.shell(
+        name="a step that fails",
+        commands=["echo 'jobtory: step x failed on purpose' >&2; exit 3"],
+    )
+if host.data.get("tolerated"):
+    server.shell(name="a failure tolerated", commands=["exit 1"], _ignore_errors=True)
+if host.data.get("broken"):
+    raise RuntimeError("the deploy file is broken")
 """
-RESULTS = """--> Results:
-    Operation            Hosts   Success   Error   No Change
-    Grand total          30      13        -       17
-"""
 
 
-def test_parse_changes_of_a_plan_and_of_a_run() -> None:
-    assert parse_changes(DRY, dry=True, host="ec2-2") == 3
-    assert parse_changes(DRY, dry=True, host="ec2-1") == 0
-    assert parse_changes(RESULTS, dry=False, host="ec2-1") == 13
-    assert parse_changes(RESULTS.replace("13 ", "- "), dry=False, host="x") == 0
+@pytest.fixture
+def tiny(tmp_path: Path) -> dict[str, Any]:
+    """A three-operation deploy file and an inventory of @local (this machine, no SSH)."""
+    (tmp_path / "deploy.py").write_text(TINY_DEPLOY)
+    (tmp_path / "inventory.py").write_text('hosts = ["@local"]\n')
+    (tmp_path / "root").mkdir()
+    return {
+        "inventory": tmp_path / "inventory.py",
+        "host": "@local",
+        "deploy_file": tmp_path / "deploy.py",
+        "log_dir": tmp_path / "logs",
+        "timeout": 120,
+    }
+
+
+def _data(tiny: dict[str, Any], **extra: str) -> dict[str, str]:
+    return {"root": str(tiny["inventory"].parent / "root"), **extra}
+
+
+def test_plan_and_deploy_count_the_changed_operations_of_a_real_pyinfra_run(
+    tiny: dict[str, Any],
+) -> None:
+    plan = run_pyinfra(data=_data(tiny), dry=True, **tiny)
+    assert plan.ok and plan.changed == 3, plan
+    assert plan.operations == ("a directory", "a file", "a link")
+    assert not (tiny["inventory"].parent / "root" / "d").exists()  # a plan changes nothing
+    assert "a directory" in plan.log.read_text()  # pyinfra's own output is kept in the log
+    run = run_pyinfra(data=_data(tiny), **tiny)
+    assert run.ok and run.changed == 3 and run.reasons == (), run
+    assert (tiny["inventory"].parent / "root" / "d" / "hello.txt").read_text() == "hello\n"
+    again = run_pyinfra(data=_data(tiny), dry=True, **tiny)
+    assert again.ok and again.changed == 0 and again.operations == ()
+    assert run_pyinfra(data=_data(tiny), **tiny).changed == 0
+
+
+def test_a_failed_operation_quotes_the_hosts_reason(tiny: dict[str, Any]) -> None:
+    run = run_pyinfra(data=_data(tiny, fail="1"), **tiny)
+    assert not run.ok
+    assert run.reasons == ("jobtory: step x failed on purpose",)
+    assert run.changed == 3  # what changed before the failure
+
+
+def test_an_operation_whose_errors_are_ignored_fails_nothing(tiny: dict[str, Any]) -> None:
+    run = run_pyinfra(data=_data(tiny, tolerated="1"), **tiny)
+    assert run.ok and run.reasons == () and run.changed == 3, run
+
+
+def test_a_broken_deploy_file_fails_the_plan_with_its_error(tiny: dict[str, Any]) -> None:
+    plan = run_pyinfra(data=_data(tiny, broken="1"), dry=True, **tiny)
+    assert not plan.ok
+    assert any("RuntimeError: the deploy file is broken" in r for r in plan.reasons), plan
+    assert "Traceback" in plan.log.read_text()
+
+
+def test_a_host_that_cannot_be_reached_fails_naming_it(tiny: dict[str, Any]) -> None:
+    port = free_port()  # nothing listens there
+    tiny["inventory"].write_text(
+        f'hosts = [("ec2-9", {{"ssh_hostname": "127.0.0.1", "ssh_port": {port}}})]\n'
+    )
+    plan = run_pyinfra(data=_data(tiny), dry=True, **{**tiny, "host": "ec2-9"})
+    assert not plan.ok and plan.changed == 0
+    assert plan.reasons[0].startswith("could not connect to ec2-9"), plan.reasons
+
+
+def test_a_run_that_leaves_no_result_is_an_error_naming_the_log(
+    tiny: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runner, "CHILD", "this")  # exits 0, writes no result
+    with pytest.raises(HostsError, match=r"left no result; see .*hosts-.*@local-plan\.log"):
+        run_pyinfra(data=_data(tiny), dry=True, **tiny)
+
+
+def test_a_timed_out_run_fails_with_the_reason(tiny: dict[str, Any]) -> None:
+    run = run_pyinfra(data=_data(tiny), **{**tiny, "timeout": 0.01})
+    assert not run.ok and run.reasons == ("jobtory: pyinfra timed out after 0s",)
+    assert "timed out" in run.log.read_text()
+
+
+GOOD = {"host": "ec2-1", "dry": False, "ok": True, "changed": ["a", "b"], "reasons": []}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        None,  # no file
+        "",
+        "Grand total 30 13 - 17",
+        "[]",
+        json.dumps({**GOOD, "host": "ec2-2"}),  # another host's
+        json.dumps({**GOOD, "dry": True}),  # a plan's
+        json.dumps({**GOOD, "changed": 2}),
+        json.dumps({**GOOD, "ok": "yes"}),
+        json.dumps({**GOOD, "ok": False}),  # failed without a reason
+        json.dumps({k: v for k, v in GOOD.items() if k != "changed"}),
+    ],
+)
+def test_an_unreadable_result_is_an_error_never_no_change(tmp_path: Path, text: str | None) -> None:
+    result, log = tmp_path / "r.json", tmp_path / "hosts-x-ec2-1.log"
+    if text is not None:
+        result.write_text(text)
+    with pytest.raises(HostsError, match=re.escape(str(log))):
+        read_result(result, "ec2-1", False, log)
+
+
+def test_a_readable_result_is_read_as_written(tmp_path: Path) -> None:
+    result = tmp_path / "r.json"
+    result.write_text(json.dumps(GOOD))
+    assert read_result(result, "ec2-1", False, tmp_path / "x.log") == (True, ["a", "b"], [])
+    failed = {**GOOD, "ok": False, "reasons": ["jobtory: release v2 failed /readyz"]}
+    result.write_text(json.dumps(failed))
+    assert read_result(result, "ec2-1", False, tmp_path / "x.log")[0] is False
 
 
 @pytest.mark.parametrize("bad", ["", "../x", "v 1", "v1/2", "-v1", "x" * 65, "v1+git"])

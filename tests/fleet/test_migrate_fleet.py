@@ -29,16 +29,17 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from jobtory_stack.hosts.deploy import FLEET_DIR, HOST_CADDY_ADMIN, FleetBalancer, fleet_inventory
 
 from jobtory_stack.aws import dns, loadbalancer, network, params, scaling
 from jobtory_stack.aws.core import Ctx, new_ctx
 from jobtory_stack.caddy.admin import CaddyAdmin, config_mode
 from jobtory_stack.errors import CaddyError, HostsError
 from jobtory_stack.migrate.flow import ssm_values, with_mode
+from jobtory_stack.spec.constants import HOST_CADDY_ADMIN
 from jobtory_stack.spec.derived import derive
 from jobtory_stack.spec.loader import load_stack
 from jobtory_stack.spec.model import Environment
+from replica.fleet import FLEET_DIR, fleet_balancer, fleet_inventory
 from tests.conftest import free_port
 from tests.fleet.conftest import ALB_HTTPS, AWS_URL, ROOT, Fleet, host_exec, run_deploy
 from tests.migrate.conftest import URL_PARAMETERS, start_tagged_instance
@@ -139,7 +140,7 @@ def direct_fleet(fleet: Fleet) -> Iterator[Environment]:
     ctx = emulator(env)
     for name in SSH_PORTS:  # ec2-1 and ec2-2 as the emulator knows them
         start_tagged_instance(ctx.ec2, env, name)
-    balancer = FleetBalancer.of_fleet()
+    balancer = fleet_balancer()
     for target in fleet_inventory()[0]:  # put back what earlier tests may have drained
         balancer.restore(target.lb_target, timeout=0)
     result = run_deploy("--caddy-mode", "direct")
@@ -175,7 +176,7 @@ class FleetLoop(RequestLoop):
         self.threads.append(threading.Thread(target=self.watch))
 
     def watch(self) -> None:
-        balancer = FleetBalancer.of_fleet()
+        balancer = fleet_balancer()
         end = time.monotonic() + self.max_seconds
         while not self.stop.is_set() and time.monotonic() < end:
             try:
@@ -254,7 +255,7 @@ def test_migrate_moves_the_fleet_from_duckdns_to_the_alb_with_no_failed_request(
             extensions={"sni_hostname": DUCKDNS},
         )
     assert redirect_uri(r) == old.parameters["GOOGLE_REDIRECT_URI"]
-    assert "healthy" not in FleetBalancer.of_fleet().health().values()
+    assert "healthy" not in fleet_balancer().health().values()
     admins = [a for address in admin_tunnels for a in ("--caddy-admin", address)]
     code, before = migrate("--check", *admins)
     assert code == 0, before

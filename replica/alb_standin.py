@@ -1,41 +1,66 @@
-"""The ALB stand-in: HAProxy config, a locally generated CA + leaf, and a runtime client.
+"""The ALB stand-in (replica only): HAProxy config, a locally generated CA + leaf, and
+the command line around the product's runtime client (jobtory_stack.hosts.standin).
 
-Standard library only: the alb image copies this one file and runs it as a script
-(`python3 alb_standin.py render|tls|ca-instructions`), so the container and the host
-share one renderer. See docs/alb-standin.md for what it models from an ALB.
+The alb image runs this module with Debian's python3: it imports only the standard
+library, jinja2 (python3-jinja2) and the product's stand-in client, the files that
+scripts/build-images gathers for the image, so the container and the host share one
+renderer. See docs/alb-standin.md for what it models from an ALB.
 
-    python -m jobtory_stack.alb_standin render --output haproxy.cfg   # from ALB_*/HC_* env
-    python -m jobtory_stack.alb_standin tls --dir /etc/alb/tls
-    python -m jobtory_stack.alb_standin status
-    python -m jobtory_stack.alb_standin deregister ec2-1:80
-    python -m jobtory_stack.alb_standin register ec2-1:80 --wait
-    python -m jobtory_stack.alb_standin ca-instructions --dir /etc/alb/tls
+    python -m replica.alb_standin render --output haproxy.cfg   # from ALB_*/HC_* env
+    python -m replica.alb_standin tls --dir /etc/alb/tls
+    python -m replica.alb_standin status
+    python -m replica.alb_standin deregister ec2-1:80
+    python -m replica.alb_standin register ec2-1:80 --wait
+    python -m replica.alb_standin ca-instructions --dir /etc/alb/tls
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import io
-import ipaddress
 import os
 import re
 import secrets
 import shlex
-import socket
-import string
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
+import jinja2
 
-class AlbError(Exception):
-    """A configuration, TLS or runtime-API problem, with a one-line message."""
+from jobtory_stack.errors import HostsError
+from jobtory_stack.hosts.standin import (
+    BACKEND_PREFIX,
+    FAILOPEN_SUFFIX,
+    AlbRuntime,
+    Health,
+    TargetState,
+)
+
+__all__ = [
+    "AlbError",
+    "AlbRuntime",
+    "AlbStandin",
+    "Health",
+    "TargetGroup",
+    "TargetState",
+    "TlsPaths",
+    "ca_instructions",
+    "generate_tls",
+    "main",
+    "render_env_file",
+    "render_haproxy_cfg",
+    "spec_env",
+]
+
+# A configuration, TLS or runtime-API problem, with a one-line message. The runtime
+# client is the product's (it raises HostsError), so the stand-in raises the same class:
+# callers catch one error whichever part failed.
+AlbError = HostsError
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 
 # ALB matcher syntax: "200", "200,202", "200-299", "200-299,301" (HTTP codes 200-499).
@@ -43,8 +68,6 @@ _MATCHER_RE = re.compile(r"^\d{3}(-\d{3})?(,\d{3}(-\d{3})?)*$")
 _TG_NAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,30}[A-Za-z0-9])?$")
 _PATH_RE = re.compile(r"^/[A-Za-z0-9._~!&()*+,;=:@%/?-]{0,1023}$")
 _HOST_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$")
-FAILOPEN_SUFFIX = "-failopen"
-BACKEND_PREFIX = "tg-"
 
 
 def _check_matcher(matcher: str) -> None:
@@ -242,127 +265,27 @@ def render_env_file(alb: AlbStandin) -> str:
 
 
 # ----------------------------------------------------------------------------------------
-# haproxy.cfg: the one template
+# haproxy.cfg: the one template (templates/haproxy.cfg.j2)
 # ----------------------------------------------------------------------------------------
-
-HAPROXY_TEMPLATE = """\
-# Rendered by jobtory_stack.alb_standin (the ALB stand-in). Re-render; do not edit.
-global
-    log stdout format raw local0 info
-    # Runtime API (register / deregister / health) for the host's rolling deploys.
-    stats socket ipv4@${runtime_address}:${runtime_port} level admin
-    stats timeout 2m
-    ssl-default-bind-options ssl-min-ver TLSv1.2 no-tls-tickets
-    # Read back by the runtime client (`get var`), so drains use the spec's delay.
-    set-var proc.deregistration_delay int(${deregistration_delay})
-${run_as}${state_global}
-defaults
-    mode http
-${state_defaults}    log global
-    option httplog
-    option dontlognull
-    timeout connect 10s         # ALB: 10 s connect timeout to targets
-    timeout client 60s          # ALB: idle timeout 60 s
-    timeout server 60s
-    timeout http-request 10s
-    timeout http-keep-alive 60s
-    timeout check ${hc_timeout}s          # the health check timeout
-${resolvers}
-# HTTP:80 listener: 301 to HTTPS, same host and path+query, the public HTTPS port.
-frontend http
-    bind ${bind_address}:${http_port}
-    http-request redirect location https://%[req.hdr(host),field(1,:)]${port_suffix}%[pathq] code 301 if { req.hdr(host) -m found }
-    http-request redirect location https://${default_host}${port_suffix}%[pathq] code 301
-
-# HTTPS:443 listener on the local CA's leaf certificate.
-frontend https
-    bind ${bind_address}:${https_port} ssl crt ${cert_path} alpn h2,http/1.1
-    # X-Forwarded-For: append the client address to what the client sent (as an ALB does).
-    http-request set-header X-Forwarded-For "%[req.fhdr(x-forwarded-for)], %[src]" if { req.fhdr(x-forwarded-for) -m found }
-    http-request set-header X-Forwarded-For %[src] if !{ req.fhdr(x-forwarded-for) -m found }
-    http-request set-header X-Forwarded-Proto https
-    http-request set-header X-Forwarded-Port ${public_https_port}
-${hsts}    default_backend ${backend}
-
-# Target group ${tg_name}. Active checks: ${hc_path} every ${hc_interval}s, timeout ${hc_timeout}s,
-# healthy after ${hc_healthy} passes, unhealthy after ${hc_unhealthy} failures, matcher ${matcher}.
-# Each target has a "-failopen" backup twin without checks: HAProxy uses backups only
-# when no checked target is usable, which is the ALB's fail-open (all unhealthy -> all).
-# The runtime client keeps a twin's admin state (drain/maint/ready) equal to its target's.
-backend ${backend}
-    balance roundrobin
-    option allbackups
-    option httpchk
-    http-check send meth GET uri ${hc_path} ver HTTP/1.1 hdr Host %[srv_name] hdr User-Agent ELB-HealthChecker/2.0
-    http-check expect status ${matcher}
-    default-server inter ${hc_interval}s fall ${hc_unhealthy} rise ${hc_healthy} init-addr last,libc,none${server_resolvers}
-${servers}
-"""  # noqa: E501
 
 
 def render_haproxy_cfg(alb: AlbStandin) -> str:
     """The haproxy.cfg for `alb` (HAProxy >= 2.6)."""
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,  # a HAProxy config, not HTML
+    )
     group = alb.target_group
-    backend = BACKEND_PREFIX + group.name
-    servers = []
-    for address in alb.target_addresses:
-        servers.append(f"    server {address} {address} check")
-        servers.append(f"    server {address}{FAILOPEN_SUFFIX} {address} backup")
-    resolvers = ""
-    server_resolvers = ""
-    if alb.resolver:
-        resolvers = (
-            "\n# Docker's DNS: targets that do not resolve yet start in maintenance and come up\n"
-            "# when their container appears (init-addr none), instead of failing the start.\n"
-            "resolvers docker\n"
-            f"    nameserver dns {alb.resolver}\n"
-            "    resolve_retries 3\n"
-            "    timeout resolve 1s\n"
-            "    timeout retry 1s\n"
-            "    hold nx 2s\n"
-            "    hold valid 10s\n"
-        )
-        # allow-dup-ip: a target and its fail-open twin share one address (HAProxy
-        # otherwise withholds a resolved IP already used in the backend).
-        server_resolvers = " resolvers docker resolve-prefer ipv4 resolve-opts allow-dup-ip"
-    run_as = f"    user {alb.run_as}\n    group {alb.run_as}\n" if alb.run_as else ""
-    hsts = ""
-    if alb.hsts_max_age:
-        hsts = (
-            f'    http-response set-header Strict-Transport-Security "max-age={alb.hsts_max_age}"\n'
-        )
-    state_global = state_defaults = ""
-    if alb.server_state_file:
-        # A reload (SIGUSR2) keeps registered/deregistered/draining targets and their health.
-        state_global = f"    server-state-file {alb.server_state_file}\n"
-        state_defaults = "    load-server-state-from-file global\n"
-    port_suffix = "" if alb.public_https_port == 443 else f":{alb.public_https_port}"
-    return string.Template(HAPROXY_TEMPLATE).substitute(
-        runtime_address=alb.runtime_address,
-        runtime_port=alb.runtime_port,
-        deregistration_delay=group.deregistration_delay_seconds,
-        run_as=run_as,
-        state_global=state_global,
-        state_defaults=state_defaults,
-        resolvers=resolvers,
-        bind_address=alb.bind_address,
-        http_port=alb.http_port,
-        https_port=alb.https_port,
-        port_suffix=port_suffix,
-        default_host=alb.hostnames[0],
-        cert_path=alb.cert_path,
-        public_https_port=alb.public_https_port,
-        hsts=hsts,
-        backend=backend,
-        tg_name=group.name,
-        hc_path=group.health_check_path,
-        hc_interval=group.interval_seconds,
-        hc_timeout=group.timeout_seconds,
-        hc_healthy=group.healthy_threshold,
-        hc_unhealthy=group.unhealthy_threshold,
-        matcher=group.matcher,
-        server_resolvers=server_resolvers,
-        servers="\n".join(servers),
+    return env.get_template("haproxy.cfg.j2").render(
+        alb=alb,
+        group=group,
+        backend=BACKEND_PREFIX + group.name,
+        port_suffix="" if alb.public_https_port == 443 else f":{alb.public_https_port}",
+        failopen=FAILOPEN_SUFFIX,
     )
 
 
@@ -540,209 +463,6 @@ The ALB stand-in serves a certificate from a CA generated on first start:
    delete "jobtory local CA" from the keychain/store). Deleting the alb TLS volume makes a
    new CA on the next start, which must then be trusted again.
 """  # noqa: E501
-
-
-# ----------------------------------------------------------------------------------------
-# Runtime client: HAProxy's runtime API over a plain TCP socket
-# ----------------------------------------------------------------------------------------
-
-Health = Literal["healthy", "unhealthy", "draining", "unused"]
-
-
-@dataclass(frozen=True)
-class TargetState:
-    name: str  # host:port, as registered
-    address: str  # the address HAProxy resolved ("" while it does not resolve)
-    health: Health
-    sessions: int  # active sessions, fail-open twin included
-    status: str  # HAProxy's raw status ("UP", "DOWN 1/3", "DRAIN", "MAINT", ...)
-    check: str  # the last check's description
-
-
-def _check_runtime_host(host: str) -> None:
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        # "localhost" or a single-label compose service name ("alb"); never a public FQDN.
-        if host == "localhost" or ("." not in host and _HOST_RE.match(host)):
-            return
-        raise AlbError(
-            f"runtime API host {host!r}: only loopback or compose-network addresses"
-        ) from None
-    if not (ip.is_loopback or ip.is_private):
-        raise AlbError(f"runtime API host {host!r}: only loopback or compose-network addresses")
-
-
-def _health(status: str) -> Health:
-    if status.startswith("MAINT (resolution)"):
-        return "unhealthy"  # registered, but its name does not resolve (container missing)
-    if status.startswith("MAINT"):
-        return "unused"
-    if status.startswith(("DRAIN", "NOLB")):
-        return "draining"
-    if status.startswith("UP"):
-        return "healthy"
-    return "unhealthy"
-
-
-class AlbRuntime:
-    """Register / deregister / inspect targets through HAProxy's runtime API."""
-
-    def __init__(
-        self,
-        host: str = "127.0.0.1",
-        port: int = 9999,
-        timeout: float = 5.0,
-        backend: str | None = None,
-    ) -> None:
-        _check_runtime_host(host)
-        self.host = host
-        self.port = port
-        self.timeout = timeout
-        self._backend = backend
-
-    def command(self, cmd: str) -> str:
-        """Run one runtime-API command line and return its output."""
-        try:
-            with socket.create_connection((self.host, self.port), timeout=self.timeout) as sock:
-                sock.sendall(cmd.encode() + b"\n")
-                chunks = []
-                while chunk := sock.recv(65536):
-                    chunks.append(chunk)
-        except OSError as exc:
-            reason = exc.strerror or str(exc) or type(exc).__name__
-            raise AlbError(
-                f"ALB runtime API at {self.host}:{self.port} is unreachable ({reason}); "
-                "is the alb service up with its runtime port published?"
-            ) from None
-        out = b"".join(chunks).decode(errors="replace")
-        for bad in ("Unknown command", "No such", "Permission denied", "Require ", "not found"):
-            if bad in out:
-                raise AlbError(f"ALB runtime API: {cmd!r}: {out.strip().splitlines()[0]}")
-        return out
-
-    def _rows(self) -> list[dict[str, str]]:
-        text = self.command("show stat").lstrip("# ")
-        return list(csv.DictReader(io.StringIO(text)))
-
-    @property
-    def backend(self) -> str:
-        if self._backend is None:
-            names = [
-                r["pxname"]
-                for r in self._rows()
-                if r["svname"] == "BACKEND" and r["pxname"].startswith(BACKEND_PREFIX)
-            ]
-            if len(names) != 1:
-                raise AlbError(f"expected one target group backend, found {names or 'none'}")
-            self._backend = names[0]
-        return self._backend
-
-    def targets(self) -> list[TargetState]:
-        rows = [r for r in self._rows() if r["pxname"] == self.backend]
-        twins = {r["svname"]: r for r in rows if r["svname"].endswith(FAILOPEN_SUFFIX)}
-        out = []
-        for r in rows:
-            name = r["svname"]
-            if name in ("BACKEND", "FRONTEND") or r.get("bck") == "1" or name in twins:
-                continue
-            twin = twins.get(name + FAILOPEN_SUFFIX, {})
-            out.append(
-                TargetState(
-                    name=name,
-                    address=r.get("addr", ""),
-                    health=_health(r["status"]),
-                    sessions=int(r["scur"] or 0) + int(twin.get("scur") or 0),
-                    status=r["status"],
-                    check=r.get("check_desc", ""),
-                )
-            )
-        return out
-
-    def target(self, target: str) -> TargetState:
-        """One target by host:port, or by host alone when that is unambiguous."""
-        states = self.targets()
-        found = [s for s in states if s.name == target] or [
-            s for s in states if s.name.rpartition(":")[0] == target
-        ]
-        if len(found) != 1:
-            known = ", ".join(s.name for s in states) or "none"
-            raise AlbError(f"no single target {target!r} in {self.backend} (targets: {known})")
-        return found[0]
-
-    def _set(self, name: str, *commands: str) -> None:
-        self.command("; ".join(c.format(srv=f"{self.backend}/{name}") for c in commands))
-
-    def save_state(self, path: str | Path) -> None:
-        """Write `show servers state` to `path` (the config's server-state-file) before a
-        reload, so drained/deregistered targets and their health survive it."""
-        text = self.command("show servers state")
-        part = Path(str(path) + ".new")
-        part.write_text(text)
-        part.replace(path)
-
-    def deregistration_delay(self) -> int:
-        out = self.command("get var proc.deregistration_delay")
-        match = re.search(r"value=<(\d+)>", out)
-        if not match:
-            raise AlbError(f"ALB runtime API: no deregistration delay in {out.strip()!r}")
-        return int(match.group(1))
-
-    def deregister(
-        self, target: str, wait: bool = True, delay: float | None = None, poll: float = 0.2
-    ) -> TargetState:
-        """Drain `target` (no new requests), wait until its sessions end or the
-        deregistration delay passes, then take it out (maint; sessions still open are cut,
-        as an ALB closes them). wait=False only starts the drain; call again to finish."""
-        state = self.target(target)
-        if state.health == "unused":
-            return state
-        name = state.name
-        twin = name + FAILOPEN_SUFFIX
-        self._set(name, "set server {srv} state drain")
-        self._set(twin, "set server {srv} state drain")
-        if not wait:
-            return self.target(name)
-        limit = self.deregistration_delay() if delay is None else delay
-        deadline = time.monotonic() + limit
-        while self.target(name).sessions > 0 and time.monotonic() < deadline:
-            time.sleep(poll)
-        self._set(name, "set server {srv} state maint")
-        self._set(twin, "set server {srv} state maint")
-        if self.target(name).sessions > 0:
-            self._set(name, "shutdown sessions server {srv}")
-            self._set(twin, "shutdown sessions server {srv}")
-        return self.target(name)
-
-    def register(self, target: str, wait: bool = False, timeout: float = 120.0) -> TargetState:
-        """Put `target` back. A target coming from `unused` starts unhealthy and gets traffic
-        only after healthy_threshold passing checks (an ALB's `initial`); a draining one
-        simply stops draining."""
-        state = self.target(target)
-        name = state.name
-        if state.health == "unused":
-            # Leaving maintenance, HAProxy would trust the old result; force a fresh rise.
-            self._set(name, "set server {srv} state ready", "set server {srv} health down")
-        elif state.health == "draining":
-            self._set(name, "set server {srv} state ready")
-        self._set(name + FAILOPEN_SUFFIX, "set server {srv} state ready")
-        if wait:
-            return self.wait_healthy(name, timeout)
-        return self.target(name)
-
-    def wait_healthy(self, target: str, timeout: float = 120.0, poll: float = 0.25) -> TargetState:
-        """Block until `target` is healthy; AlbError after `timeout` seconds."""
-        deadline = time.monotonic() + timeout
-        while True:
-            state = self.target(target)
-            if state.health == "healthy":
-                return state
-            if time.monotonic() >= deadline:
-                raise AlbError(
-                    f"target {state.name} not healthy after {timeout:g}s "
-                    f"(status {state.status}, last check: {state.check or 'none'})"
-                )
-            time.sleep(poll)
 
 
 # ----------------------------------------------------------------------------------------

@@ -1,0 +1,75 @@
+"""What ships: the wheel and a host release hold the product only. Replica-only tooling
+(the ALB stand-in, the fleet's helpers) lives in replica/, which neither of them holds."""
+
+from __future__ import annotations
+
+import ast
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+from jobtory_stack.hosts.release import source_files
+from tests.helpers import ROOT
+
+# What only the replica's tooling defines: the ALB stand-in and the fleet's helpers.
+REPLICA_ONLY = {
+    "AlbStandin",
+    "render_haproxy_cfg",
+    "generate_tls",
+    "ensure_fleet_key",
+    "fleet_inventory",
+    "fleet_balancer",
+    "FleetBalancer",
+}
+
+
+def replica_tooling(name: str, source: str) -> list[str]:
+    """Why a shipped file is replica tooling: its path, what it defines, what it imports."""
+    found = [name] if name.startswith("replica/") or "alb_standin" in name else []
+    if not name.endswith(".py"):
+        return found
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.FunctionDef | ast.ClassDef) and node.name in REPLICA_ONLY:
+            found.append(f"defines {node.name}")
+        elif isinstance(node, ast.Import):
+            found += [f"imports {a.name}" for a in node.names if a.name.split(".")[0] == "replica"]
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "replica":
+            found.append(f"imports {node.module}")
+    return found
+
+
+def build_wheel(out: Path) -> Path:
+    uv = shutil.which("uv")
+    cmd = [uv, "build", "--wheel", "--out-dir", str(out), "--quiet"] if uv else None
+    if cmd is None:
+        cmd = [sys.executable, "-m", "pip", "wheel", ".", "--no-deps", "-w", str(out), "-q"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    (wheel,) = out.glob("*.whl")
+    return wheel
+
+
+def test_the_wheel_holds_no_replica_tooling(tmp_path: Path) -> None:
+    wheel = build_wheel(tmp_path)
+    with zipfile.ZipFile(wheel) as whl:
+        names = whl.namelist()
+        assert "jobtory_stack/hosts/standin.py" in names  # the product's own adapter ships
+        found = {
+            name: hits
+            for name in names
+            if (hits := replica_tooling(name, whl.read(name).decode(errors="replace")))
+        }
+    assert found == {}
+
+
+def test_a_host_release_holds_no_replica_tooling() -> None:
+    files = dict(source_files(ROOT))
+    assert "jobtory_stack/hosts/runner.py" in files and "pyinfra/deploy.py" in files
+    found = {
+        name: hits
+        for name, path in files.items()
+        if (hits := replica_tooling(name, path.read_text(errors="replace")))
+    }
+    assert found == {}
