@@ -7,7 +7,7 @@ from pathlib import Path
 import jinja2
 import pytest
 
-from jobtory_stack.hosts.release import _source_files
+from jobtory_stack.hosts.release import source_files
 from jobtory_stack.hosts.settings import HostSettings, Manifest
 from jobtory_stack.render.templates import (
     JINJA_OPTIONS,
@@ -33,7 +33,7 @@ def test_every_template_is_in_the_package_and_nowhere_else() -> None:
     assert len(UNITS) == 4
     assert not (ROOT / "caddy").exists() and not (ROOT / "pyinfra" / "templates").exists()
     # the host release carries them (pyinfra/tasks/services.py reads them from there)
-    shipped = {name for name, _ in _source_files(ROOT)}
+    shipped = {name for name, _ in source_files(ROOT)}
     assert {f"jobtory_stack/templates/{n}" for n in names} <= shipped
 
 
