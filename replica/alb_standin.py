@@ -38,6 +38,7 @@ from jobtory_stack.hosts.standin import (
     Health,
     TargetState,
 )
+from jobtory_stack.spec.constants import MATCHER
 
 __all__ = [
     "AlbError",
@@ -63,15 +64,13 @@ AlbError = HostsError
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 
-# ALB matcher syntax: "200", "200,202", "200-299", "200-299,301" (HTTP codes 200-499).
-_MATCHER_RE = re.compile(r"^\d{3}(-\d{3})?(,\d{3}(-\d{3})?)*$")
 _TG_NAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,30}[A-Za-z0-9])?$")
 _PATH_RE = re.compile(r"^/[A-Za-z0-9._~!&()*+,;=:@%/?-]{0,1023}$")
 _HOST_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$")
 
 
 def _check_matcher(matcher: str) -> None:
-    if not _MATCHER_RE.match(matcher):
+    if not MATCHER.match(matcher):  # ALB syntax: 200, 200,202, 200-299 (codes 200-499)
         raise AlbError(f"matcher {matcher!r}: use ALB syntax like '200', '200,202' or '200-299'")
     for part in matcher.split(","):
         low, _, high = part.partition("-")
