@@ -20,6 +20,8 @@ graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
 keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
 max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "2000"))
 max_requests_jitter = int(os.environ.get("GUNICORN_MAX_REQUESTS_JITTER", "200"))
+# Development only (compose/dev.yaml): restart workers when a source file changes.
+reload = os.environ.get("GUNICORN_RELOAD", "") == "1"
 
 # Only Caddy talks to gunicorn. Only these peers may set X-Forwarded-Proto for
 # gunicorn's own wsgi.url_scheme (Django uses SECURE_PROXY_SSL_HEADER itself).

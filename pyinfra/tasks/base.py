@@ -2,19 +2,26 @@
 
 from io import StringIO
 
+from pyinfra.facts.deb import DebPackages
 from pyinfra.operations import apt, files, server
 
 from pyinfra import host
 
 s = host.data.jobtory
 
-apt.packages(
-    name="OS packages (python3-venv for the release venvs, curl for /readyz checks)",
-    packages=["python3", "python3-venv", "curl", "ca-certificates", "tzdata"],
-    update=True,
-    cache_time=86400,
-    no_recommends=True,
-)
+# python3-venv for the release venvs, curl for the /readyz checks. A baked image (an AMI,
+# the fleet replica's jobtory/ec2) has them all: then apt is not even asked.
+PACKAGES = ["python3", "python3-venv", "curl", "ca-certificates", "tzdata"]
+installed = host.get_fact(DebPackages)
+missing = [name for name in PACKAGES if name not in installed]
+if missing:
+    apt.packages(
+        name=f"OS packages ({', '.join(missing)})",
+        packages=missing,
+        update=True,
+        cache_time=86400,
+        no_recommends=True,
+    )
 for user in (s.app_user, s.web_user):
     server.group(name=f"group {user}", group=user, system=True)
     server.user(
