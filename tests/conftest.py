@@ -16,6 +16,17 @@ import pytest
 from tests.helpers import require
 
 
+# Groups whose tests share the running replica (its db, emulator and ALB stand-ins, the
+# fleet's hosts): one xdist worker runs them all, one after the other.
+SHARED_REPLICA = ("replica", "fleet")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if any(item.get_closest_marker(name) for name in SHARED_REPLICA):
+            item.add_marker(pytest.mark.xdist_group("replica"))
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
