@@ -3,8 +3,8 @@
 The parameter group's family is derived from the engine version (postgres17 for
 17.x) and its name carries the family, so a major upgrade gets a fresh group. Static
 parameters are set with ApplyMethod=pending-reboot, dynamic ones immediate. The
-instance is private, encrypted, in the rds security group; prod keeps backups and
-deletion protection (the spec's validation insists).
+instance is private, encrypted, in the rds security group; a protected environment
+keeps backups and deletion protection (the spec's validation insists).
 
 The master password is a SecureString (DB_PASSWORD under the env's SSM prefix, what
 the app reads): taken from SSM when present, else (the plan says so) generated and
@@ -24,9 +24,8 @@ from botocore.exceptions import ClientError
 from jobtory_stack.aws import secrets
 from jobtory_stack.aws.client import error_code
 from jobtory_stack.aws.core import Ctx, owned, tag_dict, tag_list
-from jobtory_stack.aws.family import Handlers, dispatch, resources
-from jobtory_stack.aws.plan import Change, Secret, field_diffs, fmt
-from jobtory_stack.errors import AwsError
+from jobtory_stack.aws.family import Handlers, Teardown, dispatch, protection_refused, resources
+from jobtory_stack.aws.plan import REFUSED, Change, Secret, field_diffs, fmt
 from jobtory_stack.spec.rds_parameters import CATALOG
 
 PASSWORD_PARAMETER = "DB_PASSWORD"
@@ -459,73 +458,122 @@ def apply(ctx: Ctx, change: Change) -> None:
 # ---- destroy / status ----------------------------------------------------------------------
 
 
-def destroy(ctx: Ctx, allow_protected: bool = False) -> int:
+def destroy_plan(ctx: Ctx, teardown: Teardown) -> list[Change]:
+    """The instance, then its parameter and subnet groups (the owned ones)."""
     want = desired(ctx)
-    return destroy_instance(ctx, want.instance, allow_protected) + destroy_groups(ctx, want)
+    return [*instance_removal(ctx, want.instance, teardown), *group_removals(ctx, want)]
 
 
-def destroy_instance(ctx: Ctx, identifier: str, allow_protected: bool) -> int:
-    rds = ctx.rds
+def instance_removal(ctx: Ctx, identifier: str, teardown: Teardown) -> list[Change]:
     try:
-        db = rds.describe_db_instances(DBInstanceIdentifier=identifier)["DBInstances"][0]
+        db = ctx.rds.describe_db_instances(DBInstanceIdentifier=identifier)["DBInstances"][0]
     except ClientError as exc:
         if not not_found(exc):
             raise
-        return 0
+        return []
     if not owned(tag_dict(db.get("TagList")), ctx.tags):
-        return 0
+        return []
+    shown: tuple[str, ...] = ()
+    params: dict[str, Any] = {}
     if db.get("DeletionProtection"):
-        if not allow_protected:
-            raise AwsError(f"{identifier} has deletion protection; refusing")
-        rds.modify_db_instance(
-            DBInstanceIdentifier=identifier, DeletionProtection=False, ApplyImmediately=True
-        )
+        if not teardown.remove_deletion_protection:
+            shown = ("deletion protection: on (kept: destroy never turns it off by itself)",)
+            refused = {REFUSED: protection_refused("db_instance", identifier)}
+            return [Change("delete", "db_instance", identifier, shown, refused)]
+        params["ModifyDBInstance"] = {
+            "DBInstanceIdentifier": identifier,
+            "DeletionProtection": False,
+            "ApplyImmediately": True,
+        }
+        shown = ("deletion protection: true -> false (--remove-deletion-protection)",)
     final: dict[str, Any] = {"SkipFinalSnapshot": True}
     if ctx.env.rds.backup_retention_days > 0 and not ctx.emulator:
         final = {"SkipFinalSnapshot": False, "FinalDBSnapshotIdentifier": f"{identifier}-final"}
-    rds.delete_db_instance(DBInstanceIdentifier=identifier, **final)
-    ctx.report.line(f"  - db_instance {identifier}")
+    params["DeleteDBInstance"] = {"DBInstanceIdentifier": identifier, **final}
+    params["DescribeDBInstances"] = {"DBInstanceIdentifier": identifier}  # until it is gone
+    shown += (f"final snapshot: {final.get('FinalDBSnapshotIdentifier', '(none)')}",)
+    return [Change("delete", "db_instance", identifier, shown, params)]
+
+
+def group_removals(ctx: Ctx, want: Desired) -> list[Change]:
+    """The parameter group and the subnet group, when they carry the env's tags."""
+    rds = ctx.rds
+    arns: dict[str, str] = {}
+    try:
+        for g in rds.describe_db_parameter_groups(DBParameterGroupName=want.parameter_group)[
+            "DBParameterGroups"
+        ]:
+            arns["db_parameter_group"] = g["DBParameterGroupArn"]
+    except ClientError as exc:
+        if not not_found(exc):
+            raise
+    try:
+        for n in rds.describe_db_subnet_groups(DBSubnetGroupName=want.subnet_group)[
+            "DBSubnetGroups"
+        ]:
+            arns["db_subnet_group"] = n["DBSubnetGroupArn"]
+    except ClientError as exc:
+        if not not_found(exc):
+            raise
+    deletes = {
+        "db_parameter_group": (
+            want.parameter_group,
+            {"DeleteDBParameterGroup": {"DBParameterGroupName": want.parameter_group}},
+        ),
+        "db_subnet_group": (
+            want.subnet_group,
+            {"DeleteDBSubnetGroup": {"DBSubnetGroupName": want.subnet_group}},
+        ),
+    }
+    changes = []
+    for kind, (name, params) in deletes.items():
+        if kind in arns:
+            tags = rds.list_tags_for_resource(ResourceName=arns[kind]).get("TagList")
+            if owned(tag_dict(tags), ctx.tags):
+                changes.append(Change("delete", kind, name, (), params))
+    return changes
+
+
+def remove_instance(ctx: Ctx, change: Change) -> None:
+    p, rds = change.params, ctx.rds
+    if "ModifyDBInstance" in p:
+        rds.modify_db_instance(**ctx.resolve(p["ModifyDBInstance"]))
+        ctx.report.line(f"  ~ db_instance {change.name}: deletion_protection = false")
+    rds.delete_db_instance(**ctx.resolve(p["DeleteDBInstance"]))
+    ctx.report.line(f"  - db_instance {change.name}")
+    describe = ctx.resolve(p["DescribeDBInstances"])
 
     def gone() -> str | None:
         try:
-            found = rds.describe_db_instances(DBInstanceIdentifier=identifier)
+            found = rds.describe_db_instances(**describe)
         except ClientError as exc:
             if not_found(exc):
                 return None
             raise
         return str(found["DBInstances"][0].get("DBInstanceStatus", "deleting"))
 
-    ctx.wait_for(f"db_instance {identifier} to be deleted", gone)
-    return 1
+    ctx.wait_for(f"db_instance {change.name} to be deleted", gone)
 
 
-def destroy_groups(ctx: Ctx, want: Desired) -> int:
-    rds = ctx.rds
-    count = 0
-    for kind, describe, delete in (
-        ("db_parameter_group", "describe_db_parameter_groups", "delete_db_parameter_group"),
-        ("db_subnet_group", "describe_db_subnet_groups", "delete_db_subnet_group"),
-    ):
-        key = "DBParameterGroupName" if kind == "db_parameter_group" else "DBSubnetGroupName"
-        resource_name = want.parameter_group if kind == "db_parameter_group" else want.subnet_group
-        try:
-            listing: Any = getattr(rds, describe)(**{key: resource_name})
-        except ClientError as exc:
-            if not_found(exc):
-                continue
-            raise
-        items = listing.get("DBParameterGroups") or listing.get("DBSubnetGroups") or []
-        if not items:
-            continue
-        arn = items[0].get("DBParameterGroupArn") or items[0].get("DBSubnetGroupArn")
-        if arn and not owned(
-            tag_dict(rds.list_tags_for_resource(ResourceName=arn).get("TagList")), ctx.tags
-        ):
-            continue
-        getattr(rds, delete)(**{key: resource_name})
-        ctx.report.line(f"  - {kind} {resource_name}")
-        count += 1
-    return count
+def remove_group(ctx: Ctx, change: Change) -> None:
+    p = change.params
+    if "DeleteDBParameterGroup" in p:
+        ctx.rds.delete_db_parameter_group(**ctx.resolve(p["DeleteDBParameterGroup"]))
+    if "DeleteDBSubnetGroup" in p:
+        ctx.rds.delete_db_subnet_group(**ctx.resolve(p["DeleteDBSubnetGroup"]))
+    ctx.report.line(f"  - {change.resource} {change.name}")
+
+
+DESTROY_HANDLERS: Handlers = {
+    ("db_instance", "delete"): remove_instance,
+    ("db_parameter_group", "delete"): remove_group,
+    ("db_subnet_group", "delete"): remove_group,
+}
+DESTROY_RESOURCES = resources(DESTROY_HANDLERS)
+
+
+def destroy_apply(ctx: Ctx, change: Change) -> None:
+    dispatch(DESTROY_HANDLERS, ctx, change)
 
 
 def status(ctx: Ctx) -> list[str]:

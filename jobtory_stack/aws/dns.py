@@ -20,7 +20,7 @@ from functools import partial
 from typing import Any
 
 from jobtory_stack.aws.core import Ctx, settle, tag_dict, tag_list
-from jobtory_stack.aws.family import Handlers, dispatch, resources
+from jobtory_stack.aws.family import Handlers, Teardown, dispatch, resources
 from jobtory_stack.aws.plan import Change, Ref, fmt
 from jobtory_stack.errors import AwsError
 
@@ -427,10 +427,10 @@ def apply(ctx: Ctx, change: Change) -> None:
 # ---- destroy / status ----------------------------------------------------------------------
 
 
-def destroy(ctx: Ctx, allow_protected: bool = False) -> int:
-    """The owned zone (with its records) and certificates (none is protected)."""
+def destroy_plan(ctx: Ctx, teardown: Teardown) -> list[Change]:
+    """The owned zone (with its records) and the owned certificates."""
     want = desired(ctx)
-    count = 0
+    changes: list[Change] = []
     zid, owned = find_zone(ctx, want.zone)
     if zid and owned:
         deletions = [
@@ -438,30 +438,52 @@ def destroy(ctx: Ctx, allow_protected: bool = False) -> int:
             for (name, kind), rs in record_sets(ctx, zid).items()
             if not (name == want.zone and kind in {"NS", "SOA"})
         ]
+        params: dict[str, Any] = {}
         if deletions:
-            ctx.route53.change_resource_record_sets(
-                HostedZoneId=zid,
-                ChangeBatch={
-                    "Changes": [
-                        {"Action": "DELETE", "ResourceRecordSet": rs}  # type: ignore[typeddict-item]
-                        for rs in deletions
-                    ]
+            params["ChangeResourceRecordSets"] = {
+                "HostedZoneId": zid,
+                "ChangeBatch": {
+                    "Changes": [{"Action": "DELETE", "ResourceRecordSet": rs} for rs in deletions]
                 },
-            )
-        ctx.route53.delete_hosted_zone(Id=zid)
-        ctx.report.line(f"  - route53_zone {want.zone} ({len(deletions)} records)")
-        count += 1
+            }
+        params["DeleteHostedZone"] = {"Id": zid}
+        shown = (f"records: {len(deletions)} (besides NS and SOA)",)
+        changes.append(Change("delete", "route53_zone", want.zone, shown, params))
     for cert in owned_certificates(ctx):
-        arn = cert["CertificateArn"]
-        settle(  # a deleted ALB releases its certificate a little later
-            ctx,
-            f"acm_certificate {arn} to be released",
-            partial(ctx.acm.delete_certificate, CertificateArn=arn),
-            frozenset({"ResourceInUseException"}),
-        )
-        ctx.report.line(f"  - acm_certificate {cert['DomainName']}")
-        count += 1
-    return count
+        delete = {"DeleteCertificate": {"CertificateArn": cert["CertificateArn"]}}
+        changes.append(Change("delete", "acm_certificate", cert["DomainName"], (), delete))
+    return changes
+
+
+def remove_zone(ctx: Ctx, change: Change) -> None:
+    p = change.params
+    if "ChangeResourceRecordSets" in p:
+        ctx.route53.change_resource_record_sets(**ctx.resolve(p["ChangeResourceRecordSets"]))
+    ctx.route53.delete_hosted_zone(**ctx.resolve(p["DeleteHostedZone"]))
+    ctx.report.line(f"  - route53_zone {change.name}")
+
+
+def remove_certificate(ctx: Ctx, change: Change) -> None:
+    args = ctx.resolve(change.params["DeleteCertificate"])
+    settle(  # a deleted ALB releases its certificate a little later
+        ctx,
+        f"acm_certificate {change.name} to be released",
+        partial(ctx.acm.delete_certificate, **args),
+        frozenset({"ResourceInUseException"}),
+    )
+    ctx.report.line(f"  - acm_certificate {change.name}")
+
+
+DESTROY_HANDLERS: Handlers = {
+    ("route53_zone", "delete"): remove_zone,
+    ("acm_certificate", "delete"): remove_certificate,
+}
+DESTROY_RESOURCES = resources(DESTROY_HANDLERS)
+ALIAS_DESTROY_RESOURCES: frozenset[str] = frozenset()
+
+
+def destroy_apply(ctx: Ctx, change: Change) -> None:
+    dispatch(DESTROY_HANDLERS, ctx, change)
 
 
 def status(ctx: Ctx) -> list[str]:

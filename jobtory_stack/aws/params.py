@@ -23,7 +23,7 @@ from botocore.exceptions import ClientError
 from jobtory_stack.aws import secrets
 from jobtory_stack.aws.client import error_code
 from jobtory_stack.aws.core import Ctx, tag_list
-from jobtory_stack.aws.family import Handlers, dispatch, resources
+from jobtory_stack.aws.family import Handlers, Teardown, dispatch, resources
 from jobtory_stack.aws.plan import SYMBOLS, Change, Ref, Secret, fmt
 from jobtory_stack.errors import AwsError
 from jobtory_stack.spec.constants import RUNTIME_PARAMETERS
@@ -255,16 +255,20 @@ def apply(ctx: Ctx, change: Change) -> None:
     dispatch(HANDLERS, ctx, change)
 
 
-def destroy(ctx: Ctx, allow_protected: bool = False) -> int:
-    """Delete every parameter under the prefix that carries the env's tags (none is
-    protected)."""
-    count = 0
-    for name, o in observe(ctx).items():
-        if o.owned:
-            ctx.ssm.delete_parameter(Name=ctx.d.parameter_name(name))
-            ctx.report.line(f"  - {RESOURCE} {ctx.d.parameter_name(name)}")
-            count += 1
-    return count
+def destroy_plan(ctx: Ctx, teardown: Teardown) -> list[Change]:
+    """Every parameter under the prefix that carries the env's tags."""
+    return [
+        Change("delete", RESOURCE, full, (), {"DeleteParameter": {"Name": full}})
+        for full in (ctx.d.parameter_name(name) for name, o in observe(ctx).items() if o.owned)
+    ]
+
+
+DESTROY_HANDLERS: Handlers = {(RESOURCE, "delete"): delete_parameter}
+DESTROY_RESOURCES = resources(DESTROY_HANDLERS)
+
+
+def destroy_apply(ctx: Ctx, change: Change) -> None:
+    dispatch(DESTROY_HANDLERS, ctx, change)
 
 
 def status(ctx: Ctx) -> list[str]:

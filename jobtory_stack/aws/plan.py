@@ -29,6 +29,9 @@ ACTIONS: tuple[Action, ...] = get_args(Action)
 SYMBOLS: dict[str, str] = {"create": "+", "update": "~", "delete": "-"}
 KNOWN_AFTER_APPLY = "(known after apply)"
 FORMAT = "jobtory-plan/1"
+# A change no API call may make (why, in its params under this key): the command stops
+# before its first call, saying why.
+REFUSED = "Refused"
 
 
 @dataclass(frozen=True)
@@ -237,6 +240,11 @@ class Plan:
         except (KeyError, TypeError, ValueError) as exc:
             raise AwsError(f"a saved plan with a malformed change ({exc})") from None
         return cls(changes, str(document.get("stack", "")), str(document.get("env", "")))
+
+
+def refusals(changes: Iterable[Change]) -> list[str]:
+    """Why each refused change of a plan cannot be made (see REFUSED)."""
+    return [str(c.params[REFUSED]) for c in changes if REFUSED in c.params]
 
 
 def render_plan(changes: Iterable[Change]) -> list[str]:

@@ -8,55 +8,44 @@ apply:   executes exactly the changes of a plan, in order (planning first when g
          each change goes to its family's handler for (resource, action), which records
          the ids it creates in ctx.ids for the Refs of later changes. Nothing is observed
          or diffed again, so a second apply after a complete one makes no mutating call.
-destroy: the reverse (only what carries the environment's tags).
+destroy: the reverse, planned whole first (observing only, so it can be shown and
+         confirmed), then executed exactly; only what carries the environment's tags.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from types import ModuleType
 
 from jobtory_stack.aws import database, dns, loadbalancer, network, params, scaling
 from jobtory_stack.aws.core import Ctx
-from jobtory_stack.aws.family import Family
-from jobtory_stack.aws.plan import Change, Plan, summary
+from jobtory_stack.aws.family import Family, Teardown
+from jobtory_stack.aws.plan import Change, Plan, refusals, summary
 from jobtory_stack.errors import AwsError
 
+
+def family(name: str, module: ModuleType) -> Family:
+    """A family whose module has the whole shape (plan, apply, destroy_*, status)."""
+    return Family(
+        name,
+        module.plan,
+        module.apply,
+        module.RESOURCES,
+        module.destroy_plan,
+        module.destroy_apply,
+        module.DESTROY_RESOURCES,
+        module.status,
+    )
+
+
 FAMILIES = (
-    Family(
-        "network",
-        network.plan,
-        network.apply,
-        network.RESOURCES,
-        network.destroy,
-        network.status,
-    ),
-    Family(
-        "database",
-        database.plan,
-        database.apply,
-        database.RESOURCES,
-        database.destroy,
-        database.status,
-    ),
-    Family("params", params.plan, params.apply, params.RESOURCES, params.destroy, params.status),
-    Family("dns/certs", dns.plan, dns.apply, dns.RESOURCES, dns.destroy, dns.status),
-    Family(
-        "loadbalancer",
-        loadbalancer.plan,
-        loadbalancer.apply,
-        loadbalancer.RESOURCES,
-        loadbalancer.destroy,
-        loadbalancer.status,
-    ),
+    family("network", network),
+    family("database", database),
+    family("params", params),
+    family("dns/certs", dns),
+    family("loadbalancer", loadbalancer),
     Family("dns aliases", dns.alias_plan, dns.apply, dns.ALIAS_RESOURCES),
-    Family(
-        "scaling",
-        scaling.plan,
-        scaling.apply,
-        scaling.RESOURCES,
-        scaling.destroy,
-        scaling.status,
-    ),
+    family("scaling", scaling),
 )
 ORDER = {resource: i for i, f in enumerate(FAMILIES) for resource in f.resources}
 
@@ -151,22 +140,57 @@ def apply(ctx: Ctx, plan: Plan | None = None) -> Plan:
 # ---- destroy / status ----------------------------------------------------------------------
 
 
-def destroy(ctx: Ctx, yes_destroy_prod: bool = False) -> int:
-    if ctx.env.name == "prod" and not yes_destroy_prod:
-        raise AwsError("refusing to destroy prod: pass --yes-destroy-prod if you really mean it")
-    allow_protected = ctx.env.name != "prod" or yes_destroy_prod
-    total = 0
-    for family in reversed(FAMILIES):
-        if family.destroy is None:
-            continue
-        count = family.destroy(ctx, allow_protected)
+# The reverse of the dependency order.
+DESTROY_ORDER = tuple(f for f in reversed(FAMILIES) if f.destroy_plan is not None)
+DESTROY_FAMILY = {r: f for f in DESTROY_ORDER for r in f.destroy_resources}
+
+
+KEEP_EVERYTHING_PROTECTED = Teardown()
+
+
+def destroy_plan(ctx: Ctx, teardown: Teardown = KEEP_EVERYTHING_PROTECTED) -> Plan:
+    """Every deletion, family by family in reverse dependency order; observes only.
+    A resource destroy may not delete as asked is a refused change (plan.REFUSED)."""
+    changes: list[Change] = []
+    for family in DESTROY_ORDER:
+        assert family.destroy_plan is not None
+        with ctx.report.section(family.name):
+            changes.extend(family.destroy_plan(ctx, teardown))
+    return Plan(tuple(changes), ctx.env.stack_name, ctx.env.name)
+
+
+def refuse(plan: Plan) -> None:
+    """Stop before the first call when a change of the plan may not be made."""
+    why = refusals(plan)
+    if why:
+        raise AwsError("; ".join(why))
+
+
+def destroy(
+    ctx: Ctx, plan: Plan | None = None, teardown: Teardown = KEEP_EVERYTHING_PROTECTED
+) -> int:
+    """Execute exactly `plan` (a fresh destroy plan when None), family by family."""
+    if plan is None:
+        plan = destroy_plan(ctx, teardown)
+    refuse(plan)
+    by_family: dict[str, list[Change]] = {f.name: [] for f in DESTROY_ORDER}
+    for change in plan:
+        if change.resource not in DESTROY_FAMILY:
+            raise AwsError(f"cannot {change.title}: no resource family deletes {change.resource}")
+        by_family[DESTROY_FAMILY[change.resource].name].append(change)
+    deleted = 0
+    for family in DESTROY_ORDER:
+        assert family.destroy_apply is not None
+        for change in by_family[family.name]:
+            family.destroy_apply(ctx, change)
+        count = sum(c.action == "delete" for c in by_family[family.name])
         line = f"{family.name}: {count} deleted" if count else f"{family.name}: nothing to delete"
         ctx.report.line(line)
-        total += count
+        deleted += count
     ctx.report.line(
-        f"Destroyed {total} resource(s) tagged stack={ctx.env.stack_name} env={ctx.env.name}."
+        f"Destroyed {deleted} resource(s) tagged stack={ctx.env.stack_name} env={ctx.env.name}."
     )
-    return total
+    return deleted
 
 
 def status(ctx: Ctx) -> list[str]:

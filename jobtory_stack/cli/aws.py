@@ -13,17 +13,27 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from jobtory_stack.cli.common import EXIT_OK, endpoint_options, env_options, out, resolve_env
-from jobtory_stack.errors import AwsError
+from jobtory_stack.cli.common import (
+    EXIT_OK,
+    Confirmation,
+    Consent,
+    confirm_options,
+    consent_from,
+    endpoint_options,
+    env_options,
+    out,
+    resolve_env,
+)
 
 if TYPE_CHECKING:
     from jobtory_stack.aws.core import Ctx
+    from jobtory_stack.spec.model import Environment
 
 
-def context(args: argparse.Namespace, header: bool = False) -> Ctx:
+def context(args: argparse.Namespace, header: bool = False, env: Environment | None = None) -> Ctx:
     from jobtory_stack.aws.core import new_ctx
 
-    ctx = new_ctx(resolve_env(args), args.endpoint_url, out)
+    ctx = new_ctx(env or resolve_env(args), args.endpoint_url, out)
     if getattr(args, "wait_timeout", None) is not None:
         ctx.wait_timeout = args.wait_timeout
     ctx.secrets_file = getattr(args, "secrets_file", None)
@@ -62,16 +72,40 @@ def cmd_apply(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def destroy_consent(args: argparse.Namespace) -> Consent:
+    """--yes / --confirm-env; --yes-destroy-prod, kept for old scripts, is their alias
+    `--yes --confirm-env prod` (so it confirms only an environment named prod)."""
+    consent = consent_from(args)
+    if not args.yes_destroy_prod:
+        return consent
+    print(
+        "note: --yes-destroy-prod is an old alias of --yes --confirm-env prod",
+        file=sys.stderr,
+    )
+    return Consent(True, consent.confirm_env or "prod")
+
+
 def cmd_destroy(args: argparse.Namespace) -> int:
     from jobtory_stack.aws import reconcile
     from jobtory_stack.aws.client import aws_errors
+    from jobtory_stack.aws.family import Teardown
+    from jobtory_stack.aws.plan import render_plan
 
     env = resolve_env(args)
-    if env.name == "prod" and not args.yes_destroy_prod:
-        raise AwsError("refusing to destroy prod: pass --yes-destroy-prod if you really mean it")
-    ctx = context(args, header=True)
+    rule = Confirmation("destroy", env, destroy_consent(args))
+    rule.check()  # before any call: what could never be confirmed is refused now
+    ctx = context(args, header=True, env=env)
+    teardown = Teardown(remove_deletion_protection=args.remove_deletion_protection)
     with aws_errors():
-        reconcile.destroy(ctx, args.yes_destroy_prod)
+        plan = reconcile.destroy_plan(ctx, teardown)
+    for line in render_plan(plan):
+        out(line)
+    if not plan.changes:
+        return EXIT_OK
+    reconcile.refuse(plan)
+    rule.confirm(f"these {len(plan)} change(s)")
+    with aws_errors():
+        reconcile.destroy(ctx, plan)
     return EXIT_OK
 
 
@@ -176,8 +210,23 @@ def register(sub: Any) -> None:
     p.add_argument("--secrets-file", type=Path, metavar="PATH", help=secrets_help)
     release_options(p)
     p.set_defaults(handler=cmd_apply)
-    p = sub.add_parser("destroy", parents=common, help="delete everything tagged as this env's")
-    p.add_argument("--yes-destroy-prod", action="store_true", help="required to destroy prod")
+    p = sub.add_parser(
+        "destroy",
+        parents=[*common, confirm_options()],
+        help="delete everything tagged as this env's",
+        description="Shows what it would delete and asks: --yes answers for scripts, a "
+        "protected environment also needs its name (typed, or --confirm-env NAME).",
+    )
+    p.add_argument(
+        "--remove-deletion-protection",
+        action="store_true",
+        help="turn deletion protection off to delete (destroy never does it by itself)",
+    )
+    p.add_argument(
+        "--yes-destroy-prod",
+        action="store_true",
+        help="old alias of --yes --confirm-env prod",
+    )
     p.set_defaults(handler=cmd_destroy)
     p = sub.add_parser("status", parents=common, help="what exists now")
     p.set_defaults(handler=cmd_status)

@@ -9,6 +9,10 @@ import re
 # ---- the spec's shapes -------------------------------------------------------------------
 
 ENVIRONMENTS_KEY = "environments"
+# The compose replica: the only environment that may leave `protected` unsaid.
+LOCAL_ENV = "local"
+PROTECTED_KEY = "protected"
+PROTECTED_MIN_BACKUP_DAYS = 7  # a protected environment keeps at least a week of backups
 ENV_NAME = re.compile(r"^[a-z][a-z0-9-]{0,15}$")
 REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 HOST_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")

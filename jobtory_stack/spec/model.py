@@ -133,6 +133,9 @@ class Hosts(Section):
 class EnvironmentDoc(Section):
     """One environment after merging the shared defaults with its overrides."""
 
+    # Written in each environment's own table (never in the shared defaults): true holds
+    # it to the protected rules (docs/spec.md); None = not said (only `local` may).
+    protected: bool | None = None
     stack: Stack_ = Stack_()
     domain: Domain
     network: Network
@@ -153,6 +156,11 @@ class Environment:
     name: str
     doc: EnvironmentDoc
     warnings: tuple[str, ...] = ()
+
+    @property
+    def protected(self) -> bool:
+        """Deletion protection, backups, encryption; destroy confirmed by name."""
+        return self.doc.protected is True
 
     # Short accessors so callers write env.rds, env.domain, ...
     @property

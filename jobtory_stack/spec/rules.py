@@ -11,7 +11,9 @@ from typing import Any
 from jobtory_stack.spec.constants import (
     DERIVED_PARAMETERS,
     HOST_LABEL,
+    LOCAL_ENV,
     MATCHER,
+    PROTECTED_MIN_BACKUP_DAYS,
     REGION,
     SECRET_NAME,
     SECRET_VALUE,
@@ -34,6 +36,7 @@ def check(env: Environment) -> tuple[list[tuple[Path_, str]], list[tuple[Path_, 
         problems.append((path, message))
 
     _check_names(env, bad)
+    _check_protection(env, bad, warnings)
     _check_network(env, bad)
     _check_rds(env, bad, warnings)
     _check_load_balancer(env, bad)
@@ -68,6 +71,41 @@ def parse_cidr(value: str, path: Path_, bad: Bad) -> ipaddress.IPv4Network | Non
         bad(path, f"{value!r} is IPv6; use an IPv4 block like 10.20.0.0/16")
         return None
     return net
+
+
+def _check_protection(env: Environment, bad: Bad, warnings: list[tuple[Path_, str]]) -> None:
+    """A protected environment keeps its data: what it needs is a property of the spec
+    (`protected = true`), never of the environment's name. (That a non-local environment
+    says it at all is the loader's check: it knows where the key was written.)"""
+    if not env.protected:
+        if env.doc.protected is False and env.name != LOCAL_ENV:
+            warnings.append(
+                (
+                    ("protected",),
+                    "WARNING: false waives the protected rules (deletion protection, "
+                    f"{PROTECTED_MIN_BACKUP_DAYS}-day backups, encryption, destroy confirmed "
+                    "by name); keep it for environments whose data can be thrown away",
+                )
+            )
+        return
+    rds, fix = env.rds, "a protected environment needs it; set it to true"
+    if not rds.deletion_protection:
+        bad(("rds", "deletion_protection"), fix)
+    if not rds.storage_encrypted:
+        bad(("rds", "storage_encrypted"), fix)
+    if rds.backup_retention_days < PROTECTED_MIN_BACKUP_DAYS:
+        bad(
+            ("rds", "backup_retention_days"),
+            f"a protected environment keeps backups at least {PROTECTED_MIN_BACKUP_DAYS} "
+            f"days; set {PROTECTED_MIN_BACKUP_DAYS} to 35",
+        )
+    if rds.publicly_accessible:
+        bad(
+            ("rds", "publicly_accessible"),
+            "the database must stay private in a protected environment; set it to false",
+        )
+    if not env.alb.deletion_protection:
+        bad(("alb", "deletion_protection"), fix)
 
 
 def _check_names(env: Environment, bad: Bad) -> None:
@@ -215,18 +253,11 @@ def _check_rds_storage(env: Environment, bad: Bad) -> None:
         bad(("rds", "allocated_storage_gb"), "gp3 storage is 20 to 65536 GiB")
     if not 0 <= rds.backup_retention_days <= 35:
         bad(("rds", "backup_retention_days"), "RDS keeps backups 0 to 35 days")
-    if env.name == "prod":
-        if not rds.deletion_protection:
-            bad(("rds", "deletion_protection"), "prod must be protected; set it to true")
-        if rds.backup_retention_days < 1:
-            bad(("rds", "backup_retention_days"), "prod needs backups; set at least 1 day")
-        if not rds.storage_encrypted:
-            bad(("rds", "storage_encrypted"), "prod data must be encrypted; set it to true")
 
 
 def _check_rds_exposure(env: Environment, bad: Bad, warnings: list[tuple[Path_, str]]) -> None:
     rds = env.rds
-    if rds.publicly_accessible:
+    if rds.publicly_accessible and not env.protected:  # protected: _check_protection
         if not rds.allow_public_for_testing:
             bad(
                 ("rds", "publicly_accessible"),
@@ -238,7 +269,8 @@ def _check_rds_exposure(env: Environment, bad: Bad, warnings: list[tuple[Path_, 
                 (
                     ("rds", "publicly_accessible"),
                     "WARNING: the database is "
-                    "reachable from the internet (testing flag set); never in prod",
+                    "reachable from the internet (testing flag set); never in a protected "
+                    "environment",
                 )
             )
 
@@ -304,8 +336,6 @@ def _check_load_balancer(env: Environment, bad: Bad) -> None:
         bad(("alb", "deregistration_delay_seconds"), "must be 0 to 3600 seconds")
     if not 1 <= alb.idle_timeout_seconds <= 4000:
         bad(("alb", "idle_timeout_seconds"), "must be 1 to 4000 seconds")
-    if env.name == "prod" and not alb.deletion_protection:
-        bad(("alb", "deletion_protection"), "prod must be protected; set it to true")
     _check_certificate(env, bad)
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,12 +26,18 @@ OWNER = [{"Name": "tag:stack", "Values": ["jobtory"]}, {"Name": "tag:env", "Valu
 Run = Callable[..., tuple[int, str, str]]
 
 
+# staging waives the protected rules on purpose, and every command says so on stderr
+# (tests/unit/test_spec.py); `run` leaves that line out of what the tests compare
+WAIVER = f"environments.{ENV}.protected: WARNING: "
+
+
 @pytest.fixture
 def run(capsys: pytest.CaptureFixture[str]) -> Run:
     def go(*argv: str, spec: Path = SPEC) -> tuple[int, str, str]:
         code = main([argv[0], "--spec", str(spec), "--env", ENV, *argv[1:]])
         captured = capsys.readouterr()
-        return code, captured.out, captured.err
+        lines = captured.err.splitlines(keepends=True)
+        return code, captured.out, "".join(x for x in lines if not x.startswith(WAIVER))
 
     return go
 
@@ -342,7 +350,7 @@ def test_destroy_removes_exactly_what_is_tagged(
         ],
     )["Vpc"]["VpcId"]
 
-    code, out, err = run("destroy")
+    code, out, err = run("destroy", "--yes")
     assert code == 0, err
     assert "Destroyed" in out
     assert "DependencyViolation, dependents still draining" in out  # retried, not failed
@@ -385,15 +393,16 @@ def test_destroy_removes_exactly_what_is_tagged(
 
 
 def test_destroy_refuses_prod_without_the_flag(
-    aws_env: str, capsys: pytest.CaptureFixture[str], mutations: list[str]
+    aws_env: str, capsys: pytest.CaptureFixture[str], api_calls: list[str]
 ) -> None:
     code = main(["destroy", "--spec", str(SPEC), "--env", "prod"])
     err = capsys.readouterr().err
     assert code == 1
     assert err.strip() == (
-        "error: refusing to destroy prod: pass --yes-destroy-prod if you really mean it"
+        "error: destroy needs a confirmation and there is no terminal to ask on: pass --yes "
+        "--confirm-env prod to destroy prod (a protected environment)"
     )
-    assert mutations == []
+    assert api_calls == []  # refused before anything is read from AWS
 
 
 # ---- failures ------------------------------------------------------------------------------
@@ -559,9 +568,16 @@ def test_prod_is_protected_and_destroy_needs_the_flag(
     assert {"Key": "deletion_protection.enabled", "Value": "true"} in attrs["Attributes"]
     capsys.readouterr()
     assert main(["destroy", *prod]) == 1
-    assert "--yes-destroy-prod" in capsys.readouterr().err
+    assert "--yes --confirm-env prod" in capsys.readouterr().err
+    # confirmed, but destroy never turns deletion protection off by itself
+    assert main(["destroy", *prod, "--yes", "--confirm-env", "prod"]) == 1
+    err = capsys.readouterr().err
+    assert "db_instance jobtory-prod-db has deletion protection" in err
+    assert "load_balancer jobtory-prod-alb has deletion protection" in err
+    assert "--remove-deletion-protection" in err
     assert client("rds").describe_db_instances()["DBInstances"]  # untouched
-    assert main(["destroy", *prod, "--yes-destroy-prod"]) == 0
+    yes = ["--yes", "--confirm-env", "prod", "--remove-deletion-protection"]
+    assert main(["destroy", *prod, *yes]) == 0
     assert client("rds").describe_db_instances()["DBInstances"] == []
     assert elbv2.describe_load_balancers()["LoadBalancers"] == []
 
@@ -595,3 +611,107 @@ def test_release_flag_and_a_release_kept_across_applies(aws_env: str, run: Run) 
     assert out.strip().endswith("No changes.")
     code, _, err = run("plan", "--release", "bad version!")
     assert code == 1 and "version 'bad version!'" in err
+
+
+# ---- destroy: protection is a property, and destroy asks ---------------------------------
+
+
+class Terminal(io.StringIO):
+    """stdin as a terminal, holding what the user types."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def production_spec(tmp_path: Path) -> Path:
+    """The shipped spec with prod renamed: `production` (still `protected = true`)."""
+    spec = tmp_path / "stack.toml"
+    text = SPEC.read_text().replace("[environments.prod]", "[environments.production]")
+    spec.write_text(text)
+    return spec
+
+
+def test_a_protected_env_of_any_name_keeps_its_deletion_protection(
+    aws_env: str,
+    capsys: pytest.CaptureFixture[str],
+    mutations: list[str],
+    tmp_path: Path,
+) -> None:
+    production = ["--spec", str(production_spec(tmp_path)), "--env", "production"]
+    assert main(["apply", *production]) == 0
+    db = client("rds").describe_db_instances(DBInstanceIdentifier="jobtory-production-db")
+    assert db["DBInstances"][0]["DeletionProtection"] is True
+    capsys.readouterr()
+    mutations.clear()
+
+    assert main(["destroy", *production, "--yes"]) == 1  # its name is needed too
+    assert "pass --confirm-env production" in capsys.readouterr().err
+    assert main(["destroy", *production, "--yes", "--confirm-env", "production"]) == 1
+    captured = capsys.readouterr()
+    assert "- delete db_instance jobtory-production-db" in captured.out  # the plan, shown
+    assert "deletion protection: on (kept: destroy never turns it off by itself)" in captured.out
+    assert len(captured.err.splitlines()) == 1  # one line, naming each resource and the fix
+    for resource in ("load_balancer jobtory-production-alb", "db_instance jobtory-production-db"):
+        assert (
+            f"{resource} has deletion protection, and destroy never turns it off by itself: "
+            "pass --remove-deletion-protection"
+        ) in captured.err
+    assert mutations == []  # refused before the first change
+    db = client("rds").describe_db_instances(DBInstanceIdentifier="jobtory-production-db")
+    assert db["DBInstances"][0]["DeletionProtection"] is True
+
+
+def test_destroy_shows_its_plan_and_asks_on_a_terminal(
+    applied: str,
+    run: Run,
+    monkeypatch: pytest.MonkeyPatch,
+    mutations: list[str],
+) -> None:
+    mutations.clear()
+    monkeypatch.setattr("sys.stdin", Terminal("no\n"))
+    code, out, err = run("destroy")
+    assert code == 1
+    assert "- delete db_instance jobtory-staging-db" in out
+    assert "- delete vpc jobtory-staging-vpc" in out
+    assert re.search(r"Plan: 0 to add, \d+ to change, \d+ to destroy\.", out)
+    assert "destroy these" in err and "in staging? Only 'yes' is accepted: " in err
+    assert err.rstrip().endswith(
+        "error: destroy cancelled: the answer was not 'yes'; nothing changed"
+    )
+    assert mutations == []
+    monkeypatch.setattr("sys.stdin", Terminal("yes\n"))
+    code, out, err = run("destroy")
+    assert code == 0, err
+    assert out.index("Plan: ") < out.index("Destroyed")
+    code, out, _ = run("destroy", "--yes")  # nothing left: nothing is asked
+    assert code == 0 and out.rstrip().endswith("No changes.")
+
+
+def test_protected_destroy_on_a_terminal_takes_the_typed_name(
+    aws_env: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    mutations: list[str],
+) -> None:
+    prod = ["--spec", str(SPEC), "--env", "prod"]
+    assert main(["apply", *prod]) == 0
+    mutations.clear()
+    capsys.readouterr()
+    monkeypatch.setattr("sys.stdin", Terminal("yes\n"))  # --yes-like answers are not names
+    assert main(["destroy", *prod, "--remove-deletion-protection"]) == 1
+    assert "prod is protected: type its name to destroy" in capsys.readouterr().err
+    assert mutations == []
+    monkeypatch.setattr("sys.stdin", Terminal("prod\n"))
+    assert main(["destroy", *prod, "--remove-deletion-protection"]) == 0
+    assert client("rds").describe_db_instances()["DBInstances"] == []
+
+
+def test_the_old_prod_flag_still_confirms_prod(
+    aws_env: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    prod = ["--spec", str(SPEC), "--env", "prod"]
+    assert main(["apply", *prod]) == 0
+    capsys.readouterr()
+    assert main(["destroy", *prod, "--yes-destroy-prod", "--remove-deletion-protection"]) == 0
+    assert "old alias of --yes --confirm-env prod" in capsys.readouterr().err
+    assert client("rds").describe_db_instances()["DBInstances"] == []

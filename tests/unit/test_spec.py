@@ -72,7 +72,9 @@ def test_shipped_spec_is_valid() -> None:
         assert env.region == "ap-northeast-2"
         assert env.rds.family == "postgres17"
         assert env.rds.parameters["timezone"] == "Asia/Seoul"
-        assert env.warnings == ()
+        # staging waives the protected rules on purpose: that is its only warning
+        waived = ("environments.staging.protected: WARNING",) if name == "staging" else ()
+        assert tuple(w[: len(waived[0])] for w in env.warnings) == waived
 
 
 def test_writer_round_trips_the_shipped_spec(tmp_path: Path) -> None:
@@ -147,9 +149,10 @@ def test_public_database_with_testing_flag_is_a_warning(tmp_path: Path) -> None:
         "allow_public_for_testing": True,
     }
     env = load_stack(write_toml(tmp_path / "stack.toml", doc)).env("staging")
-    assert len(env.warnings) == 1
-    assert "environments.staging.rds.publicly_accessible" in env.warnings[0]
-    assert "WARNING" in env.warnings[0]
+    public = [w for w in env.warnings if "protected:" not in w]  # staging's waiver aside
+    assert len(public) == 1
+    assert "environments.staging.rds.publicly_accessible" in public[0]
+    assert "WARNING" in public[0]
 
 
 def test_acm_wildcard_semantics() -> None:
@@ -253,7 +256,7 @@ INVALID: list[tuple[str, Mutation, str, str]] = [
     ("rds-public", setk(*PROD, "rds", "publicly_accessible", value=True), "prod",
      "environments.prod.rds.publicly_accessible: the database must stay private"),
     ("prod-unprotected", setk(*PROD, "rds", "deletion_protection", value=False), "prod",
-     "environments.prod.rds.deletion_protection: prod must be protected; set it to true"),
+     "environments.prod.rds.deletion_protection: a protected environment needs it; set it to"),
     ("secret-literal-key", setk("rds", "master_password", value="hunter2hunter2"), "prod",
      "rds.master_password: secrets are never values in the spec"),
     ("secret-in-values", setk("ssm", "values", "DJANGO_SECRET_KEY", value="abc"), "prod",
@@ -381,3 +384,83 @@ def test_missing_file(tmp_path: Path) -> None:
 def test_unknown_environment() -> None:
     with pytest.raises(SpecError, match=r"environments\.qa: unknown environment; known: local"):
         load_stack(SHIPPED).env("qa")
+
+
+# ---- protection is a property, not a name ------------------------------------------------
+
+
+def renamed_prod(name: str, **prod: Any) -> Doc:
+    """The shipped spec with its prod environment under another name, keys replaced."""
+    doc = shipped_doc()
+    table = doc["environments"].pop("prod")
+    table.update(prod)
+    doc["environments"][name] = table
+    return doc
+
+
+def test_a_protected_environment_of_any_name_keeps_its_data(tmp_path: Path) -> None:
+    doc = renamed_prod(
+        "production",
+        rds={"deletion_protection": False, "backup_retention_days": 0, "storage_encrypted": False},
+        alb={"deletion_protection": False},
+    )
+    message = spec_error(tmp_path, doc, "production")
+    assert message.splitlines() == [
+        "environments.production.rds.deletion_protection: a protected environment needs it; "
+        "set it to true",
+        "environments.production.rds.storage_encrypted: a protected environment needs it; "
+        "set it to true",
+        "environments.production.rds.backup_retention_days: a protected environment keeps "
+        "backups at least 7 days; set 7 to 35",
+        "environments.production.alb.deletion_protection: a protected environment needs it; "
+        "set it to true",
+    ]
+    six_days = renamed_prod("production")
+    six_days["environments"]["production"]["rds"]["backup_retention_days"] = 6
+    assert "backup_retention_days: a protected" in spec_error(tmp_path, six_days, "production")
+
+
+def test_every_environment_but_local_says_whether_it_is_protected(tmp_path: Path) -> None:
+    doc = renamed_prod("production")
+    del doc["environments"]["production"]["protected"]
+    assert spec_error(tmp_path, doc, "production").startswith(
+        "environments.production.protected: required outside local; add `protected = true` to "
+        "[environments.production]"
+    )
+    del doc["environments"]["staging"]["protected"]
+    assert "environments.staging.protected: required" in spec_error(tmp_path, doc, "staging")
+    load_stack(write_toml(tmp_path / "stack.toml", doc)).env("local")  # local may leave it
+
+
+def test_protected_false_is_a_waiver_with_a_warning(tmp_path: Path) -> None:
+    doc = renamed_prod("production", protected=False)
+    doc["environments"]["production"]["rds"]["deletion_protection"] = False
+    env = load_stack(write_toml(tmp_path / "stack.toml", doc)).env("production")
+    assert not env.protected
+    assert env.warnings == (
+        "environments.production.protected: WARNING: false waives the protected rules "
+        "(deletion protection, 7-day backups, encryption, destroy confirmed by name); keep it "
+        "for environments whose data can be thrown away",
+    )
+
+
+def test_protected_is_not_a_shared_default(tmp_path: Path) -> None:
+    doc = {"protected": True, **shipped_doc()}
+    with pytest.raises(SpecError, match=r"^protected: not a shared default; write it in each"):
+        load_stack(write_toml(tmp_path / "stack.toml", doc))
+    doc = shipped_doc()
+    doc["environments"]["prod"]["protected"] = "yes"
+    assert "environments.prod.protected: input should be a valid boolean" in spec_error(
+        tmp_path, doc, "prod"
+    )
+
+
+def test_a_protected_database_is_never_public(tmp_path: Path) -> None:
+    doc = renamed_prod("production")
+    doc["environments"]["production"]["rds"].update(
+        publicly_accessible=True, allow_public_for_testing=True
+    )
+    assert (
+        "environments.production.rds.publicly_accessible: the database must stay private in a "
+        "protected environment" in spec_error(tmp_path, doc, "production")
+    )
