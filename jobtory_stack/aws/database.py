@@ -17,14 +17,31 @@ it to DB_HOST (a Ref while the instance is only planned).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from jobtory_stack.aws import secrets
 from jobtory_stack.aws.client import error_code
-from jobtory_stack.aws.core import Ctx, owned, tag_dict, tag_list
-from jobtory_stack.aws.family import Handlers, Teardown, dispatch, protection_refused, resources
+from jobtory_stack.aws.core import (
+    ADOPTION_SHOWN,
+    Ctx,
+    adopted,
+    adoption_tags,
+    owned,
+    tag_dict,
+    tag_list,
+)
+from jobtory_stack.aws.family import (
+    ADOPTED_KEPT,
+    Handlers,
+    Teardown,
+    dispatch,
+    keep,
+    protection_refused,
+    resources,
+)
 from jobtory_stack.aws.plan import REFUSED, Change, Secret, field_diffs, fmt
 from jobtory_stack.spec.rds_parameters import CATALOG
 
@@ -192,7 +209,8 @@ def observe(ctx: Ctx, want: Desired) -> Observed:
             for g in db.get("VpcSecurityGroups", [])
         ),
         "status": db.get("DBInstanceStatus"),
-        "owned": tag_dict(db.get("TagList")).get("env") == ctx.env.name,
+        "owned": owned(tag_dict(db.get("TagList")), ctx.tags),
+        "arn": db.get("DBInstanceArn"),
     }
     o.immutable = {
         "storage_encrypted": db.get("StorageEncrypted", False),
@@ -318,6 +336,12 @@ def instance_changes(want: Desired, have: Observed, ctx: Ctx) -> list[Change]:
         }
     if have.instance["status"] == "creating":  # a wait cut short: apply waits again
         diffs += ("status: creating -> available (wait)",)
+    if not have.instance["owned"]:  # an existing database with our name: taken over, said so
+        diffs += (ADOPTION_SHOWN,)
+        update["AddTagsToResource"] = {
+            "ResourceName": have.instance["arn"],
+            "Tags": adoption_tags(ctx.tags),
+        }
     notes: tuple[str, ...] = ()
     if have.immutable and have.immutable["storage_encrypted"] != ctx.env.rds.storage_encrypted:
         diffs += (
@@ -416,6 +440,8 @@ def create_instance(ctx: Ctx, change: Change) -> None:
 
 
 def update_instance(ctx: Ctx, change: Change) -> None:
+    if "AddTagsToResource" in change.params:
+        ctx.rds.add_tags_to_resource(**ctx.resolve(change.params["AddTagsToResource"]))
     if "ModifyDBInstance" in change.params:
         args = ctx.resolve(change.params["ModifyDBInstance"])
         ctx.rds.modify_db_instance(**args)
@@ -459,9 +485,22 @@ def apply(ctx: Ctx, change: Change) -> None:
 
 
 def destroy_plan(ctx: Ctx, teardown: Teardown) -> list[Change]:
-    """The instance, then its parameter and subnet groups (the owned ones)."""
+    """The instance, then its parameter and subnet groups. Its password parameter goes
+    after it, with the params family (planned and run after this one). An instance
+    destroy leaves in place (not the stack's, or adopted) keeps its groups and password."""
     want = desired(ctx)
-    return [*instance_removal(ctx, want.instance, teardown), *group_removals(ctx, want)]
+    removal = instance_removal(ctx, want.instance, teardown)
+    groups = group_removals(ctx, want)
+    if "db_instance" in ctx.kept:
+        for change in groups:
+            keep(ctx, change.resource, change.name, "the database that stays uses it")
+        return removal
+    return [*removal, *groups]
+
+
+def final_snapshot_name(identifier: str) -> str:
+    """Timestamped, so a second destroy (of a re-created database) has a name of its own."""
+    return f"{identifier}-final-{datetime.now(UTC):%Y%m%d-%H%M%S}"
 
 
 def instance_removal(ctx: Ctx, identifier: str, teardown: Teardown) -> list[Change]:
@@ -471,7 +510,11 @@ def instance_removal(ctx: Ctx, identifier: str, teardown: Teardown) -> list[Chan
         if not not_found(exc):
             raise
         return []
-    if not owned(tag_dict(db.get("TagList")), ctx.tags):
+    tags = tag_dict(db.get("TagList"))
+    if not owned(tags, ctx.tags) or (adopted(tags) and not teardown.include_adopted):
+        ctx.kept.add("db_instance")
+        if owned(tags, ctx.tags):
+            keep(ctx, "db_instance", identifier, ADOPTED_KEPT)
         return []
     shown: tuple[str, ...] = ()
     params: dict[str, Any] = {}
@@ -486,12 +529,22 @@ def instance_removal(ctx: Ctx, identifier: str, teardown: Teardown) -> list[Chan
             "ApplyImmediately": True,
         }
         shown = ("deletion protection: true -> false (--remove-deletion-protection)",)
+    # automated backups stay for their retention period (AWS deletes them by default), and
+    # a database with backups leaves a final snapshot; one without (the replica's) does not
     final: dict[str, Any] = {"SkipFinalSnapshot": True}
-    if ctx.env.rds.backup_retention_days > 0 and not ctx.emulator:
-        final = {"SkipFinalSnapshot": False, "FinalDBSnapshotIdentifier": f"{identifier}-final"}
-    params["DeleteDBInstance"] = {"DBInstanceIdentifier": identifier, **final}
+    shown += ("automated backups: kept",)
+    if db.get("BackupRetentionPeriod", 0) > 0:
+        snapshot = final_snapshot_name(identifier)
+        final = {"SkipFinalSnapshot": False, "FinalDBSnapshotIdentifier": snapshot}
+        shown += (f"final snapshot: {snapshot}",)
+    else:
+        shown += ("final snapshot: none (no backups configured)",)
+    params["DeleteDBInstance"] = {
+        "DBInstanceIdentifier": identifier,
+        "DeleteAutomatedBackups": False,
+        **final,
+    }
     params["DescribeDBInstances"] = {"DBInstanceIdentifier": identifier}  # until it is gone
-    shown += (f"final snapshot: {final.get('FinalDBSnapshotIdentifier', '(none)')}",)
     return [Change("delete", "db_instance", identifier, shown, params)]
 
 

@@ -46,6 +46,16 @@ class Teardown:
 
     # deletion protection is turned off only on request, never by destroy itself
     remove_deletion_protection: bool = False
+    # what apply took over (tagged adopted=true) stays unless asked
+    include_adopted: bool = False
+
+
+ADOPTED_KEPT = "adopted: it existed before the stack; --include-adopted deletes it"
+
+
+def keep(ctx: Ctx, resource: str, name: str, why: str) -> None:
+    """A line saying what destroy leaves in place, and why (it is not in the plan)."""
+    ctx.report.line(f"  kept: {resource} {name} ({why})")
 
 
 def protection_refused(resource: str, name: str) -> str:

@@ -19,8 +19,25 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from jobtory_stack.aws.client import error_code
-from jobtory_stack.aws.core import Ctx, settle, tag_dict, tag_list
-from jobtory_stack.aws.family import Handlers, Teardown, dispatch, protection_refused, resources
+from jobtory_stack.aws.core import (
+    ADOPTION_SHOWN,
+    Ctx,
+    adopted,
+    adoption_tags,
+    owned,
+    settle,
+    tag_dict,
+    tag_list,
+)
+from jobtory_stack.aws.family import (
+    ADOPTED_KEPT,
+    Handlers,
+    Teardown,
+    dispatch,
+    keep,
+    protection_refused,
+    resources,
+)
 from jobtory_stack.aws.plan import REFUSED, Change, Ref, field_diffs, fmt
 
 REDIRECT = {"Protocol": "HTTPS", "Port": "443", "StatusCode": "HTTP_301"}
@@ -106,10 +123,13 @@ def find_tg(ctx: Ctx, name: str) -> dict[str, Any] | None:
         raise
 
 
-def is_owned(ctx: Ctx, arn: str) -> bool:
+def tags_of(ctx: Ctx, arn: str) -> dict[str, str]:
     descriptions = ctx.elbv2.describe_tags(ResourceArns=[arn])["TagDescriptions"]
-    tags = tag_dict(descriptions[0].get("Tags") if descriptions else None)
-    return all(tags.get(k) == v for k, v in ctx.tags.items())
+    return tag_dict(descriptions[0].get("Tags") if descriptions else None)
+
+
+def is_owned(ctx: Ctx, arn: str) -> bool:
+    return owned(tags_of(ctx, arn), ctx.tags)
 
 
 def observe(ctx: Ctx, want: Desired) -> Observed:
@@ -261,9 +281,9 @@ def load_balancer_changes(want: Desired, have: Observed, ctx: Ctx) -> list[Chang
         {"subnets": list(want.subnets), "security_groups": ["alb"], **want.alb_attributes},
         {"subnets": have.subnets, "security_groups": have.security_groups, **have.alb_attributes},
     )
-    if not have.alb_owned:
-        diffs += ("tags: (none) -> stack, env",)
-        params["AddTags"] = {"ResourceArns": [alb_arn], "Tags": tag_list(ctx.tags)}
+    if not have.alb_owned:  # an existing ALB with our name: taken over, said so
+        diffs += (ADOPTION_SHOWN,)
+        params["AddTags"] = {"ResourceArns": [alb_arn], "Tags": adoption_tags(ctx.tags)}
     return [Change("update", "load_balancer", want.alb, diffs, params)] if diffs else []
 
 
@@ -382,11 +402,18 @@ PROTECTION = "deletion_protection.enabled"
 
 
 def destroy_plan(ctx: Ctx, teardown: Teardown) -> list[Change]:
-    """The ALB (its listeners first), then the target group."""
+    """The ALB (its listeners first), then the target group. An adopted ALB stays as it
+    is, with its listeners and so the target group they forward to."""
     want = desired(ctx)
     changes: list[Change] = []
     alb = find_alb(ctx, want.alb)
-    if alb is not None and is_owned(ctx, alb["LoadBalancerArn"]):
+    tags = tags_of(ctx, alb["LoadBalancerArn"]) if alb is not None else {}
+    if alb is not None and owned(tags, ctx.tags):
+        if adopted(tags) and not teardown.include_adopted:
+            keep(ctx, "load_balancer", want.alb, f"{ADOPTED_KEPT}; its listeners stay with it")
+            keep(ctx, "target_group", want.tg, "the adopted load balancer forwards to it")
+            ctx.kept.add("load_balancer")  # its names and certificate stay (dns)
+            return []
         changes.append(alb_removal(ctx, want.alb, alb["LoadBalancerArn"], teardown))
     tg = find_tg(ctx, want.tg)
     if tg is not None and is_owned(ctx, tg["TargetGroupArn"]):

@@ -22,9 +22,15 @@ from botocore.exceptions import ClientError
 
 from jobtory_stack.aws import secrets
 from jobtory_stack.aws.client import error_code
-from jobtory_stack.aws.core import Ctx, tag_list
-from jobtory_stack.aws.family import Handlers, Teardown, dispatch, resources
-from jobtory_stack.aws.plan import SYMBOLS, Change, Ref, Secret, fmt
+from jobtory_stack.aws.core import (
+    ADOPTION_SHOWN,
+    Ctx,
+    adoption_tags,
+    refuse_takeovers,
+    tag_list,
+)
+from jobtory_stack.aws.family import ADOPTED_KEPT, Handlers, Teardown, dispatch, keep, resources
+from jobtory_stack.aws.plan import ADOPTED_TAG, SYMBOLS, Change, Ref, Secret, fmt
 from jobtory_stack.errors import AwsError
 from jobtory_stack.spec.constants import RUNTIME_PARAMETERS
 
@@ -170,12 +176,12 @@ def update_change(p: Param, o: Observed, full: str, tagged: list[dict[str, str]]
         diffs.append(f"type: {kind(o.secure)} -> {kind(p.secure)}")
     if diffs:  # a secret whose value only SSM knows keeps it (e.g. String -> SecureString)
         params["PutParameter"] = {**put_args(p, full), "Overwrite": True}
-    if not o.owned:
-        diffs.append("tags: (none) -> stack, env")
+    if not o.owned:  # an existing parameter under our prefix: taken over, said so
+        diffs.append(ADOPTION_SHOWN)
         params["AddTagsToResource"] = {
             "ResourceType": "Parameter",
             "ResourceId": full,
-            "Tags": tagged,
+            "Tags": [*tagged, dict(ADOPTED_TAG)],
         }
     return [Change("update", RESOURCE, full, tuple(diffs), params)] if diffs else []
 
@@ -215,15 +221,17 @@ def plan(ctx: Ctx) -> list[Change]:
 
 
 def put(ctx: Ctx, name: str, value: str, secure: bool, exists: bool, owned: bool) -> None:
-    """Write one parameter now (`params set`, migrate's transition values)."""
+    """Write one parameter now (`params set`, migrate's transition values); one that
+    exists untagged is taken over (tagged adopted=true)."""
     full = ctx.d.parameter_name(name)
-    tags: dict[str, Any] = {"Tags": tag_list(ctx.tags)}
     if exists:
         ctx.ssm.put_parameter(Name=full, Value=value, Type=kind(secure), Overwrite=True)
         if not owned:
-            ctx.ssm.add_tags_to_resource(ResourceType="Parameter", ResourceId=full, **tags)
+            adoption: Any = adoption_tags(ctx.tags)
+            ctx.ssm.add_tags_to_resource(ResourceType="Parameter", ResourceId=full, Tags=adoption)
     else:
-        ctx.ssm.put_parameter(Name=full, Value=value, Type=kind(secure), **tags)
+        tags: Any = tag_list(ctx.tags)
+        ctx.ssm.put_parameter(Name=full, Value=value, Type=kind(secure), Tags=tags)
 
 
 def write_parameter(ctx: Ctx, change: Change) -> None:
@@ -255,12 +263,38 @@ def apply(ctx: Ctx, change: Change) -> None:
     dispatch(HANDLERS, ctx, change)
 
 
-def destroy_plan(ctx: Ctx, teardown: Teardown) -> list[Change]:
-    """Every parameter under the prefix that carries the env's tags."""
-    return [
-        Change("delete", RESOURCE, full, (), {"DeleteParameter": {"Name": full}})
-        for full in (ctx.d.parameter_name(name) for name, o in observe(ctx).items() if o.owned)
+def adopted_names(ctx: Ctx) -> set[str]:
+    """The parameters under the prefix apply took over (tagged adopted=true)."""
+    prefix = ctx.env.ssm_prefix
+    filters: Any = [
+        {"Key": "Path", "Option": "Recursive", "Values": [prefix.rstrip("/")]},
+        *({"Key": f"tag:{k}", "Values": [v]} for k, v in ctx.tags.items()),
+        {"Key": f"tag:{ADOPTED_TAG['Key']}", "Values": [ADOPTED_TAG["Value"]]},
     ]
+    names: set[str] = set()
+    for page in ctx.ssm.get_paginator("describe_parameters").paginate(ParameterFilters=filters):
+        names.update(p["Name"][len(prefix) :] for p in page["Parameters"])
+    return names
+
+
+def destroy_plan(ctx: Ctx, teardown: Teardown) -> list[Change]:
+    """Every parameter under the prefix that carries the env's tags; planned after the
+    database (which goes first), so its password is deleted after it. A database destroy
+    leaves in place keeps its password; adopted parameters stay unless asked."""
+    owned = [name for name, o in observe(ctx).items() if o.owned]
+    adopted = adopted_names(ctx) if owned and not teardown.include_adopted else set()
+    changes: list[Change] = []
+    for name in owned:
+        full = ctx.d.parameter_name(name)
+        if name in DATABASE_OWNED_SECRETS and "db_instance" in ctx.kept:
+            keep(ctx, RESOURCE, full, "the database stays, and this is its master password")
+        elif name in adopted:
+            keep(ctx, RESOURCE, full, ADOPTED_KEPT)
+        else:
+            changes.append(
+                Change("delete", RESOURCE, full, (), {"DeleteParameter": {"Name": full}})
+            )
+    return changes
 
 
 DESTROY_HANDLERS: Handlers = {(RESOURCE, "delete"): delete_parameter}
@@ -292,6 +326,7 @@ def sync(ctx: Ctx, secrets_file: Path | None = None) -> list[Change]:
     ctx.secret_values.update(values or {})
     want = desired(ctx, values)
     changes = diff(want, have, ctx.env.ssm_prefix, ctx.tags)
+    refuse_takeovers(ctx, changes)
     for change in changes:
         apply(ctx, change)
     unchanged = len([n for n in want.params if n in have]) - sum(
@@ -371,6 +406,12 @@ def set_secret(ctx: Ctx, name: str, value: str) -> str:
     secure = name in d.secret_names
     have = observe(ctx)
     o = have.get(name)
+    if o is not None and not o.owned and ctx.env.protected:
+        raise AwsError(
+            f"{d.parameter_name(name)} exists but this stack did not create it, and "
+            f"{ctx.env.name} is protected: take it over first with `deploy.py params sync "
+            f"--env {ctx.env.name} --adopt-existing`"
+        )
     if o is not None and o.value == value and o.secure == secure and o.owned:
         return f"{d.parameter_name(name)}: unchanged"
     put(ctx, name, value, secure, o is not None, o is None or o.owned)

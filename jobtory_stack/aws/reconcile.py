@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from types import ModuleType
 
 from jobtory_stack.aws import database, dns, loadbalancer, network, params, scaling
-from jobtory_stack.aws.core import Ctx
+from jobtory_stack.aws.core import Ctx, refuse_takeovers
 from jobtory_stack.aws.family import Family, Teardown
 from jobtory_stack.aws.plan import Change, Plan, refusals, summary
 from jobtory_stack.errors import AwsError
@@ -44,7 +44,15 @@ FAMILIES = (
     family("params", params),
     family("dns/certs", dns),
     family("loadbalancer", loadbalancer),
-    Family("dns aliases", dns.alias_plan, dns.apply, dns.ALIAS_RESOURCES),
+    Family(
+        "dns aliases",
+        dns.alias_plan,
+        dns.apply,
+        dns.ALIAS_RESOURCES,
+        dns.alias_destroy_plan,
+        dns.destroy_apply,
+        dns.ALIAS_DESTROY_RESOURCES,
+    ),
     family("scaling", scaling),
 )
 ORDER = {resource: i for i, f in enumerate(FAMILIES) for resource in f.resources}
@@ -123,7 +131,9 @@ def apply(ctx: Ctx, plan: Plan | None = None) -> Plan:
     """Execute exactly `plan` (the current one when None), family by family."""
     if plan is None:
         plan = held_plan(ctx)
-    for family, changes in sections(ctx, plan):
+    parts = sections(ctx, plan)
+    refuse_takeovers(ctx, plan)  # a protected env adopts only with --adopt-existing
+    for family, changes in parts:
         ctx.report.release(family.name)
         if not changes:
             ctx.report.line(f"{family.name}: up to date")
@@ -140,8 +150,20 @@ def apply(ctx: Ctx, plan: Plan | None = None) -> Plan:
 # ---- destroy / status ----------------------------------------------------------------------
 
 
-# The reverse of the dependency order.
-DESTROY_ORDER = tuple(f for f in reversed(FAMILIES) if f.destroy_plan is not None)
+# Planned and run in this order: what uses a resource goes before it (the ASG before the
+# target group, the listeners before the certificate); the database before its password
+# (params), so a failed delete never leaves a database nobody can log in to; what a family
+# keeps (ctx.kept) is known to the families after it (an adopted ALB keeps its names).
+DESTROY_NAMES = (
+    "scaling",
+    "loadbalancer",
+    "dns aliases",
+    "dns/certs",
+    "database",
+    "params",
+    "network",
+)
+DESTROY_ORDER = tuple(next(f for f in FAMILIES if f.name == name) for name in DESTROY_NAMES)
 DESTROY_FAMILY = {r: f for f in DESTROY_ORDER for r in f.destroy_resources}
 
 
@@ -152,6 +174,7 @@ def destroy_plan(ctx: Ctx, teardown: Teardown = KEEP_EVERYTHING_PROTECTED) -> Pl
     """Every deletion, family by family in reverse dependency order; observes only.
     A resource destroy may not delete as asked is a refused change (plan.REFUSED)."""
     changes: list[Change] = []
+    ctx.kept.clear()
     for family in DESTROY_ORDER:
         assert family.destroy_plan is not None
         with ctx.report.section(family.name):

@@ -40,8 +40,16 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from jobtory_stack.aws.client import NO_RETRY_CONFIG, error_code
-from jobtory_stack.aws.core import Ctx, owned, tag_dict, tag_list
-from jobtory_stack.aws.family import Handlers, Teardown, dispatch, resources
+from jobtory_stack.aws.core import (
+    ADOPTION_SHOWN,
+    Ctx,
+    adopted,
+    adoption_tags,
+    owned,
+    tag_dict,
+    tag_list,
+)
+from jobtory_stack.aws.family import ADOPTED_KEPT, Handlers, Teardown, dispatch, keep, resources
 from jobtory_stack.aws.plan import Change, Ref, field_diffs, fmt
 from jobtory_stack.errors import AwsError
 from jobtory_stack.render.user_data import render_user_data
@@ -389,8 +397,8 @@ def role_changes(want: Desired, have: Observed, ctx: Ctx) -> list[Change]:
             "Description": f"{ctx.d.resource_name('ec2')} hosts: read SSM {ctx.env.ssm_prefix}",
             "Tags": tag_list(ctx.tags),
         }
-    elif not have.role_owned:
-        params["TagRole"] = {"RoleName": want.role, "Tags": tag_list(ctx.tags)}
+    elif not have.role_owned:  # an existing role with our name: taken over, said so
+        params["TagRole"] = {"RoleName": want.role, "Tags": adoption_tags(ctx.tags)}
     if have.policy != want.policy:
         params["PutRolePolicy"] = {
             "RoleName": want.role,
@@ -402,7 +410,7 @@ def role_changes(want: Desired, have: Observed, ctx: Ctx) -> list[Change]:
         changes.append(Change("create", "iam_role", want.role, shown, params))
     elif params:
         shown = ("policy: differs",) if have.policy != want.policy else ()
-        shown += ("tags: (none) -> stack, env",) if not have.role_owned else ()
+        shown += (ADOPTION_SHOWN,) if not have.role_owned else ()
         changes.append(Change("update", "iam_role", want.role, shown, params))
     add_role = {"InstanceProfileName": want.role, "RoleName": want.role}
     shown = (f"role: {want.role}",)
@@ -781,7 +789,7 @@ def destroy_plan(ctx: Ctx, teardown: Teardown) -> list[Change]:
     return [
         *group_removal(ctx, d.resource_name("asg")),
         *template_removal(ctx, d.resource_name("lt")),
-        *role_removal(ctx, d.resource_name("ec2")),
+        *role_removal(ctx, d.resource_name("ec2"), teardown),
     ]
 
 
@@ -812,8 +820,9 @@ def template_removal(ctx: Ctx, lt_name: str) -> list[Change]:
     return [Change("delete", "launch_template", lt_name, (), params)]
 
 
-def role_removal(ctx: Ctx, role: str) -> list[Change]:
-    """The profile (named like the role) first, then the role's inline policies and it."""
+def role_removal(ctx: Ctx, role: str, teardown: Teardown) -> list[Change]:
+    """The profile (named like the role) first, then the role's inline policies and it.
+    An adopted role stays as it is, its profile too (unless --include-adopted)."""
     iam = ctx.iam
     try:
         found = iam.get_role(RoleName=role)["Role"]
@@ -821,7 +830,11 @@ def role_removal(ctx: Ctx, role: str) -> list[Change]:
         if error_code(exc) != "NoSuchEntity":
             raise
         return []
-    if not owned(tag_dict(found.get("Tags")), ctx.tags):
+    tags = tag_dict(found.get("Tags"))
+    if not owned(tags, ctx.tags):
+        return []
+    if adopted(tags) and not teardown.include_adopted:
+        keep(ctx, "iam_role", role, f"{ADOPTED_KEPT}; its instance profile stays with it")
         return []
     changes: list[Change] = []
     try:

@@ -39,6 +39,7 @@ def context(args: argparse.Namespace, header: bool = False, env: Environment | N
     ctx.secrets_file = getattr(args, "secrets_file", None)
     ctx.release = getattr(args, "release", None)
     ctx.artifact_url = getattr(args, "artifact_url", None)
+    ctx.adopt_existing = getattr(args, "adopt_existing", False)
     ctx.read_only = args.handler in (cmd_plan, cmd_status)
     if header:
         target = ctx.endpoint_url or "AWS"
@@ -52,13 +53,19 @@ def context(args: argparse.Namespace, header: bool = False, env: Environment | N
 def cmd_plan(args: argparse.Namespace) -> int:
     from jobtory_stack.aws import reconcile
     from jobtory_stack.aws.client import aws_errors
-    from jobtory_stack.aws.plan import render_plan
+    from jobtory_stack.aws.plan import adopts, render_plan
 
     ctx = context(args, header=True)
     with aws_errors():
         plan = reconcile.plan(ctx)
     for line in render_plan(plan):
         out(line)
+    taken = [f"{c.resource} {c.name}" for c in plan if adopts(c)]
+    if taken and ctx.env.protected:
+        name = ctx.env.name
+        out(
+            f"! {name} is protected: apply takes over {', '.join(taken)} only with --adopt-existing"
+        )
     return EXIT_OK
 
 
@@ -95,7 +102,10 @@ def cmd_destroy(args: argparse.Namespace) -> int:
     rule = Confirmation("destroy", env, destroy_consent(args))
     rule.check()  # before any call: what could never be confirmed is refused now
     ctx = context(args, header=True, env=env)
-    teardown = Teardown(remove_deletion_protection=args.remove_deletion_protection)
+    teardown = Teardown(
+        remove_deletion_protection=args.remove_deletion_protection,
+        include_adopted=args.include_adopted,
+    )
     with aws_errors():
         plan = reconcile.destroy_plan(ctx, teardown)
     for line in render_plan(plan):
@@ -191,6 +201,15 @@ def release_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def adopt_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--adopt-existing",
+        action="store_true",
+        help="a protected environment: take over existing untagged resources with the "
+        "stack's names (tagged adopted=true; destroy keeps them)",
+    )
+
+
 def register(sub: Any) -> None:
     common = [env_options(), endpoint_options()]
     secrets_help = "local replica only: secret values from this JSON file (see params sync)"
@@ -209,6 +228,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--secrets-file", type=Path, metavar="PATH", help=secrets_help)
     release_options(p)
+    adopt_option(p)
     p.set_defaults(handler=cmd_apply)
     p = sub.add_parser(
         "destroy",
@@ -221,6 +241,11 @@ def register(sub: Any) -> None:
         "--remove-deletion-protection",
         action="store_true",
         help="turn deletion protection off to delete (destroy never does it by itself)",
+    )
+    p.add_argument(
+        "--include-adopted",
+        action="store_true",
+        help="also delete what apply took over (tagged adopted=true); kept by default",
     )
     p.add_argument(
         "--yes-destroy-prod",
@@ -242,6 +267,7 @@ def register(sub: Any) -> None:
         help="local replica only: secret values from this JSON file; missing ones are "
         "generated and written back (0600)",
     )
+    adopt_option(q)
     q.set_defaults(handler=cmd_params_sync)
 
     q = psub.add_parser("get", parents=common, help="show parameters (secrets never shown)")

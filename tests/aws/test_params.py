@@ -204,7 +204,10 @@ def test_a_secret_stored_as_plain_string_becomes_secure(
         Name="/jobtory/staging/DJANGO_SECRET_KEY", Value="was-plain-text", Type="String"
     )
     code, out, _ = run(capsys, "diff", "--env", "staging")
-    assert "~ DJANGO_SECRET_KEY (type: String -> SecureString; tags: (none) -> stack, env)" in out
+    assert (  # an existing parameter this stack did not create: taken over, marked adopted
+        "~ DJANGO_SECRET_KEY (type: String -> SecureString; tags: (none) -> stack, env, "
+        "adopted=true (an existing resource, taken over))"
+    ) in out
     code, out, _ = run(capsys, "sync", "--env", "staging")
     assert code == 0 and "was-plain-text" not in out
     assert all_params("/jobtory/staging/")["DJANGO_SECRET_KEY"] == (

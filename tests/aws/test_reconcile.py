@@ -376,7 +376,11 @@ def test_destroy_removes_exactly_what_is_tagged(
     instances = [
         m["ResourceARN"].rsplit("/", 1)[1] for m in tagged if ":instance/" in m["ResourceARN"]
     ]
-    assert [m for m in tagged if ":instance/" not in m["ResourceARN"]] == []
+    # the database's snapshots stay on purpose (its final one, automated backups)
+    snapshots = [m["ResourceARN"] for m in tagged if ":snapshot:" in m["ResourceARN"]]
+    assert any(f":snapshot:jobtory-{ENV}-db-final-" in arn for arn in snapshots)
+    left_tagged = [m for m in tagged if ":instance/" not in m["ResourceARN"]]
+    assert [m for m in left_tagged if ":snapshot:" not in m["ResourceARN"]] == []
     if instances:  # terminated instances stay visible (with their tags) for a while, as on AWS
         states = {
             i["State"]["Name"]
@@ -715,3 +719,221 @@ def test_the_old_prod_flag_still_confirms_prod(
     assert main(["destroy", *prod, "--yes-destroy-prod", "--remove-deletion-protection"]) == 0
     assert "old alias of --yes --confirm-env prod" in capsys.readouterr().err
     assert client("rds").describe_db_instances()["DBInstances"] == []
+
+
+# ---- destroy deletes what the stack made, in a safe order ---------------------------------
+
+
+def calls_with_params(client_hook: Callable[[Callable[[Any], None]], None]) -> list[Any]:
+    """(operation, its API parameters) of every call made through the reconciler."""
+    calls: list[tuple[str, dict[str, Any]]] = []
+
+    def record(model: Any, params: dict[str, Any], **_: Any) -> None:
+        calls.append((model.name, dict(params)))
+
+    client_hook(lambda c: c.meta.events.register("before-parameter-build", record))
+    return calls
+
+
+def test_destroy_deletes_the_database_first_and_keeps_its_backups(
+    applied: str, run: Run, client_hook: Callable[[Callable[[Any], None]], None]
+) -> None:
+    calls = calls_with_params(client_hook)
+    code, out, err = run("destroy", "--yes")
+    assert code == 0, err
+    names = [(op, p.get("DBInstanceIdentifier") or p.get("Name")) for op, p in calls]
+    db = names.index(("DeleteDBInstance", f"jobtory-{ENV}-db"))
+    password = names.index(("DeleteParameter", f"/jobtory/{ENV}/DB_PASSWORD"))
+    assert db < password  # a database nobody can log in to is never left behind
+    delete = calls[db][1]
+    assert delete["DeleteAutomatedBackups"] is False and delete["SkipFinalSnapshot"] is False
+    first = delete["FinalDBSnapshotIdentifier"]
+    assert re.fullmatch(rf"jobtory-{ENV}-db-final-\d{{8}}-\d{{6}}", first)
+    assert f"final snapshot: {first}" in out and "automated backups: kept" in out
+
+    # a second destroy (of the environment built again) names its own snapshot. (moto
+    # names an instance's automated snapshot by the minute and refuses to create the
+    # instance again while its retained one of the same minute exists; AWS keeps
+    # retained backups apart: the test removes it, as if a minute had passed.)
+    rds = client("rds")
+    for snap in rds.describe_db_snapshots(SnapshotType="automated")["DBSnapshots"]:
+        rds.delete_db_snapshot(DBSnapshotIdentifier=snap["DBSnapshotIdentifier"])
+    assert run("apply")[0] == 0
+    calls.clear()
+    code, _, err = run("destroy", "--yes")
+    assert code == 0, err
+    second = next(p for op, p in calls if op == "DeleteDBInstance")["FinalDBSnapshotIdentifier"]
+    assert second != first
+    kept = {s["DBSnapshotIdentifier"] for s in client("rds").describe_db_snapshots()["DBSnapshots"]}
+    assert {first, second} <= kept
+
+
+def zone_id_of(name: str) -> str:
+    zones = client("route53").list_hosted_zones_by_name(DNSName=name)["HostedZones"]
+    return str(next(z["Id"] for z in zones if z["Name"] == name)).rsplit("/", 1)[-1]
+
+
+def records_of(zid: str) -> set[tuple[str, str]]:
+    found = client("route53").list_resource_record_sets(HostedZoneId=zid)["ResourceRecordSets"]
+    return {(r["Name"], r["Type"]) for r in found}
+
+
+def add_records(zid: str, *records: tuple[str, str, str]) -> None:
+    client("route53").change_resource_record_sets(
+        HostedZoneId=zid,
+        ChangeBatch={
+            "Changes": [
+                {
+                    "Action": "CREATE",
+                    "ResourceRecordSet": {
+                        "Name": name,
+                        "Type": kind,
+                        "TTL": 300,
+                        "ResourceRecords": [{"Value": value}],
+                    },
+                }
+                for name, kind, value in records
+            ]
+        },
+    )
+
+
+def test_destroy_deletes_only_the_records_it_wrote_and_keeps_a_shared_zone(
+    applied: str, run: Run
+) -> None:
+    zone = f"{ENV}.jobtory.com."
+    zid = zone_id_of(zone)
+    ours = records_of(zid) - {(zone, "NS"), (zone, "SOA")}
+    assert (zone, "A") in ours and any(kind == "CNAME" for _, kind in ours)
+    add_records(
+        zid, (zone, "MX", "10 mx.example.net."), (f"_dmarc.{zone}", "TXT", '"v=DMARC1; p=none"')
+    )
+    code, out, err = run("destroy", "--yes")
+    assert code == 0, err
+    assert f"- delete route53_alias {zone} A" in out
+    validation = rf"- delete route53_record _\w+\.{re.escape(zone)} CNAME\n    acm validation"
+    assert re.search(validation, out)
+    assert (
+        f"  kept: route53_zone {zone} (it holds records this stack did not write: "
+        f"MX {zone}, TXT _dmarc.{zone})"
+    ) in out
+    assert records_of(zid) == {(zone, "NS"), (zone, "SOA"), (zone, "MX"), (f"_dmarc.{zone}", "TXT")}
+
+
+def test_adopted_resources_stay_unless_asked(
+    applied: str, run: Run, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    iam, rds = client("iam"), client("rds")
+    role = f"jobtory-{ENV}-ec2"
+    # as apply leaves what it took over: tagged stack/env plus adopted=true
+    iam.tag_role(RoleName=role, Tags=[{"Key": "adopted", "Value": "true"}])
+    db = rds.describe_db_instances(DBInstanceIdentifier=f"jobtory-{ENV}-db")["DBInstances"][0]
+    rds.add_tags_to_resource(
+        ResourceName=db["DBInstanceArn"], Tags=[{"Key": "adopted", "Value": "true"}]
+    )
+    code, out, err = run("destroy", "--yes")
+    assert code == 0, err
+    adopted = "(adopted: it existed before the stack; --include-adopted deletes it"
+    assert f"  kept: iam_role {role} {adopted}; its instance profile stays with it)" in out
+    assert f"  kept: db_instance jobtory-{ENV}-db {adopted})" in out
+    assert (
+        f"  kept: ssm_parameter /jobtory/{ENV}/DB_PASSWORD (the database stays, and this is "
+        "its master password)"
+    ) in out
+    assert f"  kept: db_subnet_group jobtory-{ENV}-db-subnets" in out
+    assert iam.get_role(RoleName=role)["Role"]
+    assert rds.describe_db_instances()["DBInstances"]
+    ssm = client("ssm")
+    assert ssm.get_parameter(Name=f"/jobtory/{ENV}/DB_PASSWORD", WithDecryption=True)
+
+    code, out, err = run("destroy", "--yes", "--include-adopted")
+    assert code == 0, err
+    with pytest.raises(ClientError):
+        iam.get_role(RoleName=role)
+    assert rds.describe_db_instances()["DBInstances"] == []
+    left = ssm.get_parameters_by_path(Path=f"/jobtory/{ENV}/", Recursive=True)["Parameters"]
+    assert left == []
+
+
+def untagged_role(name: str) -> None:
+    client("iam").create_role(
+        RoleName=name,
+        AssumeRolePolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"Service": "ec2.amazonaws.com"},
+                        "Action": "sts:AssumeRole",
+                    }
+                ],
+            }
+        ),
+    )
+
+
+def test_apply_marks_what_it_takes_over(aws_env: str, run: Run) -> None:
+    untagged_role(f"jobtory-{ENV}-ec2")
+    client("ssm").put_parameter(Name=f"/jobtory/{ENV}/GOOGLE_CLIENT_ID", Value="x", Type="String")
+    code, out, err = run("plan")
+    assert f"~ update iam_role jobtory-{ENV}-ec2" in out
+    assert "tags: (none) -> stack, env, adopted=true (an existing resource, taken over)" in out
+    assert "only with --adopt-existing" not in out  # staging is not protected
+    code, _, err = run("apply")
+    assert code == 0, err
+    tags = client("iam").list_role_tags(RoleName=f"jobtory-{ENV}-ec2")["Tags"]
+    assert {"Key": "adopted", "Value": "true"} in tags
+    param_tags = client("ssm").list_tags_for_resource(
+        ResourceType="Parameter", ResourceId=f"/jobtory/{ENV}/GOOGLE_CLIENT_ID"
+    )["TagList"]
+    assert {"Key": "adopted", "Value": "true"} in param_tags
+
+
+def test_a_protected_env_takes_over_only_when_asked(
+    aws_env: str, capsys: pytest.CaptureFixture[str], mutations: list[str]
+) -> None:
+    prod = ["--spec", str(SPEC), "--env", "prod"]
+    untagged_role("jobtory-prod-ec2")
+    assert main(["plan", *prod]) == 0
+    assert (
+        "! prod is protected: apply takes over iam_role jobtory-prod-ec2 only with --adopt-existing"
+    ) in capsys.readouterr().out
+    mutations.clear()
+    assert main(["apply", *prod]) == 1
+    err = capsys.readouterr().err
+    assert err == (
+        "error: prod is protected and this would take over what the stack did not create: "
+        "iam_role jobtory-prod-ec2; check they belong to prod and pass --adopt-existing (they "
+        "are tagged adopted=true: destroy keeps them unless --include-adopted)\n"
+    )
+    assert mutations == []  # refused before the first change
+    assert main(["apply", *prod, "--adopt-existing"]) == 0
+    tags = client("iam").list_role_tags(RoleName="jobtory-prod-ec2")["Tags"]
+    assert {"Key": "adopted", "Value": "true"} in tags
+
+
+def test_params_in_a_protected_env_take_over_only_when_asked(
+    aws_env: str,
+    capsys: pytest.CaptureFixture[str],
+    mutations: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    prod = ["--spec", str(SPEC), "--env", "prod"]
+    ssm = client("ssm")
+    ssm.put_parameter(Name="/jobtory/prod/GOOGLE_CLIENT_ID", Value="hand-made", Type="String")
+    ssm.put_parameter(Name="/jobtory/prod/GOOGLE_CLIENT_SECRET", Value="x" * 40, Type="String")
+    mutations.clear()
+    assert main(["params", "sync", *prod]) == 1
+    assert "pass --adopt-existing" in capsys.readouterr().err
+    monkeypatch.setattr("sys.stdin", io.StringIO("a-new-secret-value\n"))
+    assert main(["params", "set", *prod, "GOOGLE_CLIENT_SECRET"]) == 1
+    assert (
+        "error: /jobtory/prod/GOOGLE_CLIENT_SECRET exists but this stack did not create it, and "
+        "prod is protected: take it over first with `deploy.py params sync --env prod "
+        "--adopt-existing`"
+    ) in capsys.readouterr().err
+    assert mutations == []
+    assert main(["params", "sync", *prod, "--adopt-existing"]) == 0
+    monkeypatch.setattr("sys.stdin", io.StringIO("a-new-secret-value\n"))
+    assert main(["params", "set", *prod, "GOOGLE_CLIENT_SECRET"]) == 0
