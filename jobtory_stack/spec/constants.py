@@ -58,6 +58,42 @@ DERIVED_PARAMETERS = frozenset(
 )
 # Filled in from a live resource (the RDS endpoint) unless the spec gives a value (local).
 RUNTIME_PARAMETERS = frozenset({"DB_HOST"})
+
+# Names ssm.values may not set, in any environment: they change what runs (the loader,
+# the interpreter, the server, the trust store), not how the app behaves. The app's and
+# the hosts' environment comes from SSM (ssm_env), so a value here reaches every process.
+# `X*` is a prefix. (docs/spec.md lists them; docs/security.md says why.)
+RESERVED_NAMES: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("LD_*",), "the dynamic loader reads it (a library injected into every process)"),
+    (("GCONV_PATH",), "glibc loads code from it"),
+    (
+        ("PYTHON*",),
+        "the Python interpreter reads it (PYTHONPATH, PYTHONSTARTUP, ...; PYTHON is the "
+        "interpreter app/start.sh runs)",
+    ),
+    (("PATH", "HOME", "SHELL", "IFS", "ENV", "BASH_ENV"), "the shell and its programs read it"),
+    (("GUNICORN_*",), "gunicorn's settings (bind address, trusted proxies) are the release's"),
+    (("DJANGO_SETTINGS_MODULE",), "it picks the settings module: the release's"),
+    (("DJANGO_BUILD_ONLY",), "build time only: it fills required settings with placeholders"),
+    (("APP_VERSION",), "the release sets it"),
+    (("AWS_*",), "the AWS SDK reads it (credentials, endpoint): hosts use their role"),
+    (("PG*",), "libpq reads it (PGSSLMODE, PGHOST, ...): the database settings are DB_*"),
+    (
+        ("SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"),
+        "it picks the certificate authorities the app trusts",
+    ),
+    (
+        ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"),
+        "it routes the app's outgoing requests (the OIDC provider's) through a proxy",
+    ),
+    (("SSM_PREFIX", "JOBTORY_*"), "the deployer's own setting"),
+)
+# The app's boolean words (app/config/env.py).
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+FALSE_WORDS = frozenset({"0", "false", "no", "off", ""})
+HSTS_MIN_SECONDS = 31536000  # the app's default: one year
+DB_SSL_MODES = ("require", "verify-ca", "verify-full")  # libpq modes that always encrypt
+ADMIN_CIDR_WIDEST = 16  # network.admin_cidr: at most a /16 (65,536 addresses)
 OAUTH_CALLBACK_PATH = "/auth/google/callback"
 
 # ---- ports -------------------------------------------------------------------------------

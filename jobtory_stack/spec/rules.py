@@ -9,17 +9,23 @@ import re
 from typing import Any
 
 from jobtory_stack.spec.constants import (
+    ADMIN_CIDR_WIDEST,
+    DB_SSL_MODES,
     DERIVED_PARAMETERS,
+    FALSE_WORDS,
     HOST_LABEL,
+    HSTS_MIN_SECONDS,
     LOCAL_ENV,
     MATCHER,
     PROTECTED_MIN_BACKUP_DAYS,
     REGION,
+    RESERVED_NAMES,
     SECRET_NAME,
     SECRET_VALUE,
     SSM_NAME,
     SUPPORTED_POSTGRES_MAJORS,
     TLS_POLICIES,
+    TRUE_WORDS,
 )
 from jobtory_stack.spec.model import Environment, Subnet
 from jobtory_stack.spec.rds_parameters import CATALOG
@@ -179,13 +185,24 @@ def _check_network(env: Environment, bad: Bad) -> None:
             ("network", "subnets"),
             "RDS needs private subnets in at least two AZs; add a private subnet in a second zone",
         )
-    if net.admin_cidr is not None:
-        admin = parse_cidr(net.admin_cidr, ("network", "admin_cidr"), bad)
+    _check_admin_cidr(env, bad)
+
+
+def _check_admin_cidr(env: Environment, bad: Bad) -> None:
+    """SSH (port 22 on the hosts) from this block only: never the world, nor most of it."""
+    if env.network.admin_cidr is not None:
+        admin = parse_cidr(env.network.admin_cidr, ("network", "admin_cidr"), bad)
         if admin is not None and admin.prefixlen == 0:
             bad(
                 ("network", "admin_cidr"),
                 "0.0.0.0/0 would open SSH to the internet; "
                 "use your office or VPN block (e.g. 203.0.113.7/32) or leave it unset",
+            )
+        elif admin is not None and admin.prefixlen < ADMIN_CIDR_WIDEST:
+            bad(
+                ("network", "admin_cidr"),
+                f"{admin} opens SSH to {admin.num_addresses:,} addresses, more than a "
+                f"/{ADMIN_CIDR_WIDEST}; use your office or VPN block (e.g. 203.0.113.7/32)",
             )
 
 
@@ -474,6 +491,10 @@ def _check_ssm(env: Environment, bad: Bad) -> None:
                 "the value looks like a credential; secrets are never values in the "
                 "spec: list the name under ssm.secrets and set it with `deploy.py params set`",
             )
+        elif why := reserved(name):
+            bad(path, f"{why}; remove it (ssm.values set the app's settings)")
+        elif env.name != LOCAL_ENV and (weak := weakening(name, value)):
+            bad(path, weak)
     for i, name in enumerate(env.ssm.secrets):
         if not SSM_NAME.match(name):
             bad(
@@ -486,6 +507,45 @@ def _check_ssm(env: Environment, bad: Bad) -> None:
                 ("ssm", "secrets", i),
                 f"{name} is also in ssm.values; a secret has no value in the spec, remove it there",
             )
+
+
+def reserved(name: str) -> str | None:
+    """Why ssm.values may not set `name` (constants.RESERVED_NAMES), or None."""
+    for patterns, why in RESERVED_NAMES:
+        for pattern in patterns:
+            if name == pattern or (pattern.endswith("*") and name.startswith(pattern[:-1])):
+                return why
+    return None
+
+
+def weakening(name: str, value: str) -> str | None:
+    """What is wrong with a value that switches off a security setting the app reads
+    (app/config/settings.py), outside `local`; None when it does not."""
+    word = value.strip().lower()
+    if name == "DJANGO_DEBUG" and word not in FALSE_WORDS:
+        return "DEBUG shows settings and tracebacks to anyone outside local; remove it"
+    if name == "DJANGO_SECURE_SSL_REDIRECT" and word not in TRUE_WORDS:
+        return "switches off the redirect to https outside local; remove it (on by default)"
+    if name == "DJANGO_HSTS_SECONDS" and not (word.isdigit() and int(word) >= HSTS_MIN_SECONDS):
+        return (
+            f"HSTS must last at least {HSTS_MIN_SECONDS} seconds (a year) outside local; "
+            "remove it (a year by default)"
+        )
+    if name == "DB_SSLMODE" and word not in DB_SSL_MODES:
+        return (
+            "the database connection must be encrypted outside local; use "
+            f"{' or '.join(DB_SSL_MODES)}"
+        )
+    if name == "GOOGLE_OIDC_ISSUER" and not re.match(r"^https://[^/\s]+", value):
+        return (
+            "the OIDC issuer's keys and endpoints come over https outside local; "
+            "write https://accounts.google.com"
+        )
+    # any other switch of the kind (SESSION_COOKIE_SECURE, CSRF_COOKIE_SECURE, ...), should
+    # the app read it one day; preload is opt-in either way
+    if re.search(r"SECURE|HSTS", name) and "PRELOAD" not in name and word in FALSE_WORDS:
+        return "switches off a security setting outside local; remove it"
+    return None
 
 
 def looks_secret(value: str) -> bool:
