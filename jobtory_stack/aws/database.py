@@ -43,6 +43,7 @@ from jobtory_stack.aws.family import (
     resources,
 )
 from jobtory_stack.aws.plan import REFUSED, Change, Secret, field_diffs, fmt
+from jobtory_stack.errors import AwsError
 from jobtory_stack.spec.rds_parameters import CATALOG
 
 PASSWORD_PARAMETER = "DB_PASSWORD"
@@ -464,6 +465,51 @@ def wait_available(ctx: Ctx, change: Change) -> None:
         return status
 
     ctx.wait_for(f"db_instance {describe['DBInstanceIdentifier']}", check)
+
+
+# ---- the master password (`params set DB_PASSWORD`) ----------------------------------------
+
+
+def set_master_password(ctx: Ctx, value: str) -> bool:
+    """Give the database its new master password, applied now, and wait until RDS has
+    applied it; False when there is no database yet (apply creates it with SSM's value).
+    Refused, before any change, for a database that is not this env's or not available."""
+    identifier = ctx.d.resource_name("db")
+    try:
+        db = ctx.rds.describe_db_instances(DBInstanceIdentifier=identifier)["DBInstances"][0]
+    except ClientError as exc:
+        if not not_found(exc):
+            raise
+        return False
+    if not owned(tag_dict(db.get("TagList")), ctx.tags):
+        raise AwsError(
+            f"db_instance {identifier} is not tagged as {ctx.env.name}'s: take it over first "
+            f"(`deploy.py apply --env {ctx.env.name}`), then set DB_PASSWORD"
+        )
+    if db.get("DBInstanceStatus") != "available":
+        raise AwsError(
+            f"db_instance {identifier} is {db.get('DBInstanceStatus')}: set DB_PASSWORD again "
+            "once it is available (nothing was changed)"
+        )
+    ctx.rds.modify_db_instance(
+        DBInstanceIdentifier=identifier, MasterUserPassword=value, ApplyImmediately=True
+    )
+
+    def applied() -> str | None:
+        db = ctx.rds.describe_db_instances(DBInstanceIdentifier=identifier)["DBInstances"][0]
+        pending = "MasterUserPassword" in db.get("PendingModifiedValues", {})
+        status = str(db.get("DBInstanceStatus"))
+        return None if status == "available" and not pending else status
+
+    try:
+        ctx.wait_for(f"db_instance {identifier} to take the new password", applied)
+    except AwsError:
+        raise AwsError(
+            f"db_instance {identifier} is still applying the new master password and SSM "
+            "holds the old one: run the same `params set` again once it is available"
+        ) from None
+    ctx.report.line(f"  ~ db_instance {identifier}: master password (never shown)")
+    return True
 
 
 HANDLERS: Handlers = {

@@ -17,7 +17,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from types import ModuleType
 
+from botocore.exceptions import ClientError
+
 from jobtory_stack.aws import database, dns, loadbalancer, network, params, scaling
+from jobtory_stack.aws.client import error_code
 from jobtory_stack.aws.core import Ctx, refuse_takeovers
 from jobtory_stack.aws.family import Family, Teardown
 from jobtory_stack.aws.plan import Change, Plan, refusals, summary
@@ -214,6 +217,39 @@ def destroy(
         f"Destroyed {deleted} resource(s) tagged stack={ctx.env.stack_name} env={ctx.env.name}."
     )
     return deleted
+
+
+# ---- params set ----------------------------------------------------------------------------
+
+
+def set_secret(ctx: Ctx, name: str, value: str) -> list[str]:
+    """`params set`: the name and the value's shape are checked before any call. The
+    database's password goes to the database first, then to SSM, so the app is never
+    given a password the database does not know: if RDS refuses, nothing changed; if SSM
+    fails after, running the same command again finishes it (both writes repeat safely)."""
+    params.check_settable(ctx, name, value)
+    if name != database.PASSWORD_PARAMETER:
+        return [params.set_secret(ctx, name, value)]
+    have = params.current(ctx, name)
+    if params.unchanged(ctx, name, value, have):  # RDS took it first, when it was set
+        return [f"{params.full_name(ctx, name)}: unchanged"]
+    changed = database.set_master_password(ctx, value)
+    try:
+        line = params.write(ctx, name, value, have)
+    except ClientError as exc:
+        if not changed:
+            raise
+        raise AwsError(  # AWS's message is left out: it could quote the value
+            f"the database has the new password but SSM still holds the old one (PutParameter "
+            f"failed: {error_code(exc)}); run the same `params set` again with the same value"
+        ) from None
+    if not changed:
+        return [line, "  (no database yet: apply creates it with this password)"]
+    return [
+        line,
+        f"! the hosts' env files still hold the old password: new database connections fail "
+        f"until `deploy.py hosts --env {ctx.env.name}` has run",
+    ]
 
 
 def status(ctx: Ctx) -> list[str]:

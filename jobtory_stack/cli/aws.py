@@ -164,13 +164,14 @@ def read_value(name: str) -> str:
 
 
 def cmd_params_set(args: argparse.Namespace) -> int:
-    from jobtory_stack.aws import params
+    from jobtory_stack.aws import reconcile
     from jobtory_stack.aws.client import aws_errors
 
     ctx = context(args)
     value = read_value(args.name)
     with aws_errors():
-        out(params.set_secret(ctx, args.name, value))
+        for line in reconcile.set_secret(ctx, args.name, value):
+            out(line)
     return EXIT_OK
 
 

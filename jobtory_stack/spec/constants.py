@@ -88,6 +88,18 @@ RESERVED_NAMES: tuple[tuple[tuple[str, ...], str], ...] = (
     ),
     (("SSM_PREFIX", "JOBTORY_*"), "the deployer's own setting"),
 )
+# Secrets only the hosts' operators use (the DuckDNS updater), never the app: they live
+# under their own prefix, which the app's loader and the hosts' env file never read.
+OPS_SECRETS = frozenset({"DUCKDNS_TOKEN"})
+OPS_PREFIX = "/{stack}/_ops/{env}/"  # like the deploy lock's /{stack}/_deploy/{env}/
+# The shapes `params set` checks before any call.
+SECRET_KEY_MIN_LENGTH = 50  # Django's check --deploy (security.W009): 50+ characters,
+SECRET_KEY_MIN_UNIQUE = 5  # 5+ different ones, not Django's own throwaway prefix
+SECRET_KEY_INSECURE_PREFIX = "django-insecure-"
+DB_PASSWORD_LENGTH = range(8, 129)  # RDS PostgreSQL master password: 8-128 printable
+DB_PASSWORD_FORBIDDEN = '/"@ '  # ASCII, none of these
+DUCKDNS_TOKEN = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
 # The app's boolean words (app/config/env.py).
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off", ""})

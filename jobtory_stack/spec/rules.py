@@ -10,16 +10,23 @@ from typing import Any
 
 from jobtory_stack.spec.constants import (
     ADMIN_CIDR_WIDEST,
+    DB_PASSWORD_FORBIDDEN,
+    DB_PASSWORD_LENGTH,
     DB_SSL_MODES,
     DERIVED_PARAMETERS,
+    DUCKDNS_TOKEN,
     FALSE_WORDS,
     HOST_LABEL,
     HSTS_MIN_SECONDS,
     LOCAL_ENV,
     MATCHER,
+    OPS_SECRETS,
     PROTECTED_MIN_BACKUP_DAYS,
     REGION,
     RESERVED_NAMES,
+    SECRET_KEY_INSECURE_PREFIX,
+    SECRET_KEY_MIN_LENGTH,
+    SECRET_KEY_MIN_UNIQUE,
     SECRET_NAME,
     SECRET_VALUE,
     SSM_NAME,
@@ -469,6 +476,12 @@ def _check_ssm(env: Environment, bad: Bad) -> None:
     prefix = env.ssm.prefix
     if prefix is not None and not re.match(r"^(/[A-Za-z0-9_.-]+)+/$", prefix):
         bad(("ssm", "prefix"), f"{prefix!r} must start and end with '/', like /jobtory/prod/")
+    _check_ssm_values(env, bad)
+    _check_ssm_secrets(env, bad)
+    _check_ops_secrets(env, bad)
+
+
+def _check_ssm_values(env: Environment, bad: Bad) -> None:
     for name, value in env.ssm.values.items():
         path: Path_ = ("ssm", "values", name)
         if not SSM_NAME.match(name):
@@ -495,8 +508,17 @@ def _check_ssm(env: Environment, bad: Bad) -> None:
             bad(path, f"{why}; remove it (ssm.values set the app's settings)")
         elif env.name != LOCAL_ENV and (weak := weakening(name, value)):
             bad(path, weak)
+
+
+def _check_ssm_secrets(env: Environment, bad: Bad) -> None:
     for i, name in enumerate(env.ssm.secrets):
-        if not SSM_NAME.match(name):
+        if name in OPS_SECRETS:
+            bad(
+                ("ssm", "secrets", i),
+                f"{name} is an operator's secret, never the app's; move it to "
+                f"ssm.ops_secrets (kept under {env.ssm_ops_prefix}, which the app never loads)",
+            )
+        elif not SSM_NAME.match(name):
             bad(
                 ("ssm", "secrets", i),
                 f"{name!r}: list secret NAMES only (UPPER_SNAKE_CASE); "
@@ -506,6 +528,24 @@ def _check_ssm(env: Environment, bad: Bad) -> None:
             bad(
                 ("ssm", "secrets", i),
                 f"{name} is also in ssm.values; a secret has no value in the spec, remove it there",
+            )
+
+
+def _check_ops_secrets(env: Environment, bad: Bad) -> None:
+    ops = env.ssm_ops_prefix
+    if ops.startswith(env.ssm_prefix):  # the app loads its prefix recursively
+        bad(
+            ("ssm", "prefix"),
+            f"{env.ssm_prefix} holds the operators' prefix {ops}, and the app loads "
+            f"everything under its own; use /{env.stack_name}/{env.name}/",
+        )
+    for i, name in enumerate(env.ssm.ops_secrets):
+        if not SSM_NAME.match(name):
+            bad(("ssm", "ops_secrets", i), f"{name!r}: list names only (UPPER_SNAKE_CASE)")
+        elif name in env.ssm.secrets or name in env.ssm.values:
+            bad(
+                ("ssm", "ops_secrets", i),
+                f"{name} is also an app parameter; list it in one place only",
             )
 
 
@@ -545,6 +585,35 @@ def weakening(name: str, value: str) -> str | None:
     # the app read it one day; preload is opt-in either way
     if re.search(r"SECURE|HSTS", name) and "PRELOAD" not in name and word in FALSE_WORDS:
         return "switches off a security setting outside local; remove it"
+    return None
+
+
+def secret_problem(name: str, value: str) -> str | None:
+    """What is wrong with a secret's value, for the secrets whose shape is known (checked
+    by `params set` before any call); None when it is fine. Never repeats the value."""
+    if not value:
+        return "no value on stdin"
+    if name == "DJANGO_SECRET_KEY" and (
+        len(value) < SECRET_KEY_MIN_LENGTH
+        or len(set(value)) < SECRET_KEY_MIN_UNIQUE
+        or value.startswith(SECRET_KEY_INSECURE_PREFIX)
+    ):
+        return (
+            f"needs {SECRET_KEY_MIN_LENGTH}+ characters, {SECRET_KEY_MIN_UNIQUE}+ different "
+            f"ones and no '{SECRET_KEY_INSECURE_PREFIX}' prefix (Django's check --deploy); "
+            "pipe in a new one: python3 -c 'import secrets; print(secrets.token_urlsafe(48))'"
+        )
+    if name == "DB_PASSWORD" and (
+        len(value) not in DB_PASSWORD_LENGTH
+        or any(not 33 <= ord(c) <= 126 or c in DB_PASSWORD_FORBIDDEN for c in value)
+    ):
+        return (
+            f"RDS takes {DB_PASSWORD_LENGTH.start}-{DB_PASSWORD_LENGTH.stop - 1} printable "
+            'ASCII characters except / " @ and space; pipe in a new one: '
+            "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
+    if name == "DUCKDNS_TOKEN" and not DUCKDNS_TOKEN.match(value):
+        return "a DuckDNS token is a UUID (8-4-4-4-12 lowercase hex), as duckdns.org shows it"
     return None
 
 

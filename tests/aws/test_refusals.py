@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pytest
@@ -38,4 +39,39 @@ def test_a_spec_that_weakens_production_makes_no_call(
         error = refused(capsys, *command, "--spec", str(spec), "--env", "staging")
         assert error.startswith("error: ssm.values.LD_PRELOAD: the dynamic loader reads it")
         assert error.endswith("remove it (ssm.values set the app's settings)")
+    assert api_calls == []
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        (
+            "DJANGO_SECRET_KEY",
+            "too-short-for-django",
+            "error: DJANGO_SECRET_KEY: needs 50+ characters, 5+ different ones and no "
+            "'django-insecure-' prefix (Django's check --deploy); pipe in a new one: "
+            "python3 -c 'import secrets; print(secrets.token_urlsafe(48))'",
+        ),
+        (
+            "DB_PASSWORD",
+            "no spaces@here",
+            'error: DB_PASSWORD: RDS takes 8-128 printable ASCII characters except / " @ and '
+            "space; pipe in a new one: python3 -c",
+        ),
+        ("NOT_A_SECRET", "x", "error: NOT_A_SECRET is not a parameter of the spec; list it"),
+    ],
+)
+def test_a_secret_of_the_wrong_shape_makes_no_call(
+    aws_env: str,
+    capsys: pytest.CaptureFixture[str],
+    api_calls: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+    name: str,
+    value: str,
+    expected: str,
+) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO(value + "\n"))
+    error = refused(capsys, "params", "set", "--spec", str(SPEC), "--env", "prod", name)
+    assert error.startswith(expected)
+    assert value not in error
     assert api_calls == []
