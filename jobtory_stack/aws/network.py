@@ -26,15 +26,34 @@ SG_ROLES = ("alb", "ec2", "rds")
 POSTGRES = 5432
 
 
+ALL = "-1"  # IpProtocol: every protocol and port
+
+
 @dataclass(frozen=True, order=True)
 class Rule:
-    """One ingress rule: TCP `port` from a CIDR ("cidr:...") or a role's group ("sg:alb")."""
+    """One ingress rule: `port` (to `to_port`) of `protocol` (tcp, udp, icmp, or "-1": all
+    traffic) from a CIDR ("cidr:...", IPv4 or IPv6), a prefix list ("pl:pl-...") or a
+    role's group ("sg:alb"). Everything a group admits is observed as rules, so a hand-added
+    `::/0` or all-traffic rule shows in plan and apply revokes it."""
 
     port: int
     source: str
+    protocol: str = "tcp"
+    to_port: int | None = None  # None: a single port (`port`)
+
+    def __post_init__(self) -> None:  # one spelling per rule, so equal rules compare equal
+        if self.protocol == ALL:
+            object.__setattr__(self, "port", -1)
+            object.__setattr__(self, "to_port", -1)
+        elif self.to_port is None:
+            object.__setattr__(self, "to_port", self.port)
 
     def __str__(self) -> str:
-        return f"tcp/{self.port} from {self.source.split(':', 1)[1]}"
+        source = self.source.split(":", 1)[1]
+        if self.protocol == ALL:
+            return f"all traffic from {source}"
+        ports = f"{self.port}" if self.to_port == self.port else f"{self.port}-{self.to_port}"
+        return f"{self.protocol}/{ports} from {source}"
 
 
 @dataclass(frozen=True)
@@ -184,15 +203,26 @@ def observe_groups(ctx: Ctx, o: Observed, vpc_id: str) -> None:
         ctx.ids[f"sg:{role}"] = g["GroupId"]
     by_id = {gid: role for role, gid in o.groups.items()}
     for g in groups:
-        rules: set[Rule] = set()
-        for perm in g.get("IpPermissions", []):
-            port = int(perm.get("FromPort", -1))
-            for r in perm.get("IpRanges", []):
-                rules.add(Rule(port, f"cidr:{r['CidrIp']}"))
-            for pair in perm.get("UserIdGroupPairs", []):
-                gid = pair.get("GroupId", "")
-                rules.add(Rule(port, f"sg:{by_id.get(gid, gid)}"))
-        o.rules[by_id[g["GroupId"]]] = frozenset(rules)
+        o.rules[by_id[g["GroupId"]]] = frozenset(
+            rule for perm in g.get("IpPermissions", []) for rule in rules_of(perm, by_id)
+        )
+
+
+def rules_of(perm: Any, roles: dict[str, str]) -> list[Rule]:
+    """An IpPermission as rules: every source kind, IPv6 and all-traffic included."""
+    protocol = str(perm.get("IpProtocol", "tcp"))
+    port = int(perm.get("FromPort", -1))
+    to_port = int(perm.get("ToPort", port))
+    sources = [
+        *(f"cidr:{r['CidrIp']}" for r in perm.get("IpRanges", [])),
+        *(f"cidr:{r['CidrIpv6']}" for r in perm.get("Ipv6Ranges", [])),
+        *(f"pl:{r['PrefixListId']}" for r in perm.get("PrefixListIds", [])),
+        *(
+            f"sg:{roles.get(p.get('GroupId', ''), p.get('GroupId', ''))}"
+            for p in perm.get("UserIdGroupPairs", [])
+        ),
+    ]
+    return [Rule(port, source, protocol, to_port) for source in sources]
 
 
 # ---- diff ----------------------------------------------------------------------------------
@@ -419,10 +449,16 @@ def ingress(ids: Ids, group: str | Ref, rules: frozenset[Rule]) -> dict[str, Any
 
 
 def permission(ids: Ids, rule: Rule) -> dict[str, Any]:
-    perm: dict[str, Any] = {"IpProtocol": "tcp", "FromPort": rule.port, "ToPort": rule.port}
+    perm: dict[str, Any] = {"IpProtocol": rule.protocol}
+    if rule.protocol != ALL:
+        perm.update(FromPort=rule.port, ToPort=rule.to_port)
     kind, source = rule.source.split(":", 1)
-    if kind == "cidr":
+    if kind == "cidr" and ":" in source:
+        perm["Ipv6Ranges"] = [{"CidrIpv6": source}]
+    elif kind == "cidr":
         perm["IpRanges"] = [{"CidrIp": source}]
+    elif kind == "pl":
+        perm["PrefixListIds"] = [{"PrefixListId": source}]
     elif source in SG_ROLES:
         perm["UserIdGroupPairs"] = [{"GroupId": ids(f"sg:{source}")}]
     else:  # a group that is not ours (observed by id)

@@ -278,6 +278,45 @@ def test_drift_shows_in_plan_and_apply_fixes_it(applied: str, run: Run) -> None:
     assert out.strip().endswith("No changes.")
 
 
+def test_ipv6_and_all_traffic_rules_are_drift_too(applied: str, run: Run) -> None:
+    ec2 = client("ec2")
+    sg = groups()
+    ec2.authorize_security_group_ingress(
+        GroupId=sg["ec2"]["GroupId"],
+        IpPermissions=[
+            {
+                "IpProtocol": "tcp",
+                "FromPort": 22,
+                "ToPort": 22,
+                "Ipv6Ranges": [{"CidrIpv6": "::/0"}],
+            },
+            {"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]},
+        ],
+    )
+    every_port = {"IpProtocol": "tcp", "FromPort": 0, "ToPort": 65535}
+    ec2.authorize_security_group_ingress(
+        GroupId=sg["rds"]["GroupId"],
+        IpPermissions=[{**every_port, "IpRanges": [{"CidrIp": "10.0.0.0/8"}]}],
+    )
+    code, out, _ = run("plan")
+    assert code == 0
+    assert "    - ingress tcp/22 from ::/0" in out
+    assert "    - ingress all traffic from 0.0.0.0/0" in out
+    assert "    - ingress tcp/0-65535 from 10.0.0.0/8" in out
+    assert out.strip().endswith("Plan: 0 to add, 2 to change, 0 to destroy.")
+
+    code, out, err = run("apply")
+    assert code == 0, err
+    sg = groups()
+    assert [
+        p for p in sg["ec2"]["IpPermissions"] if p.get("Ipv6Ranges") or p["IpProtocol"] == "-1"
+    ] == []
+    assert ingress(sg["ec2"]) == {(80, sg["alb"]["GroupId"])}
+    assert ingress(sg["rds"]) == {(5432, sg["ec2"]["GroupId"])}
+    code, out, _ = run("plan")
+    assert out.strip().endswith("No changes.")
+
+
 def test_launch_template_change_rolls_the_instances(
     applied: str, run: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
