@@ -75,3 +75,39 @@ def test_a_secret_of_the_wrong_shape_makes_no_call(
     assert error.startswith(expected)
     assert value not in error
     assert api_calls == []
+
+
+@pytest.mark.parametrize(
+    ("env", "flags", "expected"),
+    [
+        (
+            "staging",
+            (),
+            "error: destroy needs a confirmation and there is no terminal to ask on: pass "
+            "--yes to destroy staging",
+        ),
+        (
+            "prod",
+            ("--yes",),
+            "error: destroy needs a confirmation and there is no terminal to ask on: pass "
+            "--confirm-env prod to destroy prod (a protected environment)",
+        ),
+        (
+            "prod",
+            ("--yes", "--confirm-env", "staging"),
+            "error: --confirm-env staging does not match the environment 'prod'; pass "
+            "--confirm-env prod if prod is the one you mean",
+        ),
+    ],
+)
+def test_an_unconfirmed_destroy_makes_no_call(
+    aws_env: str,
+    capsys: pytest.CaptureFixture[str],
+    api_calls: list[str],
+    env: str,
+    flags: tuple[str, ...],
+    expected: str,
+) -> None:
+    error = refused(capsys, "destroy", "--spec", str(SPEC), "--env", env, *flags)
+    assert error == expected
+    assert api_calls == []
