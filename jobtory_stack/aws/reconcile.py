@@ -170,12 +170,12 @@ DESTROY_ORDER = tuple(next(f for f in FAMILIES if f.name == name) for name in DE
 DESTROY_FAMILY = {r: f for f in DESTROY_ORDER for r in f.destroy_resources}
 
 
-KEEP_EVERYTHING_PROTECTED = Teardown()
+NO_TEARDOWN_FLAGS = Teardown()
 
 
-def destroy_plan(ctx: Ctx, teardown: Teardown = KEEP_EVERYTHING_PROTECTED) -> Plan:
-    """Every deletion, family by family in reverse dependency order; observes only.
-    A resource destroy may not delete as asked is a refused change (plan.REFUSED)."""
+def destroy_plan(ctx: Ctx, teardown: Teardown = NO_TEARDOWN_FLAGS) -> Plan:
+    """Every deletion, family by family in DESTROY_ORDER; observes only. A resource
+    destroy may not delete as asked is a refused change (plan.REFUSED)."""
     changes: list[Change] = []
     ctx.kept.clear()
     for family in DESTROY_ORDER:
@@ -192,9 +192,7 @@ def refuse(plan: Plan) -> None:
         raise AwsError("; ".join(why))
 
 
-def destroy(
-    ctx: Ctx, plan: Plan | None = None, teardown: Teardown = KEEP_EVERYTHING_PROTECTED
-) -> int:
+def destroy(ctx: Ctx, plan: Plan | None = None, teardown: Teardown = NO_TEARDOWN_FLAGS) -> int:
     """Execute exactly `plan` (a fresh destroy plan when None), family by family."""
     if plan is None:
         plan = destroy_plan(ctx, teardown)

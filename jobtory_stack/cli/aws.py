@@ -60,12 +60,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
         plan = reconcile.plan(ctx)
     for line in render_plan(plan):
         out(line)
-    taken = [f"{c.resource} {c.name}" for c in plan if adopts(c)]
-    if taken and ctx.env.protected:
-        name = ctx.env.name
-        out(
-            f"! {name} is protected: apply takes over {', '.join(taken)} only with --adopt-existing"
-        )
+    taken = ", ".join(f"{c.resource} {c.name}" for c in plan if adopts(c))
+    if taken and ctx.env.protected:  # apply will refuse them (aws.core.refuse_takeovers)
+        out(f"! {ctx.env.name} is protected: apply takes over {taken} only with --adopt-existing")
     return EXIT_OK
 
 

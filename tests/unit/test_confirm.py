@@ -101,3 +101,14 @@ def test_the_name_given_as_a_flag_still_asks_yes_on_a_terminal() -> None:
     confirmation, prompts = rule("prod", Consent(confirm_env="prod"), typed="yes\n")
     confirmation.confirm("these 3 change(s)")
     assert "Only 'yes' is accepted" in prompts.getvalue()
+
+
+def test_migrate_takes_over_only_when_asked() -> None:
+    """migrate writes SSM with `params sync`, which refuses a take-over in a protected env
+    (aws.core.refuse_takeovers): `--adopt-existing` reaches its context."""
+    from jobtory_stack.cli.main import build_parser
+    from jobtory_stack.cli.migrate import migration_from_args
+
+    for flags, adopt in (([], False), (["--adopt-existing"], True)):
+        args = build_parser().parse_args(["migrate", "--env", "prod", *flags])
+        assert migration_from_args(args).ctx.adopt_existing is adopt
