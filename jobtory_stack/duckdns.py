@@ -2,9 +2,12 @@
 
 The token is read from SSM Parameter Store (SecureString, decrypted in memory):
 it never goes on a command line, into the environment of a child, or into a log.
-Requests are logged with the token redacted.
+Requests are logged with the token redacted. It is an operator's secret (the spec's
+ssm.ops_secrets): it lives under the environment's operators' prefix
+/<stack>/_ops/<env>/, never under the app's, which the app and the hosts' env file load
+whole (`deploy.py params set --env prod DUCKDNS_TOKEN` puts it there).
 
-    scripts/duckdns-update --domain jobtory.duckdns.org --prefix /jobtory/prod/
+    scripts/duckdns-update --domain jobtory.duckdns.org --prefix /jobtory/_ops/prod/
 """
 
 from __future__ import annotations
@@ -149,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--prefix",
         default=os.environ.get("SSM_PREFIX"),
-        help="the environment's SSM prefix, e.g. /jobtory/prod/ (env SSM_PREFIX)",
+        help="the environment's operators' SSM prefix, e.g. /jobtory/_ops/prod/ (env "
+        "SSM_PREFIX); not the app's prefix, which the app loads whole",
     )
     parser.add_argument(
         "--parameter",

@@ -80,11 +80,18 @@ def load_env_with_retry(prefix: str, timeout: float = 60.0) -> dict[str, str]:
             time.sleep(1)
 
 
+# Inside double quotes systemd's EnvironmentFile parser (src/basic/env-file.c) unescapes
+# only these after a backslash, keeps any other backslash as it is, and keeps a newline as
+# a newline: so a multi-line value (a PEM key) is written with its real newlines.
+ENV_FILE_ESCAPED = '\\"`$'
+
+
 def render_env_file(env: dict[str, str]) -> str:
-    """systemd EnvironmentFile syntax; values are double-quoted and escaped."""
+    """systemd EnvironmentFile syntax: every value double-quoted, the characters systemd
+    unescapes there escaped, newlines kept (what systemd reads back is the value)."""
     lines = []
     for name in sorted(env):
-        value = env[name].replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+        value = "".join(f"\\{c}" if c in ENV_FILE_ESCAPED else c for c in env[name])
         lines.append(f'{name}="{value}"')
     return "\n".join(lines) + "\n"
 

@@ -33,7 +33,7 @@ from jobtory_stack.aws.client import (
     make_session,
     resolve_endpoint,
 )
-from jobtory_stack.aws.plan import Ref, resolve
+from jobtory_stack.aws.plan import ADOPTED_TAG, Change, Ref, adopts, resolve
 from jobtory_stack.aws.report import Reporter
 from jobtory_stack.errors import AwsError
 from jobtory_stack.spec.constants import AWS_WAIT_TIMEOUT
@@ -69,6 +69,20 @@ def owned(tags: Mapping[str, str], ownership: Mapping[str, str]) -> bool:
     return all(tags.get(k) == v for k, v in ownership.items())
 
 
+def adopted(tags: Mapping[str, str]) -> bool:
+    """Taken over by apply (it existed, untagged, before the stack): see plan.ADOPTED_TAG."""
+    return tags.get(ADOPTED_TAG["Key"]) == ADOPTED_TAG["Value"]
+
+
+# how a plan shows a take-over
+ADOPTION_SHOWN = "tags: (none) -> stack, env, adopted=true (an existing resource, taken over)"
+
+
+def adoption_tags(ownership: Mapping[str, str]) -> list[dict[str, str]]:
+    """The tags apply writes on a resource it takes over: ownership + adopted=true."""
+    return [*tag_list(ownership), dict(ADOPTED_TAG)]
+
+
 # ---- the context ---------------------------------------------------------------------------
 
 
@@ -87,6 +101,10 @@ class Ctx:
     read_only: bool = False  # plan/status: never write (not even the secrets file)
     release: str | None = None  # the release new ASG instances boot (scaling)
     artifact_url: str | None = None
+    adopt_existing: bool = False  # a protected env's apply may take over untagged resources
+    # destroy: what a family leaves in place, for a later family's deletions that depend
+    # on it (a kept database keeps its password parameter)
+    kept: set[str] = field(default_factory=set)
     _session: boto3.session.Session | None = None
     _clients: dict[tuple[str, str, int], Any] = field(default_factory=dict)
     report: Reporter = field(init=False, repr=False)
@@ -212,6 +230,21 @@ class Ctx:
                     "re-run apply later: it resumes where it stopped"
                 )
             time.sleep(self.poll)
+
+
+def refuse_takeovers(ctx: Ctx, changes: Iterable[Change]) -> None:
+    """Before the first call: a protected environment takes over existing resources (an
+    untagged one with the stack's name) only when asked (--adopt-existing)."""
+    if not ctx.env.protected or ctx.adopt_existing:
+        return
+    taken = [f"{c.resource} {c.name}" for c in changes if adopts(c)]
+    if taken:
+        raise AwsError(
+            f"{ctx.env.name} is protected and this would take over what the stack did not "
+            f"create: {', '.join(taken)}; check they belong to {ctx.env.name} and pass "
+            "--adopt-existing (they are tagged adopted=true: destroy keeps them unless "
+            "--include-adopted)"
+        )
 
 
 def settle(

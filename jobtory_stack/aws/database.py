@@ -3,8 +3,8 @@
 The parameter group's family is derived from the engine version (postgres17 for
 17.x) and its name carries the family, so a major upgrade gets a fresh group. Static
 parameters are set with ApplyMethod=pending-reboot, dynamic ones immediate. The
-instance is private, encrypted, in the rds security group; prod keeps backups and
-deletion protection (the spec's validation insists).
+instance is private, encrypted, in the rds security group; a protected environment
+keeps backups and deletion protection (the spec's validation insists).
 
 The master password is a SecureString (DB_PASSWORD under the env's SSM prefix, what
 the app reads): taken from SSM when present, else (the plan says so) generated and
@@ -17,15 +17,32 @@ it to DB_HOST (a Ref while the instance is only planned).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from jobtory_stack.aws import secrets
 from jobtory_stack.aws.client import error_code
-from jobtory_stack.aws.core import Ctx, owned, tag_dict, tag_list
-from jobtory_stack.aws.family import Handlers, dispatch, resources
-from jobtory_stack.aws.plan import Change, Secret, field_diffs, fmt
+from jobtory_stack.aws.core import (
+    ADOPTION_SHOWN,
+    Ctx,
+    adopted,
+    adoption_tags,
+    owned,
+    tag_dict,
+    tag_list,
+)
+from jobtory_stack.aws.family import (
+    ADOPTED_KEPT,
+    Handlers,
+    Teardown,
+    dispatch,
+    keep,
+    protection_refused,
+    resources,
+)
+from jobtory_stack.aws.plan import REFUSED, Change, Secret, field_diffs, fmt
 from jobtory_stack.errors import AwsError
 from jobtory_stack.spec.rds_parameters import CATALOG
 
@@ -193,7 +210,8 @@ def observe(ctx: Ctx, want: Desired) -> Observed:
             for g in db.get("VpcSecurityGroups", [])
         ),
         "status": db.get("DBInstanceStatus"),
-        "owned": tag_dict(db.get("TagList")).get("env") == ctx.env.name,
+        "owned": owned(tag_dict(db.get("TagList")), ctx.tags),
+        "arn": db.get("DBInstanceArn"),
     }
     o.immutable = {
         "storage_encrypted": db.get("StorageEncrypted", False),
@@ -319,6 +337,12 @@ def instance_changes(want: Desired, have: Observed, ctx: Ctx) -> list[Change]:
         }
     if have.instance["status"] == "creating":  # a wait cut short: apply waits again
         diffs += ("status: creating -> available (wait)",)
+    if not have.instance["owned"]:  # an existing database with our name: taken over, said so
+        diffs += (ADOPTION_SHOWN,)
+        update["AddTagsToResource"] = {
+            "ResourceName": have.instance["arn"],
+            "Tags": adoption_tags(ctx.tags),
+        }
     notes: tuple[str, ...] = ()
     if have.immutable and have.immutable["storage_encrypted"] != ctx.env.rds.storage_encrypted:
         diffs += (
@@ -417,6 +441,8 @@ def create_instance(ctx: Ctx, change: Change) -> None:
 
 
 def update_instance(ctx: Ctx, change: Change) -> None:
+    if "AddTagsToResource" in change.params:
+        ctx.rds.add_tags_to_resource(**ctx.resolve(change.params["AddTagsToResource"]))
     if "ModifyDBInstance" in change.params:
         args = ctx.resolve(change.params["ModifyDBInstance"])
         ctx.rds.modify_db_instance(**args)
@@ -441,6 +467,51 @@ def wait_available(ctx: Ctx, change: Change) -> None:
     ctx.wait_for(f"db_instance {describe['DBInstanceIdentifier']}", check)
 
 
+# ---- the master password (`params set DB_PASSWORD`) ----------------------------------------
+
+
+def set_master_password(ctx: Ctx, value: str) -> bool:
+    """Give the database its new master password, applied now, and wait until RDS has
+    applied it; False when there is no database yet (apply creates it with SSM's value).
+    Refused, before any change, for a database that is not this env's or not available."""
+    identifier = ctx.d.resource_name("db")
+    try:
+        db = ctx.rds.describe_db_instances(DBInstanceIdentifier=identifier)["DBInstances"][0]
+    except ClientError as exc:
+        if not not_found(exc):
+            raise
+        return False
+    if not owned(tag_dict(db.get("TagList")), ctx.tags):
+        raise AwsError(
+            f"db_instance {identifier} is not tagged as {ctx.env.name}'s: take it over first "
+            f"(`deploy.py apply --env {ctx.env.name}`), then set DB_PASSWORD"
+        )
+    if db.get("DBInstanceStatus") != "available":
+        raise AwsError(
+            f"db_instance {identifier} is {db.get('DBInstanceStatus')}: set DB_PASSWORD again "
+            "once it is available (nothing was changed)"
+        )
+    ctx.rds.modify_db_instance(
+        DBInstanceIdentifier=identifier, MasterUserPassword=value, ApplyImmediately=True
+    )
+
+    def applied() -> str | None:
+        db = ctx.rds.describe_db_instances(DBInstanceIdentifier=identifier)["DBInstances"][0]
+        pending = "MasterUserPassword" in db.get("PendingModifiedValues", {})
+        status = str(db.get("DBInstanceStatus"))
+        return None if status == "available" and not pending else status
+
+    try:
+        ctx.wait_for(f"db_instance {identifier} to take the new password", applied)
+    except AwsError:
+        raise AwsError(
+            f"db_instance {identifier} is still applying the new master password and SSM "
+            "holds the old one: run the same `params set` again once it is available"
+        ) from None
+    ctx.report.line(f"  ~ db_instance {identifier}: master password (never shown)")
+    return True
+
+
 HANDLERS: Handlers = {
     ("db_subnet_group", "create"): create_subnet_group,
     ("db_subnet_group", "update"): update_subnet_group,
@@ -459,73 +530,149 @@ def apply(ctx: Ctx, change: Change) -> None:
 # ---- destroy / status ----------------------------------------------------------------------
 
 
-def destroy(ctx: Ctx, allow_protected: bool = False) -> int:
+def destroy_plan(ctx: Ctx, teardown: Teardown) -> list[Change]:
+    """The instance, then its parameter and subnet groups. Its password parameter goes
+    after it, with the params family (planned and run after this one). An instance
+    destroy leaves in place (not the stack's, or adopted) keeps its groups and password."""
     want = desired(ctx)
-    return destroy_instance(ctx, want.instance, allow_protected) + destroy_groups(ctx, want)
+    removal = instance_removal(ctx, want.instance, teardown)
+    groups = group_removals(ctx, want)
+    if "db_instance" in ctx.kept:
+        for change in groups:
+            keep(ctx, change.resource, change.name, "the database that stays uses it")
+        return removal
+    return [*removal, *groups]
 
 
-def destroy_instance(ctx: Ctx, identifier: str, allow_protected: bool) -> int:
-    rds = ctx.rds
+def final_snapshot_name(identifier: str) -> str:
+    """Timestamped, so a second destroy (of a re-created database) has a name of its own."""
+    return f"{identifier}-final-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+
+
+def instance_removal(ctx: Ctx, identifier: str, teardown: Teardown) -> list[Change]:
     try:
-        db = rds.describe_db_instances(DBInstanceIdentifier=identifier)["DBInstances"][0]
+        db = ctx.rds.describe_db_instances(DBInstanceIdentifier=identifier)["DBInstances"][0]
     except ClientError as exc:
         if not not_found(exc):
             raise
-        return 0
-    if not owned(tag_dict(db.get("TagList")), ctx.tags):
-        return 0
+        return []
+    tags = tag_dict(db.get("TagList"))
+    if not owned(tags, ctx.tags) or (adopted(tags) and not teardown.include_adopted):
+        ctx.kept.add("db_instance")
+        if owned(tags, ctx.tags):
+            keep(ctx, "db_instance", identifier, ADOPTED_KEPT)
+        return []
+    shown: tuple[str, ...] = ()
+    params: dict[str, Any] = {}
     if db.get("DeletionProtection"):
-        if not allow_protected:
-            raise AwsError(f"{identifier} has deletion protection; refusing")
-        rds.modify_db_instance(
-            DBInstanceIdentifier=identifier, DeletionProtection=False, ApplyImmediately=True
-        )
+        if not teardown.remove_deletion_protection:
+            shown = ("deletion protection: on (kept: destroy never turns it off by itself)",)
+            refused = {REFUSED: protection_refused("db_instance", identifier)}
+            return [Change("delete", "db_instance", identifier, shown, refused)]
+        params["ModifyDBInstance"] = {
+            "DBInstanceIdentifier": identifier,
+            "DeletionProtection": False,
+            "ApplyImmediately": True,
+        }
+        shown = ("deletion protection: true -> false (--remove-deletion-protection)",)
+    # automated backups stay for their retention period (AWS deletes them by default), and
+    # a database with backups leaves a final snapshot; one without (the replica's) does not
     final: dict[str, Any] = {"SkipFinalSnapshot": True}
-    if ctx.env.rds.backup_retention_days > 0 and not ctx.emulator:
-        final = {"SkipFinalSnapshot": False, "FinalDBSnapshotIdentifier": f"{identifier}-final"}
-    rds.delete_db_instance(DBInstanceIdentifier=identifier, **final)
-    ctx.report.line(f"  - db_instance {identifier}")
+    shown += ("automated backups: kept",)
+    if db.get("BackupRetentionPeriod", 0) > 0:
+        snapshot = final_snapshot_name(identifier)
+        final = {"SkipFinalSnapshot": False, "FinalDBSnapshotIdentifier": snapshot}
+        shown += (f"final snapshot: {snapshot}",)
+    else:
+        shown += ("final snapshot: none (no backups configured)",)
+    params["DeleteDBInstance"] = {
+        "DBInstanceIdentifier": identifier,
+        "DeleteAutomatedBackups": False,
+        **final,
+    }
+    params["DescribeDBInstances"] = {"DBInstanceIdentifier": identifier}  # until it is gone
+    return [Change("delete", "db_instance", identifier, shown, params)]
+
+
+def group_removals(ctx: Ctx, want: Desired) -> list[Change]:
+    """The parameter group and the subnet group, when they carry the env's tags."""
+    rds = ctx.rds
+    arns: dict[str, str] = {}
+    try:
+        for g in rds.describe_db_parameter_groups(DBParameterGroupName=want.parameter_group)[
+            "DBParameterGroups"
+        ]:
+            arns["db_parameter_group"] = g["DBParameterGroupArn"]
+    except ClientError as exc:
+        if not not_found(exc):
+            raise
+    try:
+        for n in rds.describe_db_subnet_groups(DBSubnetGroupName=want.subnet_group)[
+            "DBSubnetGroups"
+        ]:
+            arns["db_subnet_group"] = n["DBSubnetGroupArn"]
+    except ClientError as exc:
+        if not not_found(exc):
+            raise
+    deletes = {
+        "db_parameter_group": (
+            want.parameter_group,
+            {"DeleteDBParameterGroup": {"DBParameterGroupName": want.parameter_group}},
+        ),
+        "db_subnet_group": (
+            want.subnet_group,
+            {"DeleteDBSubnetGroup": {"DBSubnetGroupName": want.subnet_group}},
+        ),
+    }
+    changes = []
+    for kind, (name, params) in deletes.items():
+        if kind in arns:
+            tags = rds.list_tags_for_resource(ResourceName=arns[kind]).get("TagList")
+            if owned(tag_dict(tags), ctx.tags):
+                changes.append(Change("delete", kind, name, (), params))
+    return changes
+
+
+def remove_instance(ctx: Ctx, change: Change) -> None:
+    p, rds = change.params, ctx.rds
+    if "ModifyDBInstance" in p:
+        rds.modify_db_instance(**ctx.resolve(p["ModifyDBInstance"]))
+        ctx.report.line(f"  ~ db_instance {change.name}: deletion_protection = false")
+    rds.delete_db_instance(**ctx.resolve(p["DeleteDBInstance"]))
+    ctx.report.line(f"  - db_instance {change.name}")
+    describe = ctx.resolve(p["DescribeDBInstances"])
 
     def gone() -> str | None:
         try:
-            found = rds.describe_db_instances(DBInstanceIdentifier=identifier)
+            found = rds.describe_db_instances(**describe)
         except ClientError as exc:
             if not_found(exc):
                 return None
             raise
         return str(found["DBInstances"][0].get("DBInstanceStatus", "deleting"))
 
-    ctx.wait_for(f"db_instance {identifier} to be deleted", gone)
-    return 1
+    ctx.wait_for(f"db_instance {change.name} to be deleted", gone)
 
 
-def destroy_groups(ctx: Ctx, want: Desired) -> int:
-    rds = ctx.rds
-    count = 0
-    for kind, describe, delete in (
-        ("db_parameter_group", "describe_db_parameter_groups", "delete_db_parameter_group"),
-        ("db_subnet_group", "describe_db_subnet_groups", "delete_db_subnet_group"),
-    ):
-        key = "DBParameterGroupName" if kind == "db_parameter_group" else "DBSubnetGroupName"
-        resource_name = want.parameter_group if kind == "db_parameter_group" else want.subnet_group
-        try:
-            listing: Any = getattr(rds, describe)(**{key: resource_name})
-        except ClientError as exc:
-            if not_found(exc):
-                continue
-            raise
-        items = listing.get("DBParameterGroups") or listing.get("DBSubnetGroups") or []
-        if not items:
-            continue
-        arn = items[0].get("DBParameterGroupArn") or items[0].get("DBSubnetGroupArn")
-        if arn and not owned(
-            tag_dict(rds.list_tags_for_resource(ResourceName=arn).get("TagList")), ctx.tags
-        ):
-            continue
-        getattr(rds, delete)(**{key: resource_name})
-        ctx.report.line(f"  - {kind} {resource_name}")
-        count += 1
-    return count
+def remove_group(ctx: Ctx, change: Change) -> None:
+    p = change.params
+    if "DeleteDBParameterGroup" in p:
+        ctx.rds.delete_db_parameter_group(**ctx.resolve(p["DeleteDBParameterGroup"]))
+    if "DeleteDBSubnetGroup" in p:
+        ctx.rds.delete_db_subnet_group(**ctx.resolve(p["DeleteDBSubnetGroup"]))
+    ctx.report.line(f"  - {change.resource} {change.name}")
+
+
+DESTROY_HANDLERS: Handlers = {
+    ("db_instance", "delete"): remove_instance,
+    ("db_parameter_group", "delete"): remove_group,
+    ("db_subnet_group", "delete"): remove_group,
+}
+DESTROY_RESOURCES = resources(DESTROY_HANDLERS)
+
+
+def destroy_apply(ctx: Ctx, change: Change) -> None:
+    dispatch(DESTROY_HANDLERS, ctx, change)
 
 
 def status(ctx: Ctx) -> list[str]:

@@ -19,8 +19,17 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from jobtory_stack.aws.core import Ctx, settle, tag_dict, tag_list
-from jobtory_stack.aws.family import Handlers, dispatch, resources
+from jobtory_stack.aws.core import (
+    ADOPTION_SHOWN,
+    Ctx,
+    adopted,
+    adoption_tags,
+    owned,
+    settle,
+    tag_dict,
+    tag_list,
+)
+from jobtory_stack.aws.family import ADOPTED_KEPT, Handlers, Teardown, dispatch, keep, resources
 from jobtory_stack.aws.plan import Change, Ref, fmt
 from jobtory_stack.errors import AwsError
 
@@ -63,6 +72,11 @@ def desired(ctx: Ctx) -> Desired:
 # ---- observed ------------------------------------------------------------------------------
 
 
+def zone_tags(ctx: Ctx, zid: str) -> dict[str, str]:
+    tags = ctx.route53.list_tags_for_resource(ResourceType="hostedzone", ResourceId=zid)
+    return tag_dict(tags["ResourceTagSet"].get("Tags"))
+
+
 def find_zone(ctx: Ctx, zone: str) -> tuple[str | None, bool]:
     found = ctx.route53.list_hosted_zones_by_name(DNSName=zone, MaxItems="10")["HostedZones"]
     ours: tuple[str | None, bool] = (None, False)
@@ -70,11 +84,7 @@ def find_zone(ctx: Ctx, zone: str) -> tuple[str | None, bool]:
         if z["Name"] != zone or z.get("Config", {}).get("PrivateZone"):
             continue
         zid = zone_id(z["Id"])
-        tags = ctx.route53.list_tags_for_resource(ResourceType="hostedzone", ResourceId=zid)
-        owned = all(
-            tag_dict(tags["ResourceTagSet"].get("Tags")).get(k) == v for k, v in ctx.tags.items()
-        )
-        if owned:
+        if owned(zone_tags(ctx, zid), ctx.tags):
             return zid, True
         if ours[0] is None:
             ours = (zid, False)
@@ -160,9 +170,10 @@ def zone_changes(want: Desired, have: Observed, ctx: Ctx) -> list[Change]:
         }
         params = {"CreateHostedZone": create, "ChangeTagsForResource": tag}
         return [Change("create", "route53_zone", want.zone, (), params, ("zone",))]
-    if not have.zone_owned:  # adopted: tagged as ours
-        params = {"ChangeTagsForResource": {**tag, "ResourceId": have.zone_id}}
-        shown = ("tags: (none) -> stack, env",)
+    if not have.zone_owned:  # an existing zone for the apex: taken over, said so
+        adoption = {**tag, "ResourceId": have.zone_id, "AddTags": adoption_tags(ctx.tags)}
+        params = {"ChangeTagsForResource": adoption}
+        shown = (ADOPTION_SHOWN,)
         notes = name_servers_note(ctx, have.name_servers)
         return [Change("update", "route53_zone", want.zone, shown, params, notes=notes)]
     return []
@@ -427,41 +438,149 @@ def apply(ctx: Ctx, change: Change) -> None:
 # ---- destroy / status ----------------------------------------------------------------------
 
 
-def destroy(ctx: Ctx, allow_protected: bool = False) -> int:
-    """The owned zone (with its records) and certificates (none is protected)."""
+# destroy deletes only the records the stack wrote: the apex / alias A records pointing at
+# its load balancer, and its certificates' validation CNAMEs. The zone goes only when it
+# is the stack's own (not adopted) and holds nothing else besides its NS and SOA.
+
+
+def our_alias(ctx: Ctx, key: tuple[str, str], rs: dict[str, Any]) -> bool:
+    """An A alias at a served name pointing at a load balancer named like the stack's
+    (`<stack>-<env>-alb-...elb.amazonaws.com`, with or without `dualstack.`)."""
+    name, kind = key
+    target = str(rs.get("AliasTarget", {}).get("DNSName", "")).lower().removeprefix("dualstack.")
+    return (
+        kind == "A"
+        and name in {fqdn(h) for h in ctx.d.domain_hosts}
+        and target.startswith(f"{ctx.d.resource_name('alb')}-")
+    )
+
+
+def validation_keys(
+    records: dict[tuple[str, str], dict[str, Any]], certs: list[dict[str, Any]]
+) -> list[tuple[str, str]]:
+    """The zone's CNAMEs that are exactly the validation records of these certificates."""
+    keys: list[tuple[str, str]] = []
+    for cert in certs:
+        for option in cert.get("DomainValidationOptions", []):
+            rr = option.get("ResourceRecord")
+            if not rr:
+                continue
+            key = (fqdn(rr["Name"]), "CNAME")
+            values = [r["Value"] for r in records.get(key, {}).get("ResourceRecords", [])]
+            if values == [rr["Value"]] and key not in keys:
+                keys.append(key)
+    return keys
+
+
+def record_removal(
+    resource: str, zid: str, key: tuple[str, str], rs: dict[str, Any], shown: tuple[str, ...]
+) -> Change:
+    batch = {"Changes": [{"Action": "DELETE", "ResourceRecordSet": rs}]}
+    params = {"ChangeResourceRecordSets": {"HostedZoneId": zid, "ChangeBatch": batch}}
+    return Change("delete", resource, f"{key[0]} {key[1]}", shown, params)
+
+
+def alias_destroy_plan(ctx: Ctx, teardown: Teardown) -> list[Change]:
+    """The alias records the stack wrote (a kept load balancer keeps its names)."""
+    zid, zone_owned = find_zone(ctx, desired(ctx).zone)
+    if not zid or not zone_owned:
+        return []
+    changes = []
+    for key, rs in record_sets(ctx, zid).items():
+        if not our_alias(ctx, key, rs):
+            continue
+        if "load_balancer" in ctx.kept:
+            keep(ctx, "route53_alias", f"{key[0]} A", "it points at the load balancer kept")
+        else:
+            changes.append(record_removal("route53_alias", zid, key, rs, ()))
+    return changes
+
+
+def destroy_plan(ctx: Ctx, teardown: Teardown) -> list[Change]:
+    """The certificates' validation CNAMEs, the certificates, then the zone (see above).
+    Certificates a kept load balancer still uses stay, with their records."""
     want = desired(ctx)
-    count = 0
-    zid, owned = find_zone(ctx, want.zone)
-    if zid and owned:
-        deletions = [
-            rs
-            for (name, kind), rs in record_sets(ctx, zid).items()
-            if not (name == want.zone and kind in {"NS", "SOA"})
-        ]
-        if deletions:
-            ctx.route53.change_resource_record_sets(
-                HostedZoneId=zid,
-                ChangeBatch={
-                    "Changes": [
-                        {"Action": "DELETE", "ResourceRecordSet": rs}  # type: ignore[typeddict-item]
-                        for rs in deletions
-                    ]
-                },
-            )
-        ctx.route53.delete_hosted_zone(Id=zid)
-        ctx.report.line(f"  - route53_zone {want.zone} ({len(deletions)} records)")
-        count += 1
-    for cert in owned_certificates(ctx):
-        arn = cert["CertificateArn"]
-        settle(  # a deleted ALB releases its certificate a little later
-            ctx,
-            f"acm_certificate {arn} to be released",
-            partial(ctx.acm.delete_certificate, CertificateArn=arn),
-            frozenset({"ResourceInUseException"}),
-        )
-        ctx.report.line(f"  - acm_certificate {cert['DomainName']}")
-        count += 1
-    return count
+    certs = [] if "load_balancer" in ctx.kept else owned_certificates(ctx)
+    if "load_balancer" in ctx.kept:
+        keep(ctx, "acm_certificate", ", ".join(want.cert_names), "the kept load balancer uses it")
+    zid, zone_owned = find_zone(ctx, want.zone)
+    records = record_sets(ctx, zid) if zid and zone_owned else {}
+    ours = validation_keys(records, certs)
+    changes = [
+        record_removal("route53_record", str(zid), key, records[key], ("acm validation",))
+        for key in ours
+    ]
+    for cert in certs:
+        delete = {"DeleteCertificate": {"CertificateArn": cert["CertificateArn"]}}
+        changes.append(Change("delete", "acm_certificate", cert["DomainName"], (), delete))
+    if zid and zone_owned:
+        changes.extend(zone_removal(ctx, want.zone, zid, foreign(ctx, records, ours), teardown))
+    return changes
+
+
+def foreign(
+    ctx: Ctx, records: dict[tuple[str, str], dict[str, Any]], ours: list[tuple[str, str]]
+) -> list[str]:
+    """What the zone still holds once destroy has deleted its own records."""
+    left = []
+    for (name, kind), rs in records.items():
+        if (name, kind) in ours or (name == fqdn(ctx.env.domain.apex) and kind in {"NS", "SOA"}):
+            continue
+        if our_alias(ctx, (name, kind), rs) and "load_balancer" not in ctx.kept:
+            continue  # deleted by the alias family
+        left.append(f"{kind} {name}")
+    return left
+
+
+def zone_removal(
+    ctx: Ctx, zone: str, zid: str, left: list[str], teardown: Teardown
+) -> list[Change]:
+    """The zone, unless adopted (and not asked) or holding records the stack did not write."""
+    if adopted(zone_tags(ctx, zid)) and not teardown.include_adopted:
+        keep(ctx, "route53_zone", zone, ADOPTED_KEPT)
+        return []
+    if left:
+        shown = ", ".join(left[:5]) + (f" and {len(left) - 5} more" if len(left) > 5 else "")
+        keep(ctx, "route53_zone", zone, f"it holds records this stack did not write: {shown}")
+        return []
+    return [Change("delete", "route53_zone", zone, (), {"DeleteHostedZone": {"Id": zid}})]
+
+
+def remove_records(ctx: Ctx, change: Change) -> None:
+    ctx.route53.change_resource_record_sets(
+        **ctx.resolve(change.params["ChangeResourceRecordSets"])
+    )
+    ctx.report.line(f"  - {change.resource} {change.name}")
+
+
+def remove_zone(ctx: Ctx, change: Change) -> None:
+    ctx.route53.delete_hosted_zone(**ctx.resolve(change.params["DeleteHostedZone"]))
+    ctx.report.line(f"  - route53_zone {change.name}")
+
+
+def remove_certificate(ctx: Ctx, change: Change) -> None:
+    args = ctx.resolve(change.params["DeleteCertificate"])
+    settle(  # a deleted ALB releases its certificate a little later
+        ctx,
+        f"acm_certificate {change.name} to be released",
+        partial(ctx.acm.delete_certificate, **args),
+        frozenset({"ResourceInUseException"}),
+    )
+    ctx.report.line(f"  - acm_certificate {change.name}")
+
+
+DESTROY_HANDLERS: Handlers = {
+    ("route53_alias", "delete"): remove_records,
+    ("route53_record", "delete"): remove_records,
+    ("route53_zone", "delete"): remove_zone,
+    ("acm_certificate", "delete"): remove_certificate,
+}
+ALIAS_DESTROY_RESOURCES = frozenset({"route53_alias"})
+DESTROY_RESOURCES = resources(DESTROY_HANDLERS) - ALIAS_DESTROY_RESOURCES
+
+
+def destroy_apply(ctx: Ctx, change: Change) -> None:
+    dispatch(DESTROY_HANDLERS, ctx, change)
 
 
 def status(ctx: Ctx) -> list[str]:

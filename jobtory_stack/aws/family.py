@@ -9,7 +9,9 @@ functions, like pyinfra's facts and operations:
     plan(ctx)               diff(desired, observe): never mutates anything
     apply(ctx, change)      executes exactly that change: dispatches on (resource,
                             action) to a small handler; no observing, no re-diffing
-    destroy(ctx, allow_protected), status(ctx)
+    destroy_plan(ctx, teardown)   the deletions of what the family owns (observes only)
+    destroy_apply(ctx, change)    executes exactly one of them (DESTROY_HANDLERS)
+    status(ctx)
 
 `HANDLERS` maps (resource, action) to the handler; `apply` is `dispatch(HANDLERS, ...)`.
 """
@@ -39,6 +41,32 @@ def resources(handlers: Handlers) -> frozenset[str]:
 
 
 @dataclass(frozen=True)
+class Teardown:
+    """How far `destroy` may go: what it never does unless told (its flags)."""
+
+    # deletion protection is turned off only on request, never by destroy itself
+    remove_deletion_protection: bool = False
+    # what apply took over (tagged adopted=true) stays unless asked
+    include_adopted: bool = False
+
+
+ADOPTED_KEPT = "adopted: it existed before the stack; --include-adopted deletes it"
+
+
+def keep(ctx: Ctx, resource: str, name: str, why: str) -> None:
+    """A line saying what destroy leaves in place, and why (it is not in the plan)."""
+    ctx.report.line(f"  kept: {resource} {name} ({why})")
+
+
+def protection_refused(resource: str, name: str) -> str:
+    return (
+        f"{resource} {name} has deletion protection, and destroy never turns it off by "
+        "itself: pass --remove-deletion-protection (or turn it off yourself) and run "
+        "destroy again"
+    )
+
+
+@dataclass(frozen=True)
 class Family:
     """One step of the dependency order, as reconcile runs it. `name` is what apply and
     destroy print ("network: 3 change(s)"); `resources` the kinds its changes have."""
@@ -47,5 +75,7 @@ class Family:
     plan: Callable[[Ctx], list[Change]]
     apply: Callable[[Ctx, Change], None]
     resources: frozenset[str]
-    destroy: Callable[[Ctx, bool], int] | None = None
+    destroy_plan: Callable[[Ctx, Teardown], list[Change]] | None = None
+    destroy_apply: Callable[[Ctx, Change], None] | None = None
+    destroy_resources: frozenset[str] = frozenset()  # the kinds its deletions have
     status: Callable[[Ctx], list[str]] | None = None

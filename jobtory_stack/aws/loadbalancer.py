@@ -1,7 +1,7 @@
 """The Application Load Balancer: ALB, target group, listeners.
 
 - internet-facing ALB in the spec's public subnets, in the alb security group; attributes:
-  drop invalid header fields, idle timeout, deletion protection (prod)
+  drop invalid header fields, idle timeout, deletion protection (a protected environment)
 - target group HTTP:80 with the spec's health check (path, interval, timeout, thresholds,
   matcher) and deregistration delay
 - listener 80: redirect 301 to https:443; listener 443: HTTPS with the ACM certificate
@@ -19,10 +19,26 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from jobtory_stack.aws.client import error_code
-from jobtory_stack.aws.core import Ctx, settle, tag_dict, tag_list
-from jobtory_stack.aws.family import Handlers, dispatch, resources
-from jobtory_stack.aws.plan import Change, Ref, field_diffs, fmt
-from jobtory_stack.errors import AwsError
+from jobtory_stack.aws.core import (
+    ADOPTION_SHOWN,
+    Ctx,
+    adopted,
+    adoption_tags,
+    owned,
+    settle,
+    tag_dict,
+    tag_list,
+)
+from jobtory_stack.aws.family import (
+    ADOPTED_KEPT,
+    Handlers,
+    Teardown,
+    dispatch,
+    keep,
+    protection_refused,
+    resources,
+)
+from jobtory_stack.aws.plan import REFUSED, Change, Ref, field_diffs, fmt
 
 REDIRECT = {"Protocol": "HTTPS", "Port": "443", "StatusCode": "HTTP_301"}
 
@@ -107,10 +123,13 @@ def find_tg(ctx: Ctx, name: str) -> dict[str, Any] | None:
         raise
 
 
-def is_owned(ctx: Ctx, arn: str) -> bool:
+def tags_of(ctx: Ctx, arn: str) -> dict[str, str]:
     descriptions = ctx.elbv2.describe_tags(ResourceArns=[arn])["TagDescriptions"]
-    tags = tag_dict(descriptions[0].get("Tags") if descriptions else None)
-    return all(tags.get(k) == v for k, v in ctx.tags.items())
+    return tag_dict(descriptions[0].get("Tags") if descriptions else None)
+
+
+def is_owned(ctx: Ctx, arn: str) -> bool:
+    return owned(tags_of(ctx, arn), ctx.tags)
 
 
 def observe(ctx: Ctx, want: Desired) -> Observed:
@@ -262,9 +281,9 @@ def load_balancer_changes(want: Desired, have: Observed, ctx: Ctx) -> list[Chang
         {"subnets": list(want.subnets), "security_groups": ["alb"], **want.alb_attributes},
         {"subnets": have.subnets, "security_groups": have.security_groups, **have.alb_attributes},
     )
-    if not have.alb_owned:
-        diffs += ("tags: (none) -> stack, env",)
-        params["AddTags"] = {"ResourceArns": [alb_arn], "Tags": tag_list(ctx.tags)}
+    if not have.alb_owned:  # an existing ALB with our name: taken over, said so
+        diffs += (ADOPTION_SHOWN,)
+        params["AddTags"] = {"ResourceArns": [alb_arn], "Tags": adoption_tags(ctx.tags)}
     return [Change("update", "load_balancer", want.alb, diffs, params)] if diffs else []
 
 
@@ -379,39 +398,84 @@ def apply(ctx: Ctx, change: Change) -> None:
 # ---- destroy / status ----------------------------------------------------------------------
 
 
-def destroy(ctx: Ctx, allow_protected: bool = False) -> int:
-    elbv2 = ctx.elbv2
+PROTECTION = "deletion_protection.enabled"
+
+
+def destroy_plan(ctx: Ctx, teardown: Teardown) -> list[Change]:
+    """The ALB (its listeners first), then the target group. An adopted ALB stays as it
+    is, with its listeners and so the target group they forward to."""
     want = desired(ctx)
-    count = 0
+    changes: list[Change] = []
     alb = find_alb(ctx, want.alb)
-    if alb is not None and is_owned(ctx, alb["LoadBalancerArn"]):
-        arn = alb["LoadBalancerArn"]
-        attrs = elbv2.describe_load_balancer_attributes(LoadBalancerArn=arn)["Attributes"]
-        if any(a["Key"] == "deletion_protection.enabled" and a["Value"] == "true" for a in attrs):
-            if not allow_protected:
-                raise AwsError(f"{want.alb} has deletion protection; refusing")
-            elbv2.modify_load_balancer_attributes(
-                LoadBalancerArn=arn,
-                Attributes=[{"Key": "deletion_protection.enabled", "Value": "false"}],
-            )
-        for listener in elbv2.describe_listeners(LoadBalancerArn=arn)["Listeners"]:
-            elbv2.delete_listener(ListenerArn=listener["ListenerArn"])
-            count += 1
-        elbv2.delete_load_balancer(LoadBalancerArn=arn)
-        ctx.report.line(f"  - load_balancer {want.alb} (and its listeners)")
-        count += 1
+    tags = tags_of(ctx, alb["LoadBalancerArn"]) if alb is not None else {}
+    if alb is not None and owned(tags, ctx.tags):
+        if adopted(tags) and not teardown.include_adopted:
+            keep(ctx, "load_balancer", want.alb, f"{ADOPTED_KEPT}; its listeners stay with it")
+            keep(ctx, "target_group", want.tg, "the adopted load balancer forwards to it")
+            ctx.kept.add("load_balancer")  # its names and certificate stay (dns)
+            return []
+        changes.append(alb_removal(ctx, want.alb, alb["LoadBalancerArn"], teardown))
     tg = find_tg(ctx, want.tg)
     if tg is not None and is_owned(ctx, tg["TargetGroupArn"]):
-        arn = tg["TargetGroupArn"]
-        settle(
-            ctx,
-            f"target_group {want.tg}",
-            lambda: elbv2.delete_target_group(TargetGroupArn=arn),
-            frozenset({"ResourceInUse"}),
-        )
-        ctx.report.line(f"  - target_group {want.tg}")
-        count += 1
-    return count
+        delete = {"DeleteTargetGroup": {"TargetGroupArn": tg["TargetGroupArn"]}}
+        changes.append(Change("delete", "target_group", want.tg, (), delete))
+    return changes
+
+
+def alb_removal(ctx: Ctx, name: str, arn: str, teardown: Teardown) -> Change:
+    elbv2 = ctx.elbv2
+    attrs = elbv2.describe_load_balancer_attributes(LoadBalancerArn=arn)["Attributes"]
+    protected = {"Key": PROTECTION, "Value": "true"} in attrs
+    shown: tuple[str, ...] = ()
+    if protected and not teardown.remove_deletion_protection:
+        shown = ("deletion protection: on (kept: destroy never turns it off by itself)",)
+        refused = {REFUSED: protection_refused("load_balancer", name)}
+        return Change("delete", "load_balancer", name, shown, refused)
+    listeners = elbv2.describe_listeners(LoadBalancerArn=arn)["Listeners"]
+    params: dict[str, Any] = {}
+    if protected:
+        params["ModifyLoadBalancerAttributes"] = {
+            "LoadBalancerArn": arn,
+            "Attributes": [{"Key": PROTECTION, "Value": "false"}],
+        }
+        shown = ("deletion protection: true -> false (--remove-deletion-protection)",)
+    params["DeleteListener"] = [{"ListenerArn": li["ListenerArn"]} for li in listeners]
+    params["DeleteLoadBalancer"] = {"LoadBalancerArn": arn}
+    shown += tuple(f"listener: {li['Protocol']}:{li['Port']}" for li in listeners)
+    return Change("delete", "load_balancer", name, shown, params)
+
+
+def remove_load_balancer(ctx: Ctx, change: Change) -> None:
+    p, elbv2 = change.params, ctx.elbv2
+    if "ModifyLoadBalancerAttributes" in p:
+        elbv2.modify_load_balancer_attributes(**ctx.resolve(p["ModifyLoadBalancerAttributes"]))
+        ctx.report.line(f"  ~ load_balancer {change.name}: {PROTECTION} = false")
+    for args in p["DeleteListener"]:
+        elbv2.delete_listener(**ctx.resolve(args))
+    elbv2.delete_load_balancer(**ctx.resolve(p["DeleteLoadBalancer"]))
+    ctx.report.line(f"  - load_balancer {change.name} (and its listeners)")
+
+
+def remove_target_group(ctx: Ctx, change: Change) -> None:
+    args = ctx.resolve(change.params["DeleteTargetGroup"])
+    settle(  # a deleted ALB releases its target group a little later
+        ctx,
+        f"target_group {change.name}",
+        lambda: ctx.elbv2.delete_target_group(**args),
+        frozenset({"ResourceInUse"}),
+    )
+    ctx.report.line(f"  - target_group {change.name}")
+
+
+DESTROY_HANDLERS: Handlers = {
+    ("load_balancer", "delete"): remove_load_balancer,
+    ("target_group", "delete"): remove_target_group,
+}
+DESTROY_RESOURCES = resources(DESTROY_HANDLERS)
+
+
+def destroy_apply(ctx: Ctx, change: Change) -> None:
+    dispatch(DESTROY_HANDLERS, ctx, change)
 
 
 def status(ctx: Ctx) -> list[str]:

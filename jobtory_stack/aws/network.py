@@ -17,8 +17,8 @@ from functools import partial
 from typing import Any
 
 from jobtory_stack.aws.core import Ctx, owned, settle, tag_dict, tag_list
-from jobtory_stack.aws.family import Handlers, dispatch, resources
-from jobtory_stack.aws.plan import Change, Ref, field_diffs
+from jobtory_stack.aws.family import Handlers, Teardown, dispatch, resources
+from jobtory_stack.aws.plan import REFUSED, Change, Ref, field_diffs
 from jobtory_stack.errors import AwsError
 
 ANYWHERE = "0.0.0.0/0"
@@ -26,15 +26,34 @@ SG_ROLES = ("alb", "ec2", "rds")
 POSTGRES = 5432
 
 
+ALL = "-1"  # IpProtocol: every protocol and port
+
+
 @dataclass(frozen=True, order=True)
 class Rule:
-    """One ingress rule: TCP `port` from a CIDR ("cidr:...") or a role's group ("sg:alb")."""
+    """One ingress rule: `port` (to `to_port`) of `protocol` (tcp, udp, icmp, or "-1": all
+    traffic) from a CIDR ("cidr:...", IPv4 or IPv6), a prefix list ("pl:pl-...") or a
+    role's group ("sg:alb"). Everything a group admits is observed as rules, so a hand-added
+    `::/0` or all-traffic rule shows in plan and apply revokes it."""
 
     port: int
     source: str
+    protocol: str = "tcp"
+    to_port: int | None = None  # None: a single port (`port`)
+
+    def __post_init__(self) -> None:  # one spelling per rule, so equal rules compare equal
+        if self.protocol == ALL:
+            object.__setattr__(self, "port", -1)
+            object.__setattr__(self, "to_port", -1)
+        elif self.to_port is None:
+            object.__setattr__(self, "to_port", self.port)
 
     def __str__(self) -> str:
-        return f"tcp/{self.port} from {self.source.split(':', 1)[1]}"
+        source = self.source.split(":", 1)[1]
+        if self.protocol == ALL:
+            return f"all traffic from {source}"
+        ports = f"{self.port}" if self.to_port == self.port else f"{self.port}-{self.to_port}"
+        return f"{self.protocol}/{ports} from {source}"
 
 
 @dataclass(frozen=True)
@@ -184,20 +203,29 @@ def observe_groups(ctx: Ctx, o: Observed, vpc_id: str) -> None:
         ctx.ids[f"sg:{role}"] = g["GroupId"]
     by_id = {gid: role for role, gid in o.groups.items()}
     for g in groups:
-        rules: set[Rule] = set()
-        for perm in g.get("IpPermissions", []):
-            port = int(perm.get("FromPort", -1))
-            for r in perm.get("IpRanges", []):
-                rules.add(Rule(port, f"cidr:{r['CidrIp']}"))
-            for pair in perm.get("UserIdGroupPairs", []):
-                gid = pair.get("GroupId", "")
-                rules.add(Rule(port, f"sg:{by_id.get(gid, gid)}"))
-        o.rules[by_id[g["GroupId"]]] = frozenset(rules)
+        o.rules[by_id[g["GroupId"]]] = frozenset(
+            rule for perm in g.get("IpPermissions", []) for rule in rules_of(perm, by_id)
+        )
+
+
+def rules_of(perm: Any, roles: dict[str, str]) -> list[Rule]:
+    """An IpPermission as rules: every source kind, IPv6 and all-traffic included."""
+    protocol = str(perm.get("IpProtocol", "tcp"))
+    port = int(perm.get("FromPort", -1))
+    to_port = int(perm.get("ToPort", port))
+    sources = [
+        *(f"cidr:{r['CidrIp']}" for r in perm.get("IpRanges", [])),
+        *(f"cidr:{r['CidrIpv6']}" for r in perm.get("Ipv6Ranges", [])),
+        *(f"pl:{r['PrefixListId']}" for r in perm.get("PrefixListIds", [])),
+        *(
+            f"sg:{roles.get(p.get('GroupId', ''), p.get('GroupId', ''))}"
+            for p in perm.get("UserIdGroupPairs", [])
+        ),
+    ]
+    return [Rule(port, source, protocol, to_port) for source in sources]
 
 
 # ---- diff ----------------------------------------------------------------------------------
-
-REFUSED = "Refused"  # a change no API call can make: apply stops there, saying why
 
 
 def diff(want: Desired, have: Observed, ctx: Ctx) -> list[Change]:
@@ -421,10 +449,16 @@ def ingress(ids: Ids, group: str | Ref, rules: frozenset[Rule]) -> dict[str, Any
 
 
 def permission(ids: Ids, rule: Rule) -> dict[str, Any]:
-    perm: dict[str, Any] = {"IpProtocol": "tcp", "FromPort": rule.port, "ToPort": rule.port}
+    perm: dict[str, Any] = {"IpProtocol": rule.protocol}
+    if rule.protocol != ALL:
+        perm.update(FromPort=rule.port, ToPort=rule.to_port)
     kind, source = rule.source.split(":", 1)
-    if kind == "cidr":
+    if kind == "cidr" and ":" in source:
+        perm["Ipv6Ranges"] = [{"CidrIpv6": source}]
+    elif kind == "cidr":
         perm["IpRanges"] = [{"CidrIp": source}]
+    elif kind == "pl":
+        perm["PrefixListIds"] = [{"PrefixListId": source}]
     elif source in SG_ROLES:
         perm["UserIdGroupPairs"] = [{"GroupId": ids(f"sg:{source}")}]
     else:  # a group that is not ours (observed by id)
@@ -550,66 +584,119 @@ def apply(ctx: Ctx, change: Change) -> None:
 # ---- destroy / status ----------------------------------------------------------------------
 
 
-def destroy(ctx: Ctx, allow_protected: bool = False) -> int:
-    """Everything in the owned VPC that carries our tags, then the VPC (none is protected)."""
+def destroy_plan(ctx: Ctx, teardown: Teardown) -> list[Change]:
+    """Everything in the owned VPC that carries our tags, then the VPC: the groups' rules
+    first (alb -> ec2 -> rds refer to each other), the groups, the route tables (their
+    associations first), the subnets, the internet gateway (detached first). No
+    network resource is ever adopted, so `teardown` changes nothing here."""
     ec2 = ctx.ec2
-    count = 0
+    changes: list[Change] = []
+    params: dict[str, Any]
     vpcs = ec2.describe_vpcs(Filters=owner_filters(ctx))["Vpcs"]
     for vpc in vpcs:
-        vpc_id = vpc["VpcId"]
-        in_vpc = [{"Name": "vpc-id", "Values": [vpc_id]}]
-        groups = ec2.describe_security_groups(Filters=in_vpc + owner_filters(ctx))["SecurityGroups"]
-        for g in groups:  # break the alb -> ec2 -> rds references first
-            if g.get("IpPermissions"):
-                ec2.revoke_security_group_ingress(
-                    GroupId=g["GroupId"],
-                    IpPermissions=g["IpPermissions"],
-                )
+        ours = in_vpc(vpc["VpcId"]) + owner_filters(ctx)
+        groups = ec2.describe_security_groups(Filters=ours)["SecurityGroups"]
         for g in groups:
-            gid = g["GroupId"]
-            settle(ctx, f"security_group {gid}", partial(ec2.delete_security_group, GroupId=gid))
-            ctx.report.line(f"  - security_group {g['GroupName']}")
-            count += 1
-        for s in ec2.describe_subnets(Filters=in_vpc + owner_filters(ctx))["Subnets"]:
-            sid = s["SubnetId"]
-            settle(ctx, f"subnet {sid}", partial(ec2.delete_subnet, SubnetId=sid))
-            ctx.report.line(f"  - subnet {tag_dict(s.get('Tags')).get('Name', s['SubnetId'])}")
-            count += 1
-        for rt in ec2.describe_route_tables(Filters=in_vpc + owner_filters(ctx))["RouteTables"]:
-            for a in rt.get("Associations", []):
-                if not a.get("Main") and a.get("RouteTableAssociationId"):
-                    ec2.disassociate_route_table(AssociationId=a["RouteTableAssociationId"])
-            ec2.delete_route_table(RouteTableId=rt["RouteTableId"])
-            ctx.report.line(
-                f"  - route_table {tag_dict(rt.get('Tags')).get('Name', rt['RouteTableId'])}"
-            )
-            count += 1
-        igws = ec2.describe_internet_gateways(Filters=owner_filters(ctx))["InternetGateways"]
-        for igw in igws:
-            igw_id = igw["InternetGatewayId"]
-            for attachment in igw.get("Attachments", []):
-                settle(
-                    ctx,
-                    f"internet_gateway {igw_id} to detach",
-                    partial(
-                        ec2.detach_internet_gateway,
-                        InternetGatewayId=igw_id,
-                        VpcId=attachment["VpcId"],
-                    ),
-                )
-            ec2.delete_internet_gateway(InternetGatewayId=igw["InternetGatewayId"])
-            ctx.report.line(f"  - internet_gateway {igw['InternetGatewayId']}")
-            count += 1
-        try:
-            settle(ctx, f"vpc {vpc_id}", partial(ec2.delete_vpc, VpcId=vpc_id))
-        except AwsError:
-            raise AwsError(
-                f"the VPC {vpc_id} still holds resources this stack does not own "
-                "(DependencyViolation); remove them and re-run destroy"
-            ) from None
-        ctx.report.line(f"  - vpc {tag_dict(vpc.get('Tags')).get('Name', vpc_id)}")
-        count += 1
-    return count
+            if g.get("IpPermissions"):
+                revoke = {"GroupId": g["GroupId"], "IpPermissions": g["IpPermissions"]}
+                shown = ("- ingress: every rule (the groups refer to each other)",)
+                update = {"RevokeSecurityGroupIngress": revoke}
+                changes.append(Change("update", "security_group", g["GroupName"], shown, update))
+        for g in groups:
+            delete = {"DeleteSecurityGroup": {"GroupId": g["GroupId"]}}
+            changes.append(Change("delete", "security_group", g["GroupName"], (), delete))
+        for rt in ec2.describe_route_tables(Filters=ours)["RouteTables"]:
+            params = {
+                "DisassociateRouteTable": [
+                    {"AssociationId": a["RouteTableAssociationId"]}
+                    for a in rt.get("Associations", [])
+                    if not a.get("Main") and a.get("RouteTableAssociationId")
+                ],
+                "DeleteRouteTable": {"RouteTableId": rt["RouteTableId"]},
+            }
+            label = tag_dict(rt.get("Tags")).get("Name", rt["RouteTableId"])
+            changes.append(Change("delete", "route_table", label, (), params))
+        for sub in ec2.describe_subnets(Filters=ours)["Subnets"]:
+            label = tag_dict(sub.get("Tags")).get("Name", sub["SubnetId"])
+            delete = {"DeleteSubnet": {"SubnetId": sub["SubnetId"]}}
+            changes.append(Change("delete", "subnet", label, (), delete))
+    for igw in ec2.describe_internet_gateways(Filters=owner_filters(ctx))["InternetGateways"]:
+        igw_id = igw["InternetGatewayId"]
+        params = {
+            "DetachInternetGateway": [
+                {"InternetGatewayId": igw_id, "VpcId": a["VpcId"]}
+                for a in igw.get("Attachments", [])
+            ],
+            "DeleteInternetGateway": {"InternetGatewayId": igw_id},
+        }
+        changes.append(Change("delete", "internet_gateway", igw_id, (), params))
+    for vpc in vpcs:
+        label = tag_dict(vpc.get("Tags")).get("Name", vpc["VpcId"])
+        delete = {"DeleteVpc": {"VpcId": vpc["VpcId"]}}
+        changes.append(Change("delete", "vpc", label, (), delete))
+    return changes
+
+
+def revoke_rules(ctx: Ctx, change: Change) -> None:
+    ctx.ec2.revoke_security_group_ingress(
+        **ctx.resolve(change.params["RevokeSecurityGroupIngress"])
+    )
+
+
+def remove_group(ctx: Ctx, change: Change) -> None:
+    args = ctx.resolve(change.params["DeleteSecurityGroup"])
+    settle(ctx, f"security_group {change.name}", partial(ctx.ec2.delete_security_group, **args))
+    ctx.report.line(f"  - security_group {change.name}")
+
+
+def remove_route_table(ctx: Ctx, change: Change) -> None:
+    p = change.params
+    for args in p["DisassociateRouteTable"]:
+        ctx.ec2.disassociate_route_table(**ctx.resolve(args))
+    ctx.ec2.delete_route_table(**ctx.resolve(p["DeleteRouteTable"]))
+    ctx.report.line(f"  - route_table {change.name}")
+
+
+def remove_subnet(ctx: Ctx, change: Change) -> None:
+    args = ctx.resolve(change.params["DeleteSubnet"])
+    settle(ctx, f"subnet {change.name}", partial(ctx.ec2.delete_subnet, **args))
+    ctx.report.line(f"  - subnet {change.name}")
+
+
+def remove_gateway(ctx: Ctx, change: Change) -> None:
+    p = change.params
+    for args in p["DetachInternetGateway"]:
+        detach = partial(ctx.ec2.detach_internet_gateway, **ctx.resolve(args))
+        settle(ctx, f"internet_gateway {change.name} to detach", detach)
+    ctx.ec2.delete_internet_gateway(**ctx.resolve(p["DeleteInternetGateway"]))
+    ctx.report.line(f"  - internet_gateway {change.name}")
+
+
+def remove_vpc(ctx: Ctx, change: Change) -> None:
+    args = ctx.resolve(change.params["DeleteVpc"])
+    try:
+        settle(ctx, f"vpc {change.name}", partial(ctx.ec2.delete_vpc, **args))
+    except AwsError:
+        raise AwsError(
+            f"the VPC {args['VpcId']} still holds resources this stack does not own "
+            "(DependencyViolation); remove them and re-run destroy"
+        ) from None
+    ctx.report.line(f"  - vpc {change.name}")
+
+
+DESTROY_HANDLERS: Handlers = {
+    ("security_group", "update"): revoke_rules,
+    ("security_group", "delete"): remove_group,
+    ("route_table", "delete"): remove_route_table,
+    ("subnet", "delete"): remove_subnet,
+    ("internet_gateway", "delete"): remove_gateway,
+    ("vpc", "delete"): remove_vpc,
+}
+DESTROY_RESOURCES = resources(DESTROY_HANDLERS)
+
+
+def destroy_apply(ctx: Ctx, change: Change) -> None:
+    dispatch(DESTROY_HANDLERS, ctx, change)
 
 
 def status(ctx: Ctx) -> list[str]:

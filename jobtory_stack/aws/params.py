@@ -22,11 +22,18 @@ from botocore.exceptions import ClientError
 
 from jobtory_stack.aws import secrets
 from jobtory_stack.aws.client import error_code
-from jobtory_stack.aws.core import Ctx, tag_list
-from jobtory_stack.aws.family import Handlers, dispatch, resources
-from jobtory_stack.aws.plan import SYMBOLS, Change, Ref, Secret, fmt
+from jobtory_stack.aws.core import (
+    ADOPTION_SHOWN,
+    Ctx,
+    adoption_tags,
+    refuse_takeovers,
+    tag_list,
+)
+from jobtory_stack.aws.family import ADOPTED_KEPT, Handlers, Teardown, dispatch, keep, resources
+from jobtory_stack.aws.plan import ADOPTED_TAG, SYMBOLS, Change, Ref, Secret, fmt
 from jobtory_stack.errors import AwsError
 from jobtory_stack.spec.constants import RUNTIME_PARAMETERS
+from jobtory_stack.spec.rules import secret_problem
 
 RESOURCE = "ssm_parameter"
 SECURE: Final = "SecureString"
@@ -100,8 +107,9 @@ def desired(ctx: Ctx, secret_values: Mapping[str, str] | None = None) -> Desired
 # ---- observed ------------------------------------------------------------------------------
 
 
-def observe(ctx: Ctx) -> dict[str, Observed]:
-    prefix = ctx.env.ssm_prefix
+def observe(ctx: Ctx, prefix: str | None = None) -> dict[str, Observed]:
+    """The parameters under the env's prefix (or `prefix`: the operators'), decrypted."""
+    prefix = prefix or ctx.env.ssm_prefix
     values: dict[str, tuple[str, bool]] = {}
     for page in ctx.ssm.get_paginator("get_parameters_by_path").paginate(
         Path=prefix, Recursive=True, WithDecryption=True
@@ -170,12 +178,12 @@ def update_change(p: Param, o: Observed, full: str, tagged: list[dict[str, str]]
         diffs.append(f"type: {kind(o.secure)} -> {kind(p.secure)}")
     if diffs:  # a secret whose value only SSM knows keeps it (e.g. String -> SecureString)
         params["PutParameter"] = {**put_args(p, full), "Overwrite": True}
-    if not o.owned:
-        diffs.append("tags: (none) -> stack, env")
+    if not o.owned:  # an existing parameter under our prefix: taken over, said so
+        diffs.append(ADOPTION_SHOWN)
         params["AddTagsToResource"] = {
             "ResourceType": "Parameter",
             "ResourceId": full,
-            "Tags": tagged,
+            "Tags": [*tagged, dict(ADOPTED_TAG)],
         }
     return [Change("update", RESOURCE, full, tuple(diffs), params)] if diffs else []
 
@@ -214,16 +222,27 @@ def plan(ctx: Ctx) -> list[Change]:
 # ---- apply ---------------------------------------------------------------------------------
 
 
-def put(ctx: Ctx, name: str, value: str, secure: bool, exists: bool, owned: bool) -> None:
-    """Write one parameter now (`params set`, migrate's transition values)."""
-    full = ctx.d.parameter_name(name)
-    tags: dict[str, Any] = {"Tags": tag_list(ctx.tags)}
+def put(
+    ctx: Ctx,
+    name: str,
+    value: str,
+    secure: bool,
+    exists: bool,
+    owned: bool,
+    full: str | None = None,
+) -> None:
+    """Write one parameter now (`params set`, migrate's transition values), under the
+    env's prefix unless `full` names it; one that exists untagged is taken over (tagged
+    adopted=true)."""
+    full = full or ctx.d.parameter_name(name)
     if exists:
         ctx.ssm.put_parameter(Name=full, Value=value, Type=kind(secure), Overwrite=True)
         if not owned:
-            ctx.ssm.add_tags_to_resource(ResourceType="Parameter", ResourceId=full, **tags)
+            adoption: Any = adoption_tags(ctx.tags)
+            ctx.ssm.add_tags_to_resource(ResourceType="Parameter", ResourceId=full, Tags=adoption)
     else:
-        ctx.ssm.put_parameter(Name=full, Value=value, Type=kind(secure), **tags)
+        tags: Any = tag_list(ctx.tags)
+        ctx.ssm.put_parameter(Name=full, Value=value, Type=kind(secure), Tags=tags)
 
 
 def write_parameter(ctx: Ctx, change: Change) -> None:
@@ -255,16 +274,53 @@ def apply(ctx: Ctx, change: Change) -> None:
     dispatch(HANDLERS, ctx, change)
 
 
-def destroy(ctx: Ctx, allow_protected: bool = False) -> int:
-    """Delete every parameter under the prefix that carries the env's tags (none is
-    protected)."""
-    count = 0
-    for name, o in observe(ctx).items():
-        if o.owned:
-            ctx.ssm.delete_parameter(Name=ctx.d.parameter_name(name))
-            ctx.report.line(f"  - {RESOURCE} {ctx.d.parameter_name(name)}")
-            count += 1
-    return count
+def adopted_names(ctx: Ctx, prefix: str) -> set[str]:
+    """The parameters under `prefix` apply took over (tagged adopted=true)."""
+    filters: Any = [
+        {"Key": "Path", "Option": "Recursive", "Values": [prefix.rstrip("/")]},
+        *({"Key": f"tag:{k}", "Values": [v]} for k, v in ctx.tags.items()),
+        {"Key": f"tag:{ADOPTED_TAG['Key']}", "Values": [ADOPTED_TAG["Value"]]},
+    ]
+    names: set[str] = set()
+    for page in ctx.ssm.get_paginator("describe_parameters").paginate(ParameterFilters=filters):
+        names.update(p["Name"][len(prefix) :] for p in page["Parameters"])
+    return names
+
+
+def destroy_plan(ctx: Ctx, teardown: Teardown) -> list[Change]:
+    """Every parameter under the env's prefix and the operators' that carries the env's
+    tags; planned after the database (which goes first), so its password is deleted after
+    it. A database destroy leaves in place keeps its password; adopted parameters stay
+    unless asked."""
+    changes: list[Change] = []
+    for prefix, full_name_of in (
+        (ctx.env.ssm_ops_prefix, ctx.d.ops_parameter_name),
+        (ctx.env.ssm_prefix, ctx.d.parameter_name),
+    ):
+        owned = [name for name, o in observe(ctx, prefix).items() if o.owned]
+        adopted = adopted_names(ctx, prefix) if owned and not teardown.include_adopted else set()
+        for name in owned:
+            full = full_name_of(name)
+            if (
+                prefix == ctx.env.ssm_prefix
+                and name in DATABASE_OWNED_SECRETS
+                and ("db_instance" in ctx.kept)
+            ):
+                keep(ctx, RESOURCE, full, "the database stays, and this is its master password")
+            elif name in adopted:
+                keep(ctx, RESOURCE, full, ADOPTED_KEPT)
+            else:
+                delete = {"DeleteParameter": {"Name": full}}
+                changes.append(Change("delete", RESOURCE, full, (), delete))
+    return changes
+
+
+DESTROY_HANDLERS: Handlers = {(RESOURCE, "delete"): delete_parameter}
+DESTROY_RESOURCES = resources(DESTROY_HANDLERS)
+
+
+def destroy_apply(ctx: Ctx, change: Change) -> None:
+    dispatch(DESTROY_HANDLERS, ctx, change)
 
 
 def status(ctx: Ctx) -> list[str]:
@@ -288,6 +344,7 @@ def sync(ctx: Ctx, secrets_file: Path | None = None) -> list[Change]:
     ctx.secret_values.update(values or {})
     want = desired(ctx, values)
     changes = diff(want, have, ctx.env.ssm_prefix, ctx.tags)
+    refuse_takeovers(ctx, changes)
     for change in changes:
         apply(ctx, change)
     unchanged = len([n for n in want.params if n in have]) - sum(
@@ -302,6 +359,8 @@ def sync(ctx: Ctx, secrets_file: Path | None = None) -> list[Change]:
     )
     for name in missing_secrets(want, have):
         ctx.report.line(missing_secret_hint(ctx, name))
+    for line in missing_ops_hints(ctx):
+        ctx.report.line(line)
     if "DB_HOST" not in want.params:
         ctx.report.line("  DB_HOST: known once the database exists (apply writes its endpoint)")
     return changes
@@ -325,13 +384,37 @@ def diff_lines(ctx: Ctx, secrets_file: Path | None = None) -> list[str]:
             lines.append(f"~ {change.name} ({'; '.join(change.diffs)})")
     for name in missing_secrets(want, have):
         lines.append(missing_secret_hint(ctx, name))
+    lines.extend(missing_ops_hints(ctx))
     lines.append(f"{len(lines)} difference(s)." if lines else "No differences.")
     return lines
 
 
+def missing_ops_hints(ctx: Ctx) -> list[str]:
+    """The operators' secrets (ssm.ops_secrets) not in SSM yet, with the command."""
+    names = ctx.d.ops_secret_names
+    have = observe(ctx, ctx.env.ssm_ops_prefix) if names else {}
+    return [
+        f"! {ctx.d.ops_parameter_name(name)}: missing in SSM; set it with `deploy.py params "
+        f"set --env {ctx.env.name} {name}` (operators only: the app never loads it)"
+        for name in names
+        if name not in have
+    ]
+
+
 def get_lines(ctx: Ctx, name: str | None = None) -> list[str]:
+    """The env's parameters by short name, then the operators' by full name; a secret is
+    only ever shown as <SecureString, set>."""
+    d = ctx.d
+    if name in d.ops_secret_names:
+        ops = observe(ctx, ctx.env.ssm_ops_prefix)
+        if name not in ops:
+            raise AwsError(
+                f"{d.ops_parameter_name(name)} is not set in SSM (run `deploy.py params set "
+                f"--env {ctx.env.name} {name}`)"
+            )
+        return [SECRET_SHOWN]
     have = observe(ctx)
-    secret_names = set(ctx.d.secret_names)
+    secret_names = set(d.secret_names)
 
     def shown(n: str) -> str:
         o = have.get(n)
@@ -342,32 +425,75 @@ def get_lines(ctx: Ctx, name: str | None = None) -> list[str]:
     if name is not None:
         if name not in have:
             raise AwsError(
-                f"{ctx.d.parameter_name(name)} is not set in SSM "
+                f"{d.parameter_name(name)} is not set in SSM "
                 f"(run `deploy.py params sync --env {ctx.env.name}` or `params set`)"
             )
         return [shown(name)]
     names = sorted(set(desired(ctx).params) | secret_names | set(have))
-    width = max((len(n) for n in names), default=0)
-    return [f"{n.ljust(width)}  {shown(n)}" for n in names]
+    ops = observe(ctx, ctx.env.ssm_ops_prefix) if d.ops_secret_names else {}
+    rows = [(n, shown(n)) for n in names] + [
+        (d.ops_parameter_name(n), SECRET_SHOWN if n in ops else "<missing>")
+        for n in d.ops_secret_names
+    ]
+    width = max((len(n) for n, _ in rows), default=0)
+    return [f"{n.ljust(width)}  {value}" for n, value in rows]
 
 
-def set_secret(ctx: Ctx, name: str, value: str) -> str:
+def full_name(ctx: Ctx, name: str) -> str:
+    """Where a settable parameter lives: the operators' prefix or the env's."""
+    d = ctx.d
+    return d.ops_parameter_name(name) if name in d.ops_secret_names else d.parameter_name(name)
+
+
+def check_settable(ctx: Ctx, name: str, value: str) -> None:
+    """What `params set` refuses before any call: a name the spec does not list as a
+    secret (or DB_HOST), and a value of the wrong shape (spec.rules.secret_problem)."""
     d = ctx.d
     if name in d.parameters:
         raise AwsError(
             f"{name} comes from the spec (ssm.values or derived); change stack.toml and run "
             f"`deploy.py params sync --env {ctx.env.name}`"
         )
-    if name not in d.secret_names and name not in RUNTIME_PARAMETERS:
+    settable = {*d.secret_names, *d.ops_secret_names, *RUNTIME_PARAMETERS}
+    if name not in settable:
         raise AwsError(
             f"{name} is not a parameter of the spec; list it under ssm.secrets in stack.toml first"
         )
-    if not value:
-        raise AwsError(f"no value for {name} on stdin")
-    secure = name in d.secret_names
-    have = observe(ctx)
-    o = have.get(name)
-    if o is not None and o.value == value and o.secure == secure and o.owned:
-        return f"{d.parameter_name(name)}: unchanged"
-    put(ctx, name, value, secure, o is not None, o is None or o.owned)
-    return f"{d.parameter_name(name)}: set ({SECURE if secure else PLAIN})"
+    problem = secret_problem(name, value)
+    if problem:
+        raise AwsError(f"{name}: {problem}")
+
+
+def current(ctx: Ctx, name: str) -> Observed | None:
+    """The parameter as SSM has it now; one this stack did not create is refused in a
+    protected environment (take it over with `params sync --adopt-existing` first)."""
+    ops = name in ctx.d.ops_secret_names
+    o = observe(ctx, ctx.env.ssm_ops_prefix if ops else None).get(name)
+    if o is not None and not o.owned and ctx.env.protected:
+        raise AwsError(
+            f"{full_name(ctx, name)} exists but this stack did not create it, and "
+            f"{ctx.env.name} is protected: take it over first with `deploy.py params sync "
+            f"--env {ctx.env.name} --adopt-existing`"
+        )
+    return o
+
+
+def unchanged(ctx: Ctx, name: str, value: str, o: Observed | None) -> bool:
+    secure = name not in RUNTIME_PARAMETERS
+    return o is not None and o.value == value and o.secure == secure and o.owned
+
+
+def set_secret(ctx: Ctx, name: str, value: str) -> str:
+    """`params set` of anything but the database's password (reconcile.set_secret)."""
+    check_settable(ctx, name, value)
+    return write(ctx, name, value, current(ctx, name))
+
+
+def write(ctx: Ctx, name: str, value: str, o: Observed | None) -> str:
+    """Write a checked value; `o` is what `current` found."""
+    full = full_name(ctx, name)
+    if unchanged(ctx, name, value, o):
+        return f"{full}: unchanged"
+    secure = name not in RUNTIME_PARAMETERS
+    put(ctx, name, value, secure, o is not None, o is None or o.owned, full)
+    return f"{full}: set ({SECURE if secure else PLAIN})"

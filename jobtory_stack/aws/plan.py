@@ -29,6 +29,12 @@ ACTIONS: tuple[Action, ...] = get_args(Action)
 SYMBOLS: dict[str, str] = {"create": "+", "update": "~", "delete": "-"}
 KNOWN_AFTER_APPLY = "(known after apply)"
 FORMAT = "jobtory-plan/1"
+# A change no API call may make (why, in its params under this key): the command stops
+# before its first call, saying why.
+REFUSED = "Refused"
+# The tag apply adds, with the ownership tags, to an existing resource it takes over (an
+# untagged one with the stack's name): destroy leaves such a resource unless asked.
+ADOPTED_TAG = {"Key": "adopted", "Value": "true"}
 
 
 @dataclass(frozen=True)
@@ -237,6 +243,26 @@ class Plan:
         except (KeyError, TypeError, ValueError) as exc:
             raise AwsError(f"a saved plan with a malformed change ({exc})") from None
         return cls(changes, str(document.get("stack", "")), str(document.get("env", "")))
+
+
+def adopts(change: Change) -> bool:
+    """Whether the change takes over an existing resource (it writes ADOPTED_TAG)."""
+
+    def found(value: Any) -> bool:
+        if value == ADOPTED_TAG:
+            return True
+        if isinstance(value, dict):
+            return any(found(v) for v in value.values())
+        if isinstance(value, list):
+            return any(found(v) for v in value)
+        return False
+
+    return found(change.params)
+
+
+def refusals(changes: Iterable[Change]) -> list[str]:
+    """Why each refused change of a plan cannot be made (see REFUSED)."""
+    return [str(c.params[REFUSED]) for c in changes if REFUSED in c.params]
 
 
 def render_plan(changes: Iterable[Change]) -> list[str]:

@@ -8,55 +8,55 @@ apply:   executes exactly the changes of a plan, in order (planning first when g
          each change goes to its family's handler for (resource, action), which records
          the ids it creates in ctx.ids for the Refs of later changes. Nothing is observed
          or diffed again, so a second apply after a complete one makes no mutating call.
-destroy: the reverse (only what carries the environment's tags).
+destroy: the reverse, planned whole first (observing only, so it can be shown and
+         confirmed), then executed exactly; only what carries the environment's tags.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from types import ModuleType
+
+from botocore.exceptions import ClientError
 
 from jobtory_stack.aws import database, dns, loadbalancer, network, params, scaling
-from jobtory_stack.aws.core import Ctx
-from jobtory_stack.aws.family import Family
-from jobtory_stack.aws.plan import Change, Plan, summary
+from jobtory_stack.aws.client import error_code
+from jobtory_stack.aws.core import Ctx, refuse_takeovers
+from jobtory_stack.aws.family import Family, Teardown
+from jobtory_stack.aws.plan import Change, Plan, refusals, summary
 from jobtory_stack.errors import AwsError
 
+
+def family(name: str, module: ModuleType) -> Family:
+    """A family whose module has the whole shape (plan, apply, destroy_*, status)."""
+    return Family(
+        name,
+        module.plan,
+        module.apply,
+        module.RESOURCES,
+        module.destroy_plan,
+        module.destroy_apply,
+        module.DESTROY_RESOURCES,
+        module.status,
+    )
+
+
 FAMILIES = (
+    family("network", network),
+    family("database", database),
+    family("params", params),
+    family("dns/certs", dns),
+    family("loadbalancer", loadbalancer),
     Family(
-        "network",
-        network.plan,
-        network.apply,
-        network.RESOURCES,
-        network.destroy,
-        network.status,
+        "dns aliases",
+        dns.alias_plan,
+        dns.apply,
+        dns.ALIAS_RESOURCES,
+        dns.alias_destroy_plan,
+        dns.destroy_apply,
+        dns.ALIAS_DESTROY_RESOURCES,
     ),
-    Family(
-        "database",
-        database.plan,
-        database.apply,
-        database.RESOURCES,
-        database.destroy,
-        database.status,
-    ),
-    Family("params", params.plan, params.apply, params.RESOURCES, params.destroy, params.status),
-    Family("dns/certs", dns.plan, dns.apply, dns.RESOURCES, dns.destroy, dns.status),
-    Family(
-        "loadbalancer",
-        loadbalancer.plan,
-        loadbalancer.apply,
-        loadbalancer.RESOURCES,
-        loadbalancer.destroy,
-        loadbalancer.status,
-    ),
-    Family("dns aliases", dns.alias_plan, dns.apply, dns.ALIAS_RESOURCES),
-    Family(
-        "scaling",
-        scaling.plan,
-        scaling.apply,
-        scaling.RESOURCES,
-        scaling.destroy,
-        scaling.status,
-    ),
+    family("scaling", scaling),
 )
 ORDER = {resource: i for i, f in enumerate(FAMILIES) for resource in f.resources}
 
@@ -134,7 +134,9 @@ def apply(ctx: Ctx, plan: Plan | None = None) -> Plan:
     """Execute exactly `plan` (the current one when None), family by family."""
     if plan is None:
         plan = held_plan(ctx)
-    for family, changes in sections(ctx, plan):
+    parts = sections(ctx, plan)
+    refuse_takeovers(ctx, plan)  # a protected env adopts only with --adopt-existing
+    for family, changes in parts:
         ctx.report.release(family.name)
         if not changes:
             ctx.report.line(f"{family.name}: up to date")
@@ -151,22 +153,101 @@ def apply(ctx: Ctx, plan: Plan | None = None) -> Plan:
 # ---- destroy / status ----------------------------------------------------------------------
 
 
-def destroy(ctx: Ctx, yes_destroy_prod: bool = False) -> int:
-    if ctx.env.name == "prod" and not yes_destroy_prod:
-        raise AwsError("refusing to destroy prod: pass --yes-destroy-prod if you really mean it")
-    allow_protected = ctx.env.name != "prod" or yes_destroy_prod
-    total = 0
-    for family in reversed(FAMILIES):
-        if family.destroy is None:
-            continue
-        count = family.destroy(ctx, allow_protected)
+# Planned and run in this order: what uses a resource goes before it (the ASG before the
+# target group, the listeners before the certificate); the database before its password
+# (params), so a failed delete never leaves a database nobody can log in to; what a family
+# keeps (ctx.kept) is known to the families after it (an adopted ALB keeps its names).
+DESTROY_NAMES = (
+    "scaling",
+    "loadbalancer",
+    "dns aliases",
+    "dns/certs",
+    "database",
+    "params",
+    "network",
+)
+DESTROY_ORDER = tuple(next(f for f in FAMILIES if f.name == name) for name in DESTROY_NAMES)
+DESTROY_FAMILY = {r: f for f in DESTROY_ORDER for r in f.destroy_resources}
+
+
+NO_TEARDOWN_FLAGS = Teardown()
+
+
+def destroy_plan(ctx: Ctx, teardown: Teardown = NO_TEARDOWN_FLAGS) -> Plan:
+    """Every deletion, family by family in DESTROY_ORDER; observes only. A resource
+    destroy may not delete as asked is a refused change (plan.REFUSED)."""
+    changes: list[Change] = []
+    ctx.kept.clear()
+    for family in DESTROY_ORDER:
+        assert family.destroy_plan is not None
+        with ctx.report.section(family.name):
+            changes.extend(family.destroy_plan(ctx, teardown))
+    return Plan(tuple(changes), ctx.env.stack_name, ctx.env.name)
+
+
+def refuse(plan: Plan) -> None:
+    """Stop before the first call when a change of the plan may not be made."""
+    why = refusals(plan)
+    if why:
+        raise AwsError("; ".join(why))
+
+
+def destroy(ctx: Ctx, plan: Plan | None = None, teardown: Teardown = NO_TEARDOWN_FLAGS) -> int:
+    """Execute exactly `plan` (a fresh destroy plan when None), family by family."""
+    if plan is None:
+        plan = destroy_plan(ctx, teardown)
+    refuse(plan)
+    by_family: dict[str, list[Change]] = {f.name: [] for f in DESTROY_ORDER}
+    for change in plan:
+        if change.resource not in DESTROY_FAMILY:
+            raise AwsError(f"cannot {change.title}: no resource family deletes {change.resource}")
+        by_family[DESTROY_FAMILY[change.resource].name].append(change)
+    deleted = 0
+    for family in DESTROY_ORDER:
+        assert family.destroy_apply is not None
+        for change in by_family[family.name]:
+            family.destroy_apply(ctx, change)
+        count = sum(c.action == "delete" for c in by_family[family.name])
         line = f"{family.name}: {count} deleted" if count else f"{family.name}: nothing to delete"
         ctx.report.line(line)
-        total += count
+        deleted += count
     ctx.report.line(
-        f"Destroyed {total} resource(s) tagged stack={ctx.env.stack_name} env={ctx.env.name}."
+        f"Destroyed {deleted} resource(s) tagged stack={ctx.env.stack_name} env={ctx.env.name}."
     )
-    return total
+    return deleted
+
+
+# ---- params set ----------------------------------------------------------------------------
+
+
+def set_secret(ctx: Ctx, name: str, value: str) -> list[str]:
+    """`params set`: the name and the value's shape are checked before any call. The
+    database's password goes to the database first, then to SSM, so the app is never
+    given a password the database does not know: if RDS refuses, nothing changed; if SSM
+    fails after, running the same command again finishes it (both writes repeat safely)."""
+    params.check_settable(ctx, name, value)
+    if name != database.PASSWORD_PARAMETER:
+        return [params.set_secret(ctx, name, value)]
+    have = params.current(ctx, name)
+    if params.unchanged(ctx, name, value, have):  # RDS took it first, when it was set
+        return [f"{params.full_name(ctx, name)}: unchanged"]
+    changed = database.set_master_password(ctx, value)
+    try:
+        line = params.write(ctx, name, value, have)
+    except ClientError as exc:
+        if not changed:
+            raise
+        raise AwsError(  # AWS's message is left out: it could quote the value
+            f"the database has the new password but SSM still holds the old one (PutParameter "
+            f"failed: {error_code(exc)}); run the same `params set` again with the same value"
+        ) from None
+    if not changed:
+        return [line, "  (no database yet: apply creates it with this password)"]
+    return [
+        line,
+        f"! the hosts' env files still hold the old password: new database connections fail "
+        f"until `deploy.py hosts --env {ctx.env.name}` has run",
+    ]
 
 
 def status(ctx: Ctx) -> list[str]:

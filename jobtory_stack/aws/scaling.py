@@ -40,8 +40,16 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from jobtory_stack.aws.client import NO_RETRY_CONFIG, error_code
-from jobtory_stack.aws.core import Ctx, owned, tag_dict, tag_list
-from jobtory_stack.aws.family import Handlers, dispatch, resources
+from jobtory_stack.aws.core import (
+    ADOPTION_SHOWN,
+    Ctx,
+    adopted,
+    adoption_tags,
+    owned,
+    tag_dict,
+    tag_list,
+)
+from jobtory_stack.aws.family import ADOPTED_KEPT, Handlers, Teardown, dispatch, keep, resources
 from jobtory_stack.aws.plan import Change, Ref, field_diffs, fmt
 from jobtory_stack.errors import AwsError
 from jobtory_stack.render.user_data import render_user_data
@@ -389,8 +397,8 @@ def role_changes(want: Desired, have: Observed, ctx: Ctx) -> list[Change]:
             "Description": f"{ctx.d.resource_name('ec2')} hosts: read SSM {ctx.env.ssm_prefix}",
             "Tags": tag_list(ctx.tags),
         }
-    elif not have.role_owned:
-        params["TagRole"] = {"RoleName": want.role, "Tags": tag_list(ctx.tags)}
+    elif not have.role_owned:  # an existing role with our name: taken over, said so
+        params["TagRole"] = {"RoleName": want.role, "Tags": adoption_tags(ctx.tags)}
     if have.policy != want.policy:
         params["PutRolePolicy"] = {
             "RoleName": want.role,
@@ -402,7 +410,7 @@ def role_changes(want: Desired, have: Observed, ctx: Ctx) -> list[Change]:
         changes.append(Change("create", "iam_role", want.role, shown, params))
     elif params:
         shown = ("policy: differs",) if have.policy != want.policy else ()
-        shown += ("tags: (none) -> stack, env",) if not have.role_owned else ()
+        shown += (ADOPTION_SHOWN,) if not have.role_owned else ()
         changes.append(Change("update", "iam_role", want.role, shown, params))
     add_role = {"InstanceProfileName": want.role, "RoleName": want.role}
     shown = (f"role: {want.role}",)
@@ -775,77 +783,123 @@ def replace_instances(ctx: Ctx, change: Change) -> None:
 # ---- destroy / status ----------------------------------------------------------------------
 
 
-def destroy(ctx: Ctx, allow_protected: bool = False) -> int:
-    """The group (and its instances), the template, the role (none is protected)."""
+def destroy_plan(ctx: Ctx, teardown: Teardown) -> list[Change]:
+    """The group (and its instances), the template, the role and its profile."""
     d = ctx.d
-    return (
-        destroy_group(ctx, d.resource_name("asg"))
-        + destroy_template(ctx, d.resource_name("lt"))
-        + destroy_role(ctx, d.resource_name("ec2"))
-    )
+    return [
+        *group_removal(ctx, d.resource_name("asg")),
+        *template_removal(ctx, d.resource_name("lt")),
+        *role_removal(ctx, d.resource_name("ec2"), teardown),
+    ]
 
 
-def destroy_group(ctx: Ctx, asg_name: str) -> int:
+def group_removal(ctx: Ctx, asg_name: str) -> list[Change]:
     groups = ctx.autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[asg_name])[
         "AutoScalingGroups"
     ]
-    count = 0
-    for g in groups:
-        if not owned({t["Key"]: t.get("Value", "") for t in g.get("Tags", [])}, ctx.tags):
-            continue
-        ctx.autoscaling.delete_auto_scaling_group(AutoScalingGroupName=asg_name, ForceDelete=True)
-        ctx.report.line(f"  - autoscaling_group {asg_name} (and its instances)")
-        count += 1
-
-        def gone() -> str | None:
-            left = ctx.autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[asg_name])
-            return "deleting" if left["AutoScalingGroups"] else None
-
-        ctx.wait_for(f"autoscaling_group {asg_name} to be deleted", gone)
-    return count
+    if not groups or not owned(tag_dict(groups[0].get("Tags")), ctx.tags):
+        return []
+    params = {
+        "DeleteAutoScalingGroup": {"AutoScalingGroupName": asg_name, "ForceDelete": True},
+        "DescribeAutoScalingGroups": {"AutoScalingGroupNames": [asg_name]},  # until gone
+    }
+    shown = (f"instances: {len(groups[0].get('Instances', []))} (terminated with it)",)
+    return [Change("delete", "autoscaling_group", asg_name, shown, params)]
 
 
-def destroy_template(ctx: Ctx, lt_name: str) -> int:
+def template_removal(ctx: Ctx, lt_name: str) -> list[Change]:
     try:
         lt = ctx.ec2.describe_launch_templates(LaunchTemplateNames=[lt_name])["LaunchTemplates"][0]
     except ClientError as exc:
         if not error_code(exc).startswith("InvalidLaunchTemplateName"):
             raise
-        return 0
+        return []
     if not owned(tag_dict(lt.get("Tags")), ctx.tags):
-        return 0
-    ctx.ec2.delete_launch_template(LaunchTemplateId=lt["LaunchTemplateId"])
-    ctx.report.line(f"  - launch_template {lt_name}")
-    return 1
+        return []
+    params = {"DeleteLaunchTemplate": {"LaunchTemplateId": lt["LaunchTemplateId"]}}
+    return [Change("delete", "launch_template", lt_name, (), params)]
 
 
-def destroy_role(ctx: Ctx, role: str) -> int:
+def role_removal(ctx: Ctx, role: str, teardown: Teardown) -> list[Change]:
+    """The profile (named like the role) first, then the role's inline policies and it.
+    An adopted role stays as it is, its profile too (unless --include-adopted)."""
+    iam = ctx.iam
     try:
-        found = ctx.iam.get_role(RoleName=role)["Role"]
+        found = iam.get_role(RoleName=role)["Role"]
     except ClientError as exc:
         if error_code(exc) != "NoSuchEntity":
             raise
-        return 0
-    if not owned(tag_dict(found.get("Tags")), ctx.tags):
-        return 0
-    count = 0
+        return []
+    tags = tag_dict(found.get("Tags"))
+    if not owned(tags, ctx.tags):
+        return []
+    if adopted(tags) and not teardown.include_adopted:
+        keep(ctx, "iam_role", role, f"{ADOPTED_KEPT}; its instance profile stays with it")
+        return []
+    changes: list[Change] = []
     try:
-        ctx.iam.remove_role_from_instance_profile(InstanceProfileName=role, RoleName=role)
+        profile = iam.get_instance_profile(InstanceProfileName=role)["InstanceProfile"]
     except ClientError as exc:
         if error_code(exc) != "NoSuchEntity":
             raise
-    try:
-        ctx.iam.delete_instance_profile(InstanceProfileName=role)
-        ctx.report.line(f"  - iam_instance_profile {role}")
-        count += 1
-    except ClientError as exc:
-        if error_code(exc) != "NoSuchEntity":
-            raise
-    for policy in ctx.iam.list_role_policies(RoleName=role)["PolicyNames"]:
-        ctx.iam.delete_role_policy(RoleName=role, PolicyName=policy)
-    ctx.iam.delete_role(RoleName=role)
-    ctx.report.line(f"  - iam_role {role}")
-    return count + 1
+    else:
+        params: dict[str, Any] = {
+            "RemoveRoleFromInstanceProfile": [
+                {"InstanceProfileName": role, "RoleName": r["RoleName"]}
+                for r in profile.get("Roles", [])
+            ],
+            "DeleteInstanceProfile": {"InstanceProfileName": role},
+        }
+        changes.append(Change("delete", "iam_instance_profile", role, (), params))
+    policies = iam.list_role_policies(RoleName=role)["PolicyNames"]
+    params = {
+        "DeleteRolePolicy": [{"RoleName": role, "PolicyName": p} for p in policies],
+        "DeleteRole": {"RoleName": role},
+    }
+    shown = tuple(f"inline policy: {p}" for p in policies)
+    return [*changes, Change("delete", "iam_role", role, shown, params)]
+
+
+def remove_group(ctx: Ctx, change: Change) -> None:
+    p = change.params
+    ctx.autoscaling.delete_auto_scaling_group(**ctx.resolve(p["DeleteAutoScalingGroup"]))
+    ctx.report.line(f"  - autoscaling_group {change.name} (and its instances)")
+    describe = ctx.resolve(p["DescribeAutoScalingGroups"])
+
+    def gone() -> str | None:
+        left = ctx.autoscaling.describe_auto_scaling_groups(**describe)
+        return "deleting" if left["AutoScalingGroups"] else None
+
+    ctx.wait_for(f"autoscaling_group {change.name} to be deleted", gone)
+
+
+def remove_profile(ctx: Ctx, change: Change) -> None:
+    p = change.params
+    for args in p["RemoveRoleFromInstanceProfile"]:
+        ctx.iam.remove_role_from_instance_profile(**ctx.resolve(args))
+    ctx.iam.delete_instance_profile(**ctx.resolve(p["DeleteInstanceProfile"]))
+    ctx.report.line(f"  - iam_instance_profile {change.name}")
+
+
+def remove_role(ctx: Ctx, change: Change) -> None:
+    p = change.params
+    for args in p["DeleteRolePolicy"]:
+        ctx.iam.delete_role_policy(**ctx.resolve(args))
+    ctx.iam.delete_role(**ctx.resolve(p["DeleteRole"]))
+    ctx.report.line(f"  - iam_role {change.name}")
+
+
+DESTROY_HANDLERS: Handlers = {
+    ("autoscaling_group", "delete"): remove_group,
+    ("launch_template", "delete"): delete_template,
+    ("iam_instance_profile", "delete"): remove_profile,
+    ("iam_role", "delete"): remove_role,
+}
+DESTROY_RESOURCES = resources(DESTROY_HANDLERS)
+
+
+def destroy_apply(ctx: Ctx, change: Change) -> None:
+    dispatch(DESTROY_HANDLERS, ctx, change)
 
 
 def status(ctx: Ctx) -> list[str]:

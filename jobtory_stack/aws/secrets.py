@@ -30,8 +30,11 @@ class Stored(Protocol):
     def value(self) -> str: ...
 
 
-def new_value() -> str:
-    return secrets.token_urlsafe(32)
+def new_value(name: str) -> str:
+    """A fresh random value of the shape the secret needs (spec.rules.secret_problem):
+    Django's key 64 characters (check --deploy wants 50+), the rest 43; the URL-safe
+    alphabet has none of the characters RDS refuses in a password (/ " @ space)."""
+    return secrets.token_urlsafe(48 if name == "DJANGO_SECRET_KEY" else 32)
 
 
 def fetch(ctx: Ctx, name: str, generate: bool = False) -> None:
@@ -54,7 +57,7 @@ def fetch(ctx: Ctx, name: str, generate: bool = False) -> None:
                 f"{full}: no value at apply time (pass --secrets-file, or set it with "
                 f"`deploy.py params set --env {ctx.env.name} {name}`)"
             ) from None
-        found = new_value()
+        found = new_value(name)
     ctx.secret_values[name] = found
 
 
@@ -102,7 +105,7 @@ def local_secrets(
         if name in have:
             values[name] = have[name].value
         elif generate:
-            values[name] = new_value()
+            values[name] = new_value(name)
         else:
             continue
         changed = True

@@ -13,22 +13,33 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from jobtory_stack.cli.common import EXIT_OK, endpoint_options, env_options, out, resolve_env
-from jobtory_stack.errors import AwsError
+from jobtory_stack.cli.common import (
+    EXIT_OK,
+    Confirmation,
+    Consent,
+    confirm_options,
+    consent_from,
+    endpoint_options,
+    env_options,
+    out,
+    resolve_env,
+)
 
 if TYPE_CHECKING:
     from jobtory_stack.aws.core import Ctx
+    from jobtory_stack.spec.model import Environment
 
 
-def context(args: argparse.Namespace, header: bool = False) -> Ctx:
+def context(args: argparse.Namespace, header: bool = False, env: Environment | None = None) -> Ctx:
     from jobtory_stack.aws.core import new_ctx
 
-    ctx = new_ctx(resolve_env(args), args.endpoint_url, out)
+    ctx = new_ctx(env or resolve_env(args), args.endpoint_url, out)
     if getattr(args, "wait_timeout", None) is not None:
         ctx.wait_timeout = args.wait_timeout
     ctx.secrets_file = getattr(args, "secrets_file", None)
     ctx.release = getattr(args, "release", None)
     ctx.artifact_url = getattr(args, "artifact_url", None)
+    ctx.adopt_existing = getattr(args, "adopt_existing", False)
     ctx.read_only = args.handler in (cmd_plan, cmd_status)
     if header:
         target = ctx.endpoint_url or "AWS"
@@ -42,13 +53,16 @@ def context(args: argparse.Namespace, header: bool = False) -> Ctx:
 def cmd_plan(args: argparse.Namespace) -> int:
     from jobtory_stack.aws import reconcile
     from jobtory_stack.aws.client import aws_errors
-    from jobtory_stack.aws.plan import render_plan
+    from jobtory_stack.aws.plan import adopts, render_plan
 
     ctx = context(args, header=True)
     with aws_errors():
         plan = reconcile.plan(ctx)
     for line in render_plan(plan):
         out(line)
+    taken = ", ".join(f"{c.resource} {c.name}" for c in plan if adopts(c))
+    if taken and ctx.env.protected:  # apply will refuse them (aws.core.refuse_takeovers)
+        out(f"! {ctx.env.name} is protected: apply takes over {taken} only with --adopt-existing")
     return EXIT_OK
 
 
@@ -62,16 +76,43 @@ def cmd_apply(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def destroy_consent(args: argparse.Namespace) -> Consent:
+    """--yes / --confirm-env; --yes-destroy-prod, kept for old scripts, is their alias
+    `--yes --confirm-env prod` (so it confirms only an environment named prod)."""
+    consent = consent_from(args)
+    if not args.yes_destroy_prod:
+        return consent
+    print(
+        "note: --yes-destroy-prod is an old alias of --yes --confirm-env prod",
+        file=sys.stderr,
+    )
+    return Consent(True, consent.confirm_env or "prod")
+
+
 def cmd_destroy(args: argparse.Namespace) -> int:
     from jobtory_stack.aws import reconcile
     from jobtory_stack.aws.client import aws_errors
+    from jobtory_stack.aws.family import Teardown
+    from jobtory_stack.aws.plan import render_plan
 
     env = resolve_env(args)
-    if env.name == "prod" and not args.yes_destroy_prod:
-        raise AwsError("refusing to destroy prod: pass --yes-destroy-prod if you really mean it")
-    ctx = context(args, header=True)
+    rule = Confirmation("destroy", env, destroy_consent(args))
+    rule.check()  # before any call: what could never be confirmed is refused now
+    ctx = context(args, header=True, env=env)
+    teardown = Teardown(
+        remove_deletion_protection=args.remove_deletion_protection,
+        include_adopted=args.include_adopted,
+    )
     with aws_errors():
-        reconcile.destroy(ctx, args.yes_destroy_prod)
+        plan = reconcile.destroy_plan(ctx, teardown)
+    for line in render_plan(plan):
+        out(line)
+    if not plan.changes:
+        return EXIT_OK
+    reconcile.refuse(plan)
+    rule.confirm(f"these {len(plan)} change(s)")
+    with aws_errors():
+        reconcile.destroy(ctx, plan)
     return EXIT_OK
 
 
@@ -120,13 +161,14 @@ def read_value(name: str) -> str:
 
 
 def cmd_params_set(args: argparse.Namespace) -> int:
-    from jobtory_stack.aws import params
+    from jobtory_stack.aws import reconcile
     from jobtory_stack.aws.client import aws_errors
 
     ctx = context(args)
     value = read_value(args.name)
     with aws_errors():
-        out(params.set_secret(ctx, args.name, value))
+        for line in reconcile.set_secret(ctx, args.name, value):
+            out(line)
     return EXIT_OK
 
 
@@ -157,6 +199,15 @@ def release_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def adopt_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--adopt-existing",
+        action="store_true",
+        help="a protected environment: take over existing untagged resources with the "
+        "stack's names (tagged adopted=true; destroy keeps them)",
+    )
+
+
 def register(sub: Any) -> None:
     common = [env_options(), endpoint_options()]
     secrets_help = "local replica only: secret values from this JSON file (see params sync)"
@@ -175,9 +226,30 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--secrets-file", type=Path, metavar="PATH", help=secrets_help)
     release_options(p)
+    adopt_option(p)
     p.set_defaults(handler=cmd_apply)
-    p = sub.add_parser("destroy", parents=common, help="delete everything tagged as this env's")
-    p.add_argument("--yes-destroy-prod", action="store_true", help="required to destroy prod")
+    p = sub.add_parser(
+        "destroy",
+        parents=[*common, confirm_options()],
+        help="delete everything tagged as this env's",
+        description="Shows what it would delete and asks: --yes answers for scripts, a "
+        "protected environment also needs its name (typed, or --confirm-env NAME).",
+    )
+    p.add_argument(
+        "--remove-deletion-protection",
+        action="store_true",
+        help="turn deletion protection off to delete (destroy never does it by itself)",
+    )
+    p.add_argument(
+        "--include-adopted",
+        action="store_true",
+        help="also delete what apply took over (tagged adopted=true); kept by default",
+    )
+    p.add_argument(
+        "--yes-destroy-prod",
+        action="store_true",
+        help="old alias of --yes --confirm-env prod",
+    )
     p.set_defaults(handler=cmd_destroy)
     p = sub.add_parser("status", parents=common, help="what exists now")
     p.set_defaults(handler=cmd_status)
@@ -193,6 +265,7 @@ def register(sub: Any) -> None:
         help="local replica only: secret values from this JSON file; missing ones are "
         "generated and written back (0600)",
     )
+    adopt_option(q)
     q.set_defaults(handler=cmd_params_sync)
 
     q = psub.add_parser("get", parents=common, help="show parameters (secrets never shown)")

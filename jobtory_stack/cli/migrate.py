@@ -56,6 +56,7 @@ def migration_from_args(args: argparse.Namespace) -> Migration:
     m.ctx.secrets_file = args.secrets_file
     m.ctx.release = args.release or os.environ.get("JOBTORY_RELEASE_VERSION")
     m.ctx.artifact_url = args.artifact_url or os.environ.get("JOBTORY_ARTIFACT_URL")
+    m.ctx.adopt_existing = args.adopt_existing
     return m
 
 
@@ -126,4 +127,10 @@ def register(sub: Any) -> None:
     p.add_argument("--wait-timeout", type=float, help="bound of each wait in seconds")
     p.add_argument("--release", help="step 6: the release new ASG instances boot")
     p.add_argument("--artifact-url", metavar="URL", help="step 6: where instances fetch it")
+    p.add_argument(
+        "--adopt-existing",
+        action="store_true",
+        help="a protected environment: take over today's untagged SSM parameters "
+        "(tagged adopted=true)",
+    )
     p.set_defaults(handler=cmd_migrate)

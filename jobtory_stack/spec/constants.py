@@ -9,6 +9,10 @@ import re
 # ---- the spec's shapes -------------------------------------------------------------------
 
 ENVIRONMENTS_KEY = "environments"
+# The compose replica: the only environment that may leave `protected` unsaid.
+LOCAL_ENV = "local"
+PROTECTED_KEY = "protected"
+PROTECTED_MIN_BACKUP_DAYS = 7  # a protected environment keeps at least a week of backups
 ENV_NAME = re.compile(r"^[a-z][a-z0-9-]{0,15}$")
 REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 HOST_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
@@ -54,6 +58,54 @@ DERIVED_PARAMETERS = frozenset(
 )
 # Filled in from a live resource (the RDS endpoint) unless the spec gives a value (local).
 RUNTIME_PARAMETERS = frozenset({"DB_HOST"})
+
+# Names ssm.values may not set, in any environment: they change what runs (the loader,
+# the interpreter, the server, the trust store), not how the app behaves. The app's and
+# the hosts' environment comes from SSM (ssm_env), so a value here reaches every process.
+# `X*` is a prefix. (docs/spec.md lists them; docs/security.md says why.)
+RESERVED_NAMES: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("LD_*",), "the dynamic loader reads it (a library injected into every process)"),
+    (("GCONV_PATH",), "glibc loads code from it"),
+    (
+        ("PYTHON*",),
+        "the Python interpreter reads it (PYTHONPATH, PYTHONSTARTUP, ...; PYTHON is the "
+        "interpreter app/start.sh runs)",
+    ),
+    (("PATH", "HOME", "SHELL", "IFS", "ENV", "BASH_ENV"), "the shell and its programs read it"),
+    (("GUNICORN_*",), "gunicorn's settings (bind address, trusted proxies) are the release's"),
+    (("DJANGO_SETTINGS_MODULE",), "it picks the settings module: the release's"),
+    (("DJANGO_BUILD_ONLY",), "build time only: it fills required settings with placeholders"),
+    (("APP_VERSION",), "the release sets it"),
+    (("AWS_*",), "the AWS SDK reads it (credentials, endpoint): hosts use their role"),
+    (("PG*",), "libpq reads it (PGSSLMODE, PGHOST, ...): the database settings are DB_*"),
+    (
+        ("SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"),
+        "it picks the certificate authorities the app trusts",
+    ),
+    (
+        ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"),
+        "it routes the app's outgoing requests (the OIDC provider's) through a proxy",
+    ),
+    (("SSM_PREFIX", "JOBTORY_*"), "the deployer's own setting"),
+)
+# Secrets only the hosts' operators use (the DuckDNS updater), never the app: they live
+# under their own prefix, which the app's loader and the hosts' env file never read.
+OPS_SECRETS = frozenset({"DUCKDNS_TOKEN"})
+OPS_PREFIX = "/{stack}/_ops/{env}/"  # like the deploy lock's /{stack}/_deploy/{env}/
+# The shapes `params set` checks before any call.
+SECRET_KEY_MIN_LENGTH = 50  # Django's check --deploy (security.W009): 50+ characters,
+SECRET_KEY_MIN_UNIQUE = 5  # 5+ different ones, not Django's own throwaway prefix
+SECRET_KEY_INSECURE_PREFIX = "django-insecure-"
+DB_PASSWORD_LENGTH = range(8, 129)  # RDS PostgreSQL master password: 8-128 printable
+DB_PASSWORD_FORBIDDEN = '/"@ '  # ASCII, none of these
+DUCKDNS_TOKEN = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+# The app's boolean words (app/config/env.py).
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+FALSE_WORDS = frozenset({"0", "false", "no", "off", ""})
+HSTS_MIN_SECONDS = 31536000  # the app's default: one year
+DB_SSL_MODES = ("require", "verify-ca", "verify-full")  # libpq modes that always encrypt
+ADMIN_CIDR_WIDEST = 16  # network.admin_cidr: at most a /16 (65,536 addresses)
 OAUTH_CALLBACK_PATH = "/auth/google/callback"
 
 # ---- ports -------------------------------------------------------------------------------

@@ -100,6 +100,13 @@ class Derived:
         return f"{self.env.ssm_prefix}{short}"
 
     @property
+    def ops_secret_names(self) -> tuple[str, ...]:
+        return tuple(sorted(self.env.ssm.ops_secrets))
+
+    def ops_parameter_name(self, short: str) -> str:
+        return f"{self.env.ssm_ops_prefix}{short}"
+
+    @property
     def tags(self) -> dict[str, str]:
         """Ownership tags: every resource carrying them belongs to this stack and env."""
         return {"stack": self.env.stack_name, "env": self.env.name}

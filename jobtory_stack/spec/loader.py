@@ -19,7 +19,13 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from jobtory_stack.errors import SpecError
-from jobtory_stack.spec.constants import ENV_NAME, ENVIRONMENTS_KEY, SECRET_NAME
+from jobtory_stack.spec.constants import (
+    ENV_NAME,
+    ENVIRONMENTS_KEY,
+    LOCAL_ENV,
+    PROTECTED_KEY,
+    SECRET_NAME,
+)
 from jobtory_stack.spec.model import Environment, EnvironmentDoc
 from jobtory_stack.spec.rules import check
 
@@ -53,8 +59,17 @@ class Stack:
             raise SpecError([where.describe(err) for err in exc.errors()]) from None
         env = Environment(name, doc)
         problems, warnings = check(env)
-        if problems:
-            raise SpecError([f"{where.field(path)}: {msg}" for path, msg in problems])
+        lines = [f"{where.field(path)}: {msg}" for path, msg in problems]
+        if doc.protected is None and name != LOCAL_ENV:
+            lines.insert(
+                0,
+                f"{ENVIRONMENTS_KEY}.{name}.{PROTECTED_KEY}: required outside {LOCAL_ENV}; "
+                f"add `{PROTECTED_KEY} = true` to [{ENVIRONMENTS_KEY}.{name}] (deletion "
+                "protection, backups, encryption, destroy confirmed by name), or "
+                f"`{PROTECTED_KEY} = false` to waive it for data that can be thrown away",
+            )
+        if lines:
+            raise SpecError(lines)
         return Environment(name, doc, tuple(f"{where.field(p)}: {m}" for p, m in warnings))
 
 
@@ -76,6 +91,11 @@ def load_stack(path: Path) -> Stack:
             [f"{ENVIRONMENTS_KEY}: missing; add at least one [{ENVIRONMENTS_KEY}.<name>] table"]
         )
     problems = []
+    if PROTECTED_KEY in raw:  # each environment says it, where a reader of its table sees it
+        problems.append(
+            f"{PROTECTED_KEY}: not a shared default; write it in each environment's own table "
+            f"([{ENVIRONMENTS_KEY}.<name>] {PROTECTED_KEY} = true or false)"
+        )
     for name, body in envs.items():
         if not ENV_NAME.match(name):
             problems.append(

@@ -8,6 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from jobtory_stack.spec.constants import OPS_PREFIX
+
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
@@ -115,6 +117,8 @@ class Ssm(Section):
     prefix: str | None = None
     values: dict[str, str] = {}
     secrets: list[str] = []
+    # operators' secrets (the DuckDNS token): under their own prefix, never the app's
+    ops_secrets: list[str] = []
 
 
 class Aws(Section):
@@ -133,6 +137,9 @@ class Hosts(Section):
 class EnvironmentDoc(Section):
     """One environment after merging the shared defaults with its overrides."""
 
+    # Written in each environment's own table (never in the shared defaults): true holds
+    # it to the protected rules (docs/spec.md); None = not said (only `local` may).
+    protected: bool | None = None
     stack: Stack_ = Stack_()
     domain: Domain
     network: Network
@@ -153,6 +160,11 @@ class Environment:
     name: str
     doc: EnvironmentDoc
     warnings: tuple[str, ...] = ()
+
+    @property
+    def protected(self) -> bool:
+        """Deletion protection, backups, encryption; destroy confirmed by name."""
+        return self.doc.protected is True
 
     # Short accessors so callers write env.rds, env.domain, ...
     @property
@@ -214,3 +226,9 @@ class Environment:
     @property
     def ssm_prefix(self) -> str:
         return self.ssm.prefix or f"/{self.stack_name}/{self.name}/"
+
+    @property
+    def ssm_ops_prefix(self) -> str:
+        """Where ssm.ops_secrets live: outside the app's prefix, so neither the app's
+        loader nor the hosts' env file (both read the prefix recursively) receive them."""
+        return OPS_PREFIX.format(stack=self.stack_name, env=self.name)

@@ -9,15 +9,30 @@ import re
 from typing import Any
 
 from jobtory_stack.spec.constants import (
+    ADMIN_CIDR_WIDEST,
+    DB_PASSWORD_FORBIDDEN,
+    DB_PASSWORD_LENGTH,
+    DB_SSL_MODES,
     DERIVED_PARAMETERS,
+    DUCKDNS_TOKEN,
+    FALSE_WORDS,
     HOST_LABEL,
+    HSTS_MIN_SECONDS,
+    LOCAL_ENV,
     MATCHER,
+    OPS_SECRETS,
+    PROTECTED_MIN_BACKUP_DAYS,
     REGION,
+    RESERVED_NAMES,
+    SECRET_KEY_INSECURE_PREFIX,
+    SECRET_KEY_MIN_LENGTH,
+    SECRET_KEY_MIN_UNIQUE,
     SECRET_NAME,
     SECRET_VALUE,
     SSM_NAME,
     SUPPORTED_POSTGRES_MAJORS,
     TLS_POLICIES,
+    TRUE_WORDS,
 )
 from jobtory_stack.spec.model import Environment, Subnet
 from jobtory_stack.spec.rds_parameters import CATALOG
@@ -34,6 +49,7 @@ def check(env: Environment) -> tuple[list[tuple[Path_, str]], list[tuple[Path_, 
         problems.append((path, message))
 
     _check_names(env, bad)
+    _check_protection(env, bad, warnings)
     _check_network(env, bad)
     _check_rds(env, bad, warnings)
     _check_load_balancer(env, bad)
@@ -68,6 +84,41 @@ def parse_cidr(value: str, path: Path_, bad: Bad) -> ipaddress.IPv4Network | Non
         bad(path, f"{value!r} is IPv6; use an IPv4 block like 10.20.0.0/16")
         return None
     return net
+
+
+def _check_protection(env: Environment, bad: Bad, warnings: list[tuple[Path_, str]]) -> None:
+    """A protected environment keeps its data: what it needs is a property of the spec
+    (`protected = true`), never of the environment's name. (That a non-local environment
+    says it at all is the loader's check: it knows where the key was written.)"""
+    if not env.protected:
+        if env.doc.protected is False and env.name != LOCAL_ENV:
+            warnings.append(
+                (
+                    ("protected",),
+                    "WARNING: false waives the protected rules (deletion protection, "
+                    f"{PROTECTED_MIN_BACKUP_DAYS}-day backups, encryption, destroy confirmed "
+                    "by name); keep it for environments whose data can be thrown away",
+                )
+            )
+        return
+    rds, fix = env.rds, "a protected environment needs it; set it to true"
+    if not rds.deletion_protection:
+        bad(("rds", "deletion_protection"), fix)
+    if not rds.storage_encrypted:
+        bad(("rds", "storage_encrypted"), fix)
+    if rds.backup_retention_days < PROTECTED_MIN_BACKUP_DAYS:
+        bad(
+            ("rds", "backup_retention_days"),
+            f"a protected environment keeps backups at least {PROTECTED_MIN_BACKUP_DAYS} "
+            f"days; set {PROTECTED_MIN_BACKUP_DAYS} to 35",
+        )
+    if rds.publicly_accessible:
+        bad(
+            ("rds", "publicly_accessible"),
+            "the database must stay private in a protected environment; set it to false",
+        )
+    if not env.alb.deletion_protection:
+        bad(("alb", "deletion_protection"), fix)
 
 
 def _check_names(env: Environment, bad: Bad) -> None:
@@ -141,13 +192,24 @@ def _check_network(env: Environment, bad: Bad) -> None:
             ("network", "subnets"),
             "RDS needs private subnets in at least two AZs; add a private subnet in a second zone",
         )
-    if net.admin_cidr is not None:
-        admin = parse_cidr(net.admin_cidr, ("network", "admin_cidr"), bad)
+    _check_admin_cidr(env, bad)
+
+
+def _check_admin_cidr(env: Environment, bad: Bad) -> None:
+    """SSH (port 22 on the hosts) from this block only: never the world, nor most of it."""
+    if env.network.admin_cidr is not None:
+        admin = parse_cidr(env.network.admin_cidr, ("network", "admin_cidr"), bad)
         if admin is not None and admin.prefixlen == 0:
             bad(
                 ("network", "admin_cidr"),
                 "0.0.0.0/0 would open SSH to the internet; "
                 "use your office or VPN block (e.g. 203.0.113.7/32) or leave it unset",
+            )
+        elif admin is not None and admin.prefixlen < ADMIN_CIDR_WIDEST:
+            bad(
+                ("network", "admin_cidr"),
+                f"{admin} opens SSH to {admin.num_addresses:,} addresses, more than a "
+                f"/{ADMIN_CIDR_WIDEST}; use your office or VPN block (e.g. 203.0.113.7/32)",
             )
 
 
@@ -215,18 +277,11 @@ def _check_rds_storage(env: Environment, bad: Bad) -> None:
         bad(("rds", "allocated_storage_gb"), "gp3 storage is 20 to 65536 GiB")
     if not 0 <= rds.backup_retention_days <= 35:
         bad(("rds", "backup_retention_days"), "RDS keeps backups 0 to 35 days")
-    if env.name == "prod":
-        if not rds.deletion_protection:
-            bad(("rds", "deletion_protection"), "prod must be protected; set it to true")
-        if rds.backup_retention_days < 1:
-            bad(("rds", "backup_retention_days"), "prod needs backups; set at least 1 day")
-        if not rds.storage_encrypted:
-            bad(("rds", "storage_encrypted"), "prod data must be encrypted; set it to true")
 
 
 def _check_rds_exposure(env: Environment, bad: Bad, warnings: list[tuple[Path_, str]]) -> None:
     rds = env.rds
-    if rds.publicly_accessible:
+    if rds.publicly_accessible and not env.protected:  # protected: _check_protection
         if not rds.allow_public_for_testing:
             bad(
                 ("rds", "publicly_accessible"),
@@ -238,7 +293,8 @@ def _check_rds_exposure(env: Environment, bad: Bad, warnings: list[tuple[Path_, 
                 (
                     ("rds", "publicly_accessible"),
                     "WARNING: the database is "
-                    "reachable from the internet (testing flag set); never in prod",
+                    "reachable from the internet (testing flag set); never in a protected "
+                    "environment",
                 )
             )
 
@@ -304,8 +360,6 @@ def _check_load_balancer(env: Environment, bad: Bad) -> None:
         bad(("alb", "deregistration_delay_seconds"), "must be 0 to 3600 seconds")
     if not 1 <= alb.idle_timeout_seconds <= 4000:
         bad(("alb", "idle_timeout_seconds"), "must be 1 to 4000 seconds")
-    if env.name == "prod" and not alb.deletion_protection:
-        bad(("alb", "deletion_protection"), "prod must be protected; set it to true")
     _check_certificate(env, bad)
 
 
@@ -422,6 +476,12 @@ def _check_ssm(env: Environment, bad: Bad) -> None:
     prefix = env.ssm.prefix
     if prefix is not None and not re.match(r"^(/[A-Za-z0-9_.-]+)+/$", prefix):
         bad(("ssm", "prefix"), f"{prefix!r} must start and end with '/', like /jobtory/prod/")
+    _check_ssm_values(env, bad)
+    _check_ssm_secrets(env, bad)
+    _check_ops_secrets(env, bad)
+
+
+def _check_ssm_values(env: Environment, bad: Bad) -> None:
     for name, value in env.ssm.values.items():
         path: Path_ = ("ssm", "values", name)
         if not SSM_NAME.match(name):
@@ -444,8 +504,21 @@ def _check_ssm(env: Environment, bad: Bad) -> None:
                 "the value looks like a credential; secrets are never values in the "
                 "spec: list the name under ssm.secrets and set it with `deploy.py params set`",
             )
+        elif why := reserved(name):
+            bad(path, f"{why}; remove it (ssm.values set the app's settings)")
+        elif env.name != LOCAL_ENV and (weak := weakening(name, value)):
+            bad(path, weak)
+
+
+def _check_ssm_secrets(env: Environment, bad: Bad) -> None:
     for i, name in enumerate(env.ssm.secrets):
-        if not SSM_NAME.match(name):
+        if name in OPS_SECRETS:
+            bad(
+                ("ssm", "secrets", i),
+                f"{name} is an operator's secret, never the app's; move it to "
+                f"ssm.ops_secrets (kept under {env.ssm_ops_prefix}, which the app never loads)",
+            )
+        elif not SSM_NAME.match(name):
             bad(
                 ("ssm", "secrets", i),
                 f"{name!r}: list secret NAMES only (UPPER_SNAKE_CASE); "
@@ -456,6 +529,92 @@ def _check_ssm(env: Environment, bad: Bad) -> None:
                 ("ssm", "secrets", i),
                 f"{name} is also in ssm.values; a secret has no value in the spec, remove it there",
             )
+
+
+def _check_ops_secrets(env: Environment, bad: Bad) -> None:
+    ops = env.ssm_ops_prefix
+    if ops.startswith(env.ssm_prefix):  # the app loads its prefix recursively
+        bad(
+            ("ssm", "prefix"),
+            f"{env.ssm_prefix} holds the operators' prefix {ops}, and the app loads "
+            f"everything under its own; use /{env.stack_name}/{env.name}/",
+        )
+    for i, name in enumerate(env.ssm.ops_secrets):
+        if not SSM_NAME.match(name):
+            bad(("ssm", "ops_secrets", i), f"{name!r}: list names only (UPPER_SNAKE_CASE)")
+        elif name in env.ssm.secrets or name in env.ssm.values:
+            bad(
+                ("ssm", "ops_secrets", i),
+                f"{name} is also an app parameter; list it in one place only",
+            )
+
+
+def reserved(name: str) -> str | None:
+    """Why ssm.values may not set `name` (constants.RESERVED_NAMES), or None."""
+    for patterns, why in RESERVED_NAMES:
+        for pattern in patterns:
+            if name == pattern or (pattern.endswith("*") and name.startswith(pattern[:-1])):
+                return why
+    return None
+
+
+def weakening(name: str, value: str) -> str | None:
+    """What is wrong with a value that switches off a security setting the app reads
+    (app/config/settings.py), outside `local`; None when it does not."""
+    word = value.strip().lower()
+    if name == "DJANGO_DEBUG" and word not in FALSE_WORDS:
+        return "DEBUG shows settings and tracebacks to anyone outside local; remove it"
+    if name == "DJANGO_SECURE_SSL_REDIRECT" and word not in TRUE_WORDS:
+        return "switches off the redirect to https outside local; remove it (on by default)"
+    if name == "DJANGO_HSTS_SECONDS" and not (word.isdigit() and int(word) >= HSTS_MIN_SECONDS):
+        return (
+            f"HSTS must last at least {HSTS_MIN_SECONDS} seconds (a year) outside local; "
+            "remove it (a year by default)"
+        )
+    if name == "DB_SSLMODE" and word not in DB_SSL_MODES:
+        return (
+            "the database connection must be encrypted outside local; use "
+            f"{' or '.join(DB_SSL_MODES)}"
+        )
+    if name == "GOOGLE_OIDC_ISSUER" and not re.match(r"^https://[^/\s]+", value):
+        return (
+            "the OIDC issuer's keys and endpoints come over https outside local; "
+            "write https://accounts.google.com"
+        )
+    # any other switch of the kind (SESSION_COOKIE_SECURE, CSRF_COOKIE_SECURE, ...), should
+    # the app read it one day; preload is opt-in either way
+    if re.search(r"SECURE|HSTS", name) and "PRELOAD" not in name and word in FALSE_WORDS:
+        return "switches off a security setting outside local; remove it"
+    return None
+
+
+def secret_problem(name: str, value: str) -> str | None:
+    """What is wrong with a secret's value, for the secrets whose shape is known (checked
+    by `params set` before any call); None when it is fine. Never repeats the value."""
+    if not value:
+        return "no value on stdin"
+    if name == "DJANGO_SECRET_KEY" and (
+        len(value) < SECRET_KEY_MIN_LENGTH
+        or len(set(value)) < SECRET_KEY_MIN_UNIQUE
+        or value.startswith(SECRET_KEY_INSECURE_PREFIX)
+    ):
+        return (
+            f"needs {SECRET_KEY_MIN_LENGTH}+ characters, {SECRET_KEY_MIN_UNIQUE}+ different "
+            f"ones and no '{SECRET_KEY_INSECURE_PREFIX}' prefix (Django's check --deploy); "
+            "pipe in a new one: python3 -c 'import secrets; print(secrets.token_urlsafe(48))'"
+        )
+    if name == "DB_PASSWORD" and (
+        len(value) not in DB_PASSWORD_LENGTH
+        or any(not 33 <= ord(c) <= 126 or c in DB_PASSWORD_FORBIDDEN for c in value)
+    ):
+        return (
+            f"RDS takes {DB_PASSWORD_LENGTH.start}-{DB_PASSWORD_LENGTH.stop - 1} printable "
+            'ASCII characters except / " @ and space; pipe in a new one: '
+            "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
+    if name == "DUCKDNS_TOKEN" and not DUCKDNS_TOKEN.match(value):
+        return "a DuckDNS token is a UUID (8-4-4-4-12 lowercase hex), as duckdns.org shows it"
+    return None
 
 
 def looks_secret(value: str) -> bool:

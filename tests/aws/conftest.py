@@ -36,3 +36,16 @@ def mutations(client_hook: Callable[[Callable[[Any], None]], None]) -> list[str]
 
     client_hook(lambda client: client.meta.events.register("before-call", count))
     return calls
+
+
+@pytest.fixture
+def api_calls(client_hook: Callable[[Callable[[Any], None]], None]) -> list[str]:
+    """Every API call made through the reconciler, reads included (a refusal before
+    any side effect makes none at all)."""
+    calls: list[str] = []
+
+    def count(model: Any, **_: Any) -> None:
+        calls.append(model.name)
+
+    client_hook(lambda client: client.meta.events.register("before-call", count))
+    return calls

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,12 +26,18 @@ OWNER = [{"Name": "tag:stack", "Values": ["jobtory"]}, {"Name": "tag:env", "Valu
 Run = Callable[..., tuple[int, str, str]]
 
 
+# staging waives the protected rules on purpose, and every command says so on stderr
+# (tests/unit/test_spec.py); `run` leaves that line out of what the tests compare
+WAIVER = f"environments.{ENV}.protected: WARNING: "
+
+
 @pytest.fixture
 def run(capsys: pytest.CaptureFixture[str]) -> Run:
     def go(*argv: str, spec: Path = SPEC) -> tuple[int, str, str]:
         code = main([argv[0], "--spec", str(spec), "--env", ENV, *argv[1:]])
         captured = capsys.readouterr()
-        return code, captured.out, captured.err
+        lines = captured.err.splitlines(keepends=True)
+        return code, captured.out, "".join(x for x in lines if not x.startswith(WAIVER))
 
     return go
 
@@ -270,6 +278,45 @@ def test_drift_shows_in_plan_and_apply_fixes_it(applied: str, run: Run) -> None:
     assert out.strip().endswith("No changes.")
 
 
+def test_ipv6_and_all_traffic_rules_are_drift_too(applied: str, run: Run) -> None:
+    ec2 = client("ec2")
+    sg = groups()
+    ec2.authorize_security_group_ingress(
+        GroupId=sg["ec2"]["GroupId"],
+        IpPermissions=[
+            {
+                "IpProtocol": "tcp",
+                "FromPort": 22,
+                "ToPort": 22,
+                "Ipv6Ranges": [{"CidrIpv6": "::/0"}],
+            },
+            {"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]},
+        ],
+    )
+    every_port = {"IpProtocol": "tcp", "FromPort": 0, "ToPort": 65535}
+    ec2.authorize_security_group_ingress(
+        GroupId=sg["rds"]["GroupId"],
+        IpPermissions=[{**every_port, "IpRanges": [{"CidrIp": "10.0.0.0/8"}]}],
+    )
+    code, out, _ = run("plan")
+    assert code == 0
+    assert "    - ingress tcp/22 from ::/0" in out
+    assert "    - ingress all traffic from 0.0.0.0/0" in out
+    assert "    - ingress tcp/0-65535 from 10.0.0.0/8" in out
+    assert out.strip().endswith("Plan: 0 to add, 2 to change, 0 to destroy.")
+
+    code, out, err = run("apply")
+    assert code == 0, err
+    sg = groups()
+    assert [
+        p for p in sg["ec2"]["IpPermissions"] if p.get("Ipv6Ranges") or p["IpProtocol"] == "-1"
+    ] == []
+    assert ingress(sg["ec2"]) == {(80, sg["alb"]["GroupId"])}
+    assert ingress(sg["rds"]) == {(5432, sg["ec2"]["GroupId"])}
+    code, out, _ = run("plan")
+    assert out.strip().endswith("No changes.")
+
+
 def test_launch_template_change_rolls_the_instances(
     applied: str, run: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -342,7 +389,7 @@ def test_destroy_removes_exactly_what_is_tagged(
         ],
     )["Vpc"]["VpcId"]
 
-    code, out, err = run("destroy")
+    code, out, err = run("destroy", "--yes")
     assert code == 0, err
     assert "Destroyed" in out
     assert "DependencyViolation, dependents still draining" in out  # retried, not failed
@@ -368,7 +415,11 @@ def test_destroy_removes_exactly_what_is_tagged(
     instances = [
         m["ResourceARN"].rsplit("/", 1)[1] for m in tagged if ":instance/" in m["ResourceARN"]
     ]
-    assert [m for m in tagged if ":instance/" not in m["ResourceARN"]] == []
+    # the database's snapshots stay on purpose (its final one, automated backups)
+    snapshots = [m["ResourceARN"] for m in tagged if ":snapshot:" in m["ResourceARN"]]
+    assert any(f":snapshot:jobtory-{ENV}-db-final-" in arn for arn in snapshots)
+    left_tagged = [m for m in tagged if ":instance/" not in m["ResourceARN"]]
+    assert [m for m in left_tagged if ":snapshot:" not in m["ResourceARN"]] == []
     if instances:  # terminated instances stay visible (with their tags) for a while, as on AWS
         states = {
             i["State"]["Name"]
@@ -385,15 +436,16 @@ def test_destroy_removes_exactly_what_is_tagged(
 
 
 def test_destroy_refuses_prod_without_the_flag(
-    aws_env: str, capsys: pytest.CaptureFixture[str], mutations: list[str]
+    aws_env: str, capsys: pytest.CaptureFixture[str], api_calls: list[str]
 ) -> None:
     code = main(["destroy", "--spec", str(SPEC), "--env", "prod"])
     err = capsys.readouterr().err
     assert code == 1
     assert err.strip() == (
-        "error: refusing to destroy prod: pass --yes-destroy-prod if you really mean it"
+        "error: destroy needs a confirmation and there is no terminal to ask on: pass --yes "
+        "--confirm-env prod to destroy prod (a protected environment)"
     )
-    assert mutations == []
+    assert api_calls == []  # refused before anything is read from AWS
 
 
 # ---- failures ------------------------------------------------------------------------------
@@ -559,9 +611,16 @@ def test_prod_is_protected_and_destroy_needs_the_flag(
     assert {"Key": "deletion_protection.enabled", "Value": "true"} in attrs["Attributes"]
     capsys.readouterr()
     assert main(["destroy", *prod]) == 1
-    assert "--yes-destroy-prod" in capsys.readouterr().err
+    assert "--yes --confirm-env prod" in capsys.readouterr().err
+    # confirmed, but destroy never turns deletion protection off by itself
+    assert main(["destroy", *prod, "--yes", "--confirm-env", "prod"]) == 1
+    err = capsys.readouterr().err
+    assert "db_instance jobtory-prod-db has deletion protection" in err
+    assert "load_balancer jobtory-prod-alb has deletion protection" in err
+    assert "--remove-deletion-protection" in err
     assert client("rds").describe_db_instances()["DBInstances"]  # untouched
-    assert main(["destroy", *prod, "--yes-destroy-prod"]) == 0
+    yes = ["--yes", "--confirm-env", "prod", "--remove-deletion-protection"]
+    assert main(["destroy", *prod, *yes]) == 0
     assert client("rds").describe_db_instances()["DBInstances"] == []
     assert elbv2.describe_load_balancers()["LoadBalancers"] == []
 
@@ -595,3 +654,325 @@ def test_release_flag_and_a_release_kept_across_applies(aws_env: str, run: Run) 
     assert out.strip().endswith("No changes.")
     code, _, err = run("plan", "--release", "bad version!")
     assert code == 1 and "version 'bad version!'" in err
+
+
+# ---- destroy: protection is a property, and destroy asks ---------------------------------
+
+
+class Terminal(io.StringIO):
+    """stdin as a terminal, holding what the user types."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def production_spec(tmp_path: Path) -> Path:
+    """The shipped spec with prod renamed: `production` (still `protected = true`)."""
+    spec = tmp_path / "stack.toml"
+    text = SPEC.read_text().replace("[environments.prod]", "[environments.production]")
+    spec.write_text(text)
+    return spec
+
+
+def test_a_protected_env_of_any_name_keeps_its_deletion_protection(
+    aws_env: str,
+    capsys: pytest.CaptureFixture[str],
+    mutations: list[str],
+    tmp_path: Path,
+) -> None:
+    production = ["--spec", str(production_spec(tmp_path)), "--env", "production"]
+    assert main(["apply", *production]) == 0
+    db = client("rds").describe_db_instances(DBInstanceIdentifier="jobtory-production-db")
+    assert db["DBInstances"][0]["DeletionProtection"] is True
+    capsys.readouterr()
+    mutations.clear()
+
+    assert main(["destroy", *production, "--yes"]) == 1  # its name is needed too
+    assert "pass --confirm-env production" in capsys.readouterr().err
+    assert main(["destroy", *production, "--yes", "--confirm-env", "production"]) == 1
+    captured = capsys.readouterr()
+    assert "- delete db_instance jobtory-production-db" in captured.out  # the plan, shown
+    assert "deletion protection: on (kept: destroy never turns it off by itself)" in captured.out
+    assert len(captured.err.splitlines()) == 1  # one line, naming each resource and the fix
+    for resource in ("load_balancer jobtory-production-alb", "db_instance jobtory-production-db"):
+        assert (
+            f"{resource} has deletion protection, and destroy never turns it off by itself: "
+            "pass --remove-deletion-protection"
+        ) in captured.err
+    assert mutations == []  # refused before the first change
+    db = client("rds").describe_db_instances(DBInstanceIdentifier="jobtory-production-db")
+    assert db["DBInstances"][0]["DeletionProtection"] is True
+
+
+def test_destroy_shows_its_plan_and_asks_on_a_terminal(
+    applied: str,
+    run: Run,
+    monkeypatch: pytest.MonkeyPatch,
+    mutations: list[str],
+) -> None:
+    mutations.clear()
+    monkeypatch.setattr("sys.stdin", Terminal("no\n"))
+    code, out, err = run("destroy")
+    assert code == 1
+    assert "- delete db_instance jobtory-staging-db" in out
+    assert "- delete vpc jobtory-staging-vpc" in out
+    assert re.search(r"Plan: 0 to add, \d+ to change, \d+ to destroy\.", out)
+    assert "destroy these" in err and "in staging? Only 'yes' is accepted: " in err
+    assert err.rstrip().endswith(
+        "error: destroy cancelled: the answer was not 'yes'; nothing changed"
+    )
+    assert mutations == []
+    monkeypatch.setattr("sys.stdin", Terminal("yes\n"))
+    code, out, err = run("destroy")
+    assert code == 0, err
+    assert out.index("Plan: ") < out.index("Destroyed")
+    code, out, _ = run("destroy", "--yes")  # nothing left: nothing is asked
+    assert code == 0 and out.rstrip().endswith("No changes.")
+
+
+def test_protected_destroy_on_a_terminal_takes_the_typed_name(
+    aws_env: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    mutations: list[str],
+) -> None:
+    prod = ["--spec", str(SPEC), "--env", "prod"]
+    assert main(["apply", *prod]) == 0
+    mutations.clear()
+    capsys.readouterr()
+    monkeypatch.setattr("sys.stdin", Terminal("yes\n"))  # --yes-like answers are not names
+    assert main(["destroy", *prod, "--remove-deletion-protection"]) == 1
+    assert "prod is protected: type its name to destroy" in capsys.readouterr().err
+    assert mutations == []
+    monkeypatch.setattr("sys.stdin", Terminal("prod\n"))
+    assert main(["destroy", *prod, "--remove-deletion-protection"]) == 0
+    assert client("rds").describe_db_instances()["DBInstances"] == []
+
+
+def test_the_old_prod_flag_still_confirms_prod(
+    aws_env: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    prod = ["--spec", str(SPEC), "--env", "prod"]
+    assert main(["apply", *prod]) == 0
+    capsys.readouterr()
+    assert main(["destroy", *prod, "--yes-destroy-prod", "--remove-deletion-protection"]) == 0
+    assert "old alias of --yes --confirm-env prod" in capsys.readouterr().err
+    assert client("rds").describe_db_instances()["DBInstances"] == []
+
+
+# ---- destroy deletes what the stack made, in a safe order ---------------------------------
+
+
+def calls_with_params(client_hook: Callable[[Callable[[Any], None]], None]) -> list[Any]:
+    """(operation, its API parameters) of every call made through the reconciler."""
+    calls: list[tuple[str, dict[str, Any]]] = []
+
+    def record(model: Any, params: dict[str, Any], **_: Any) -> None:
+        calls.append((model.name, dict(params)))
+
+    client_hook(lambda c: c.meta.events.register("before-parameter-build", record))
+    return calls
+
+
+def test_destroy_deletes_the_database_first_and_keeps_its_backups(
+    applied: str, run: Run, client_hook: Callable[[Callable[[Any], None]], None]
+) -> None:
+    calls = calls_with_params(client_hook)
+    code, out, err = run("destroy", "--yes")
+    assert code == 0, err
+    names = [(op, p.get("DBInstanceIdentifier") or p.get("Name")) for op, p in calls]
+    db = names.index(("DeleteDBInstance", f"jobtory-{ENV}-db"))
+    password = names.index(("DeleteParameter", f"/jobtory/{ENV}/DB_PASSWORD"))
+    assert db < password  # a database nobody can log in to is never left behind
+    delete = calls[db][1]
+    assert delete["DeleteAutomatedBackups"] is False and delete["SkipFinalSnapshot"] is False
+    first = delete["FinalDBSnapshotIdentifier"]
+    assert re.fullmatch(rf"jobtory-{ENV}-db-final-\d{{8}}-\d{{6}}", first)
+    assert f"final snapshot: {first}" in out and "automated backups: kept" in out
+
+    # a second destroy (of the environment built again) names its own snapshot. (moto
+    # names an instance's automated snapshot by the minute and refuses to create the
+    # instance again while its retained one of the same minute exists; AWS keeps
+    # retained backups apart: the test removes it, as if a minute had passed.)
+    rds = client("rds")
+    for snap in rds.describe_db_snapshots(SnapshotType="automated")["DBSnapshots"]:
+        rds.delete_db_snapshot(DBSnapshotIdentifier=snap["DBSnapshotIdentifier"])
+    assert run("apply")[0] == 0
+    calls.clear()
+    code, _, err = run("destroy", "--yes")
+    assert code == 0, err
+    second = next(p for op, p in calls if op == "DeleteDBInstance")["FinalDBSnapshotIdentifier"]
+    assert second != first
+    kept = {s["DBSnapshotIdentifier"] for s in client("rds").describe_db_snapshots()["DBSnapshots"]}
+    assert {first, second} <= kept
+
+
+def zone_id_of(name: str) -> str:
+    zones = client("route53").list_hosted_zones_by_name(DNSName=name)["HostedZones"]
+    return str(next(z["Id"] for z in zones if z["Name"] == name)).rsplit("/", 1)[-1]
+
+
+def records_of(zid: str) -> set[tuple[str, str]]:
+    found = client("route53").list_resource_record_sets(HostedZoneId=zid)["ResourceRecordSets"]
+    return {(r["Name"], r["Type"]) for r in found}
+
+
+def add_records(zid: str, *records: tuple[str, str, str]) -> None:
+    client("route53").change_resource_record_sets(
+        HostedZoneId=zid,
+        ChangeBatch={
+            "Changes": [
+                {
+                    "Action": "CREATE",
+                    "ResourceRecordSet": {
+                        "Name": name,
+                        "Type": kind,
+                        "TTL": 300,
+                        "ResourceRecords": [{"Value": value}],
+                    },
+                }
+                for name, kind, value in records
+            ]
+        },
+    )
+
+
+def test_destroy_deletes_only_the_records_it_wrote_and_keeps_a_shared_zone(
+    applied: str, run: Run
+) -> None:
+    zone = f"{ENV}.jobtory.com."
+    zid = zone_id_of(zone)
+    ours = records_of(zid) - {(zone, "NS"), (zone, "SOA")}
+    assert (zone, "A") in ours and any(kind == "CNAME" for _, kind in ours)
+    add_records(
+        zid, (zone, "MX", "10 mx.example.net."), (f"_dmarc.{zone}", "TXT", '"v=DMARC1; p=none"')
+    )
+    code, out, err = run("destroy", "--yes")
+    assert code == 0, err
+    assert f"- delete route53_alias {zone} A" in out
+    validation = rf"- delete route53_record _\w+\.{re.escape(zone)} CNAME\n    acm validation"
+    assert re.search(validation, out)
+    assert (
+        f"  kept: route53_zone {zone} (it holds records this stack did not write: "
+        f"MX {zone}, TXT _dmarc.{zone})"
+    ) in out
+    assert records_of(zid) == {(zone, "NS"), (zone, "SOA"), (zone, "MX"), (f"_dmarc.{zone}", "TXT")}
+
+
+def test_adopted_resources_stay_unless_asked(
+    applied: str, run: Run, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    iam, rds = client("iam"), client("rds")
+    role = f"jobtory-{ENV}-ec2"
+    # as apply leaves what it took over: tagged stack/env plus adopted=true
+    iam.tag_role(RoleName=role, Tags=[{"Key": "adopted", "Value": "true"}])
+    db = rds.describe_db_instances(DBInstanceIdentifier=f"jobtory-{ENV}-db")["DBInstances"][0]
+    rds.add_tags_to_resource(
+        ResourceName=db["DBInstanceArn"], Tags=[{"Key": "adopted", "Value": "true"}]
+    )
+    code, out, err = run("destroy", "--yes")
+    assert code == 0, err
+    adopted = "(adopted: it existed before the stack; --include-adopted deletes it"
+    assert f"  kept: iam_role {role} {adopted}; its instance profile stays with it)" in out
+    assert f"  kept: db_instance jobtory-{ENV}-db {adopted})" in out
+    assert (
+        f"  kept: ssm_parameter /jobtory/{ENV}/DB_PASSWORD (the database stays, and this is "
+        "its master password)"
+    ) in out
+    assert f"  kept: db_subnet_group jobtory-{ENV}-db-subnets" in out
+    assert iam.get_role(RoleName=role)["Role"]
+    assert rds.describe_db_instances()["DBInstances"]
+    ssm = client("ssm")
+    assert ssm.get_parameter(Name=f"/jobtory/{ENV}/DB_PASSWORD", WithDecryption=True)
+
+    code, out, err = run("destroy", "--yes", "--include-adopted")
+    assert code == 0, err
+    with pytest.raises(ClientError):
+        iam.get_role(RoleName=role)
+    assert rds.describe_db_instances()["DBInstances"] == []
+    left = ssm.get_parameters_by_path(Path=f"/jobtory/{ENV}/", Recursive=True)["Parameters"]
+    assert left == []
+
+
+def untagged_role(name: str) -> None:
+    client("iam").create_role(
+        RoleName=name,
+        AssumeRolePolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"Service": "ec2.amazonaws.com"},
+                        "Action": "sts:AssumeRole",
+                    }
+                ],
+            }
+        ),
+    )
+
+
+def test_apply_marks_what_it_takes_over(aws_env: str, run: Run) -> None:
+    untagged_role(f"jobtory-{ENV}-ec2")
+    client("ssm").put_parameter(Name=f"/jobtory/{ENV}/GOOGLE_CLIENT_ID", Value="x", Type="String")
+    code, out, err = run("plan")
+    assert f"~ update iam_role jobtory-{ENV}-ec2" in out
+    assert "tags: (none) -> stack, env, adopted=true (an existing resource, taken over)" in out
+    assert "only with --adopt-existing" not in out  # staging is not protected
+    code, _, err = run("apply")
+    assert code == 0, err
+    tags = client("iam").list_role_tags(RoleName=f"jobtory-{ENV}-ec2")["Tags"]
+    assert {"Key": "adopted", "Value": "true"} in tags
+    param_tags = client("ssm").list_tags_for_resource(
+        ResourceType="Parameter", ResourceId=f"/jobtory/{ENV}/GOOGLE_CLIENT_ID"
+    )["TagList"]
+    assert {"Key": "adopted", "Value": "true"} in param_tags
+
+
+def test_a_protected_env_takes_over_only_when_asked(
+    aws_env: str, capsys: pytest.CaptureFixture[str], mutations: list[str]
+) -> None:
+    prod = ["--spec", str(SPEC), "--env", "prod"]
+    untagged_role("jobtory-prod-ec2")
+    assert main(["plan", *prod]) == 0
+    assert (
+        "! prod is protected: apply takes over iam_role jobtory-prod-ec2 only with --adopt-existing"
+    ) in capsys.readouterr().out
+    mutations.clear()
+    assert main(["apply", *prod]) == 1
+    err = capsys.readouterr().err
+    assert err == (
+        "error: prod is protected and this would take over what the stack did not create: "
+        "iam_role jobtory-prod-ec2; check they belong to prod and pass --adopt-existing (they "
+        "are tagged adopted=true: destroy keeps them unless --include-adopted)\n"
+    )
+    assert mutations == []  # refused before the first change
+    assert main(["apply", *prod, "--adopt-existing"]) == 0
+    tags = client("iam").list_role_tags(RoleName="jobtory-prod-ec2")["Tags"]
+    assert {"Key": "adopted", "Value": "true"} in tags
+
+
+def test_params_in_a_protected_env_take_over_only_when_asked(
+    aws_env: str,
+    capsys: pytest.CaptureFixture[str],
+    mutations: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    prod = ["--spec", str(SPEC), "--env", "prod"]
+    ssm = client("ssm")
+    ssm.put_parameter(Name="/jobtory/prod/GOOGLE_CLIENT_ID", Value="hand-made", Type="String")
+    ssm.put_parameter(Name="/jobtory/prod/GOOGLE_CLIENT_SECRET", Value="x" * 40, Type="String")
+    mutations.clear()
+    assert main(["params", "sync", *prod]) == 1
+    assert "pass --adopt-existing" in capsys.readouterr().err
+    monkeypatch.setattr("sys.stdin", io.StringIO("a-new-secret-value\n"))
+    assert main(["params", "set", *prod, "GOOGLE_CLIENT_SECRET"]) == 1
+    assert (
+        "error: /jobtory/prod/GOOGLE_CLIENT_SECRET exists but this stack did not create it, and "
+        "prod is protected: take it over first with `deploy.py params sync --env prod "
+        "--adopt-existing`"
+    ) in capsys.readouterr().err
+    assert mutations == []
+    assert main(["params", "sync", *prod, "--adopt-existing"]) == 0
+    monkeypatch.setattr("sys.stdin", io.StringIO("a-new-secret-value\n"))
+    assert main(["params", "set", *prod, "GOOGLE_CLIENT_SECRET"]) == 0

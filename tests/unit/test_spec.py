@@ -72,7 +72,9 @@ def test_shipped_spec_is_valid() -> None:
         assert env.region == "ap-northeast-2"
         assert env.rds.family == "postgres17"
         assert env.rds.parameters["timezone"] == "Asia/Seoul"
-        assert env.warnings == ()
+        # staging waives the protected rules on purpose: that is its only warning
+        waived = ("environments.staging.protected: WARNING",) if name == "staging" else ()
+        assert tuple(w[: len(waived[0])] for w in env.warnings) == waived
 
 
 def test_writer_round_trips_the_shipped_spec(tmp_path: Path) -> None:
@@ -147,9 +149,10 @@ def test_public_database_with_testing_flag_is_a_warning(tmp_path: Path) -> None:
         "allow_public_for_testing": True,
     }
     env = load_stack(write_toml(tmp_path / "stack.toml", doc)).env("staging")
-    assert len(env.warnings) == 1
-    assert "environments.staging.rds.publicly_accessible" in env.warnings[0]
-    assert "WARNING" in env.warnings[0]
+    public = [w for w in env.warnings if "protected:" not in w]  # staging's waiver aside
+    assert len(public) == 1
+    assert "environments.staging.rds.publicly_accessible" in public[0]
+    assert "WARNING" in public[0]
 
 
 def test_acm_wildcard_semantics() -> None:
@@ -253,7 +256,7 @@ INVALID: list[tuple[str, Mutation, str, str]] = [
     ("rds-public", setk(*PROD, "rds", "publicly_accessible", value=True), "prod",
      "environments.prod.rds.publicly_accessible: the database must stay private"),
     ("prod-unprotected", setk(*PROD, "rds", "deletion_protection", value=False), "prod",
-     "environments.prod.rds.deletion_protection: prod must be protected; set it to true"),
+     "environments.prod.rds.deletion_protection: a protected environment needs it; set it to"),
     ("secret-literal-key", setk("rds", "master_password", value="hunter2hunter2"), "prod",
      "rds.master_password: secrets are never values in the spec"),
     ("secret-in-values", setk("ssm", "values", "DJANGO_SECRET_KEY", value="abc"), "prod",
@@ -381,3 +384,184 @@ def test_missing_file(tmp_path: Path) -> None:
 def test_unknown_environment() -> None:
     with pytest.raises(SpecError, match=r"environments\.qa: unknown environment; known: local"):
         load_stack(SHIPPED).env("qa")
+
+
+# ---- protection is a property, not a name ------------------------------------------------
+
+
+def renamed_prod(name: str, **prod: Any) -> Doc:
+    """The shipped spec with its prod environment under another name, keys replaced."""
+    doc = shipped_doc()
+    table = doc["environments"].pop("prod")
+    table.update(prod)
+    doc["environments"][name] = table
+    return doc
+
+
+def test_a_protected_environment_of_any_name_keeps_its_data(tmp_path: Path) -> None:
+    doc = renamed_prod(
+        "production",
+        rds={"deletion_protection": False, "backup_retention_days": 0, "storage_encrypted": False},
+        alb={"deletion_protection": False},
+    )
+    message = spec_error(tmp_path, doc, "production")
+    assert message.splitlines() == [
+        "environments.production.rds.deletion_protection: a protected environment needs it; "
+        "set it to true",
+        "environments.production.rds.storage_encrypted: a protected environment needs it; "
+        "set it to true",
+        "environments.production.rds.backup_retention_days: a protected environment keeps "
+        "backups at least 7 days; set 7 to 35",
+        "environments.production.alb.deletion_protection: a protected environment needs it; "
+        "set it to true",
+    ]
+    six_days = renamed_prod("production")
+    six_days["environments"]["production"]["rds"]["backup_retention_days"] = 6
+    assert "backup_retention_days: a protected" in spec_error(tmp_path, six_days, "production")
+
+
+def test_every_environment_but_local_says_whether_it_is_protected(tmp_path: Path) -> None:
+    doc = renamed_prod("production")
+    del doc["environments"]["production"]["protected"]
+    assert spec_error(tmp_path, doc, "production").startswith(
+        "environments.production.protected: required outside local; add `protected = true` to "
+        "[environments.production]"
+    )
+    del doc["environments"]["staging"]["protected"]
+    assert "environments.staging.protected: required" in spec_error(tmp_path, doc, "staging")
+    load_stack(write_toml(tmp_path / "stack.toml", doc)).env("local")  # local may leave it
+
+
+def test_protected_false_is_a_waiver_with_a_warning(tmp_path: Path) -> None:
+    doc = renamed_prod("production", protected=False)
+    doc["environments"]["production"]["rds"]["deletion_protection"] = False
+    env = load_stack(write_toml(tmp_path / "stack.toml", doc)).env("production")
+    assert not env.protected
+    assert env.warnings == (
+        "environments.production.protected: WARNING: false waives the protected rules "
+        "(deletion protection, 7-day backups, encryption, destroy confirmed by name); keep it "
+        "for environments whose data can be thrown away",
+    )
+
+
+def test_protected_is_not_a_shared_default(tmp_path: Path) -> None:
+    doc = {"protected": True, **shipped_doc()}
+    with pytest.raises(SpecError, match=r"^protected: not a shared default; write it in each"):
+        load_stack(write_toml(tmp_path / "stack.toml", doc))
+    doc = shipped_doc()
+    doc["environments"]["prod"]["protected"] = "yes"
+    assert "environments.prod.protected: input should be a valid boolean" in spec_error(
+        tmp_path, doc, "prod"
+    )
+
+
+def test_a_protected_database_is_never_public(tmp_path: Path) -> None:
+    doc = renamed_prod("production")
+    doc["environments"]["production"]["rds"].update(
+        publicly_accessible=True, allow_public_for_testing=True
+    )
+    assert (
+        "environments.production.rds.publicly_accessible: the database must stay private in a "
+        "protected environment" in spec_error(tmp_path, doc, "production")
+    )
+
+
+# ---- the spec cannot weaken production through ssm.values -----------------------------------
+
+WEAKENING: list[tuple[str, str, str, str]] = [
+    # (name, value, env, expected message)
+    ("LD_PRELOAD", "/tmp/x.so", "local",
+     "ssm.values.LD_PRELOAD: the dynamic loader reads it (a library injected into every "
+     "process); remove it (ssm.values set the app's settings)"),
+    ("LD_LIBRARY_PATH", "/tmp", "prod", "ssm.values.LD_LIBRARY_PATH: the dynamic loader"),
+    ("PYTHONPATH", "/tmp", "prod", "ssm.values.PYTHONPATH: the Python interpreter reads it"),
+    ("PYTHONSTARTUP", "/tmp/x.py", "local", "ssm.values.PYTHONSTARTUP: the Python interpreter"),
+    ("PYTHON", "/tmp/python", "prod", "ssm.values.PYTHON: the Python interpreter reads it"),
+    ("PATH", "/tmp:/usr/bin", "prod", "ssm.values.PATH: the shell and its programs read it"),
+    ("GUNICORN_BIND", "0.0.0.0:8000", "prod", "ssm.values.GUNICORN_BIND: gunicorn's settings"),
+    ("GUNICORN_CMD_ARGS", "--reload", "local", "ssm.values.GUNICORN_CMD_ARGS: gunicorn's"),
+    ("DJANGO_SETTINGS_MODULE", "evil.settings", "prod",
+     "ssm.values.DJANGO_SETTINGS_MODULE: it picks the settings module: the release's"),
+    ("DJANGO_BUILD_ONLY", "1", "prod", "ssm.values.DJANGO_BUILD_ONLY: build time only"),
+    ("AWS_ENDPOINT_URL", "http://evil", "prod", "ssm.values.AWS_ENDPOINT_URL: the AWS SDK"),
+    ("PGSSLMODE", "disable", "prod", "ssm.values.PGSSLMODE: libpq reads it"),
+    ("REQUESTS_CA_BUNDLE", "/tmp/ca.pem", "prod", "ssm.values.REQUESTS_CA_BUNDLE: it picks"),
+    ("HTTPS_PROXY", "http://proxy:3128", "prod", "ssm.values.HTTPS_PROXY: it routes the app's"),
+    ("DJANGO_DEBUG", "true", "prod",
+     "ssm.values.DJANGO_DEBUG: DEBUG shows settings and tracebacks to anyone outside local; "
+     "remove it"),
+    ("DJANGO_DEBUG", "1", "staging", "ssm.values.DJANGO_DEBUG: DEBUG shows settings"),
+    ("DJANGO_SECURE_SSL_REDIRECT", "false", "prod",
+     "ssm.values.DJANGO_SECURE_SSL_REDIRECT: switches off the redirect to https outside local"),
+    ("DJANGO_HSTS_SECONDS", "0", "prod",
+     "ssm.values.DJANGO_HSTS_SECONDS: HSTS must last at least 31536000 seconds (a year)"),
+    ("DJANGO_HSTS_SECONDS", "3600", "prod", "ssm.values.DJANGO_HSTS_SECONDS: HSTS must last"),
+    ("SESSION_COOKIE_SECURE", "false", "prod",
+     "ssm.values.SESSION_COOKIE_SECURE: switches off a security setting outside local"),
+    ("CSRF_COOKIE_SECURE", "0", "prod", "ssm.values.CSRF_COOKIE_SECURE: switches off a"),
+    ("DB_SSLMODE", "disable", "prod",
+     "ssm.values.DB_SSLMODE: the database connection must be encrypted outside local; use "
+     "require or verify-ca or verify-full"),
+    ("GOOGLE_OIDC_ISSUER", "http://accounts.google.com", "prod",
+     "ssm.values.GOOGLE_OIDC_ISSUER: the OIDC issuer's keys and endpoints come over https"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "env", "expected"),
+    [pytest.param(n, v, e, x, id=f"{n}={v}@{e}") for n, v, e, x in WEAKENING],
+)
+def test_ssm_values_cannot_weaken_the_app(
+    tmp_path: Path, name: str, value: str, env: str, expected: str
+) -> None:
+    doc = shipped_doc()
+    doc["ssm"]["values"][name] = value
+    message = spec_error(tmp_path, doc, env)
+    assert expected in message, message
+    assert len(message.splitlines()) == 1  # one line: the field and the fix
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("DJANGO_DEBUG", "false"),
+        ("DJANGO_SECURE_SSL_REDIRECT", "true"),
+        ("DJANGO_HSTS_SECONDS", "63072000"),
+        ("DJANGO_HSTS_PRELOAD", "false"),
+        ("DJANGO_HSTS_PRELOAD", "true"),
+        ("DB_SSLMODE", "verify-full"),
+        ("GOOGLE_OIDC_ISSUER", "https://accounts.google.com"),
+        ("DJANGO_LOG_LEVEL", "WARNING"),
+        ("PAGE_SIZE", "50"),  # not a PG* name
+    ],
+)
+def test_ssm_values_that_keep_production_safe_pass(tmp_path: Path, name: str, value: str) -> None:
+    doc = shipped_doc()
+    doc["ssm"]["values"][name] = value
+    load_stack(write_toml(tmp_path / "stack.toml", doc)).env("prod")
+
+
+def test_local_may_debug_over_http(tmp_path: Path) -> None:
+    doc = shipped_doc()
+    doc["environments"]["local"]["ssm"]["values"].update(
+        DJANGO_DEBUG="true", DJANGO_SECURE_SSL_REDIRECT="false", DB_SSLMODE="disable"
+    )
+    env = load_stack(write_toml(tmp_path / "stack.toml", doc)).env("local")
+    assert env.ssm.values["GOOGLE_OIDC_ISSUER"] == "http://oidc:9400"  # the replica's fake
+
+
+@pytest.mark.parametrize(
+    ("cidr", "expected"),
+    [
+        ("0.0.0.0/1", "network.admin_cidr: 0.0.0.0/1 opens SSH to 2,147,483,648 addresses, "
+         "more than a /16; use your office or VPN block (e.g. 203.0.113.7/32)"),
+        ("10.0.0.0/8", "network.admin_cidr: 10.0.0.0/8 opens SSH to 16,777,216 addresses"),
+        ("0.0.0.0/0", "network.admin_cidr: 0.0.0.0/0 would open SSH to the internet"),
+    ],
+)  # fmt: skip
+def test_admin_cidr_is_at_most_a_slash_16(tmp_path: Path, cidr: str, expected: str) -> None:
+    doc = shipped_doc()
+    doc["network"]["admin_cidr"] = cidr
+    assert expected in spec_error(tmp_path, doc, "prod")
+    doc["network"]["admin_cidr"] = "198.51.0.0/16"
+    load_stack(write_toml(tmp_path / "stack.toml", doc)).env("prod")

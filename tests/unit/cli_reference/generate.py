@@ -3,8 +3,9 @@ bad invocations. `python -m tests.unit.cli_reference.generate` rewrites referenc
 tests/unit/test_cli_reference.py compares the running CLI against it, so a restructuring
 that changes what users see fails there. Only `alb` (a replica tool) may differ.
 
-Invocations name spec files by placeholder: {bad_region} and {bad_toml} are written
-next to the test; {missing} is a path that does not exist.
+Invocations name spec files by placeholder: {bad_region}, {bad_toml}, {unprotected}
+(prod without `protected`) and {weakened} (ssm.values with DJANGO_DEBUG = "true") are
+written next to the test; {missing} is a path that does not exist.
 """
 
 from __future__ import annotations
@@ -48,6 +49,15 @@ INVOCATIONS: tuple[tuple[str, ...], ...] = (
     ("plan", "--env", "nope"),
     ("apply", "--wat"),
     ("destroy", "--env", "prod"),
+    # the confirmation rule: refused before any AWS call (the runner's stdin is no terminal)
+    ("destroy", "--env", "staging"),
+    ("destroy", "--env", "prod", "--yes"),
+    ("destroy", "--env", "prod", "--yes", "--confirm-env", "staging"),
+    ("validate", "--env", "prod", "--spec", "{unprotected}"),
+    ("validate", "--env", "prod", "--spec", "{weakened}"),
+    # params set: the name and the value's shape before any call (the runner's stdin is empty)
+    ("params", "set", "--env", "staging", "DJANGO_SECRET_KEY"),
+    ("params", "set", "--env", "staging", "NOT_A_SECRET"),
     ("status", "--env", "nope"),
     ("params",),
     ("params", "set"),
@@ -88,9 +98,15 @@ def spec_files(tmp: Path) -> dict[str, str]:
     )
     bad_toml = tmp / "bad.toml"
     bad_toml.write_text("[stack\nname = \n")
+    unprotected = tmp / "unprotected.toml"
+    unprotected.write_text(shipped.replace("\nprotected = true\n", "\n", 1))
+    weakened = tmp / "weakened.toml"
+    weakened.write_text(shipped.replace("[ssm.values]\n", '[ssm.values]\nDJANGO_DEBUG = "true"\n'))
     return {
         "{bad_region}": str(bad_region),
         "{bad_toml}": str(bad_toml),
+        "{unprotected}": str(unprotected),
+        "{weakened}": str(weakened),
         "{missing}": str(tmp / "no-such-stack.toml"),
     }
 
