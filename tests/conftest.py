@@ -15,7 +15,6 @@ import pytest
 
 from tests.helpers import require
 
-
 # Groups whose tests share the running replica (its db, emulator and ALB stand-ins, the
 # fleet's hosts): one xdist worker runs them all, one after the other.
 SHARED_REPLICA = ("replica", "fleet")

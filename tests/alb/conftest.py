@@ -29,6 +29,7 @@ from replica.alb_standin import (
 )
 from tests.conftest import free_port
 from tests.helpers import require
+from tests.images import ALB_IMAGE, remove, require_image, run_command
 
 HOSTNAMES = ("jobtory.localhost", "www.jobtory.localhost")
 
@@ -111,8 +112,9 @@ class RunningAlb:
     tls: TlsPaths
     targets: list[Target]
     runtime: AlbRuntime
-    proc: subprocess.Popen[bytes]
+    proc: subprocess.Popen[bytes]  # `docker run` of haproxy in the alb image
     log: Path
+    container: str
     clients: list[httpx.Client] = field(default_factory=list)
 
     @property
@@ -157,22 +159,23 @@ def health_is(alb: RunningAlb, target: str, health: str) -> Callable[[], bool]:
 
 
 @pytest.fixture(scope="session")
-def haproxy_bin() -> str:
-    exe = shutil.which("haproxy")
-    require(exe is not None, "haproxy is not installed (apt-get install -y haproxy)")
+def haproxy(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], list[str]]:
+    """`haproxy` of the replica's alb image (HAProxy as the ALB stand-in runs it), as a
+    command for a container named NAME that sees this session's temporary files."""
+    require_image(ALB_IMAGE)
     require(shutil.which("openssl") is not None, "openssl is not installed")
-    assert exe is not None
-    return exe
+    base = tmp_path_factory.getbasetemp()
+    return lambda name: [*run_command(ALB_IMAGE, "haproxy", name, mounts=[base])]
 
 
 @pytest.fixture(scope="session")
-def tls(tmp_path_factory: pytest.TempPathFactory, haproxy_bin: str) -> TlsPaths:
+def tls(tmp_path_factory: pytest.TempPathFactory, haproxy: Callable[[str], list[str]]) -> TlsPaths:
     return generate_tls(tmp_path_factory.mktemp("alb-tls"), HOSTNAMES)
 
 
 @pytest.fixture
 def start_alb(
-    haproxy_bin: str, tls: TlsPaths, tmp_path: Path
+    haproxy: Callable[[str], list[str]], tls: TlsPaths, tmp_path: Path
 ) -> Iterator[Callable[..., RunningAlb]]:
     started: list[RunningAlb] = []
 
@@ -209,12 +212,13 @@ def start_alb(
         cfg = tmp_path / f"haproxy-{len(started)}.cfg"
         cfg.write_text(render_haproxy_cfg(config))
         log = tmp_path / f"haproxy-{len(started)}.log"
+        name = f"jobtory-test-haproxy-{https_port}"
         with log.open("wb") as out:
             proc = subprocess.Popen(
-                [haproxy_bin, "-W", "-db", "-f", str(cfg)], stdout=out, stderr=subprocess.STDOUT
+                [*haproxy(name), "-W", "-db", "-f", str(cfg)], stdout=out, stderr=subprocess.STDOUT
             )
         runtime = AlbRuntime(port=config.runtime_port, timeout=2.0)
-        alb = RunningAlb(config, tls, targets, runtime, proc, log)
+        alb = RunningAlb(config, tls, targets, runtime, proc, log, name)
         started.append(alb)
 
         def ready() -> bool:
@@ -239,11 +243,12 @@ def start_alb(
     for alb in started:
         for client in alb.clients:
             client.close()
-        alb.proc.terminate()
+        alb.proc.terminate()  # docker run passes SIGTERM on to haproxy
         try:
             alb.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             alb.proc.kill()
             alb.proc.wait(timeout=5)
+        remove(alb.container)
         for target in alb.targets:
             target.stop()

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -21,53 +20,25 @@ from tests.app.support import (
     Postgres,
     app_env,
     csrf_token,
-    find_pg_bin,
     make_user,
     wait_http,
 )
 from tests.conftest import free_port
-from tests.helpers import require
+from tests.images import DB_IMAGE, require_image
 
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[Postgres]:
-    """A real PostgreSQL server on 127.0.0.1, in a temporary directory."""
-    bin_dir = find_pg_bin()
-    require(
-        bin_dir is not None,
-        "PostgreSQL server binaries not found (apt-get install -y postgresql)",
-    )
-    assert bin_dir is not None
-    as_user: list[str] = []
-    if os.geteuid() == 0:
-        # PostgreSQL refuses to run as root.
-        require(shutil.which("runuser") is not None, "runuser is needed to run postgres as root")
-        require(
-            subprocess.run(["id", "-u", "postgres"], capture_output=True).returncode == 0,
-            "no 'postgres' user to run the server as",
-        )
-        as_user = ["runuser", "-u", "postgres", "--"]
-    base = Path(tempfile.mkdtemp(prefix="jobtory-pg-"))
-    base.chmod(0o755)
-    data_dir, socket_dir = base / "data", base / "sock"
-    socket_dir.mkdir()
-    if as_user:
-        shutil.chown(base, "postgres")
-        shutil.chown(socket_dir, "postgres")
-    pg = Postgres(bin_dir, data_dir, socket_dir, base / "postgres.log", free_port(), as_user)
-    init = pg.run(
-        "initdb", "-D", str(data_dir), "-U", "postgres", "-A", "trust", "-E", "UTF8",
-        "--locale=C", "--no-sync",
-    )  # fmt: skip
-    if init.returncode != 0:
-        shutil.rmtree(base, ignore_errors=True)
-        pytest.fail(f"initdb failed: {init.stderr}")
+    """A real PostgreSQL on 127.0.0.1: the replica's own db image (PostgreSQL 17, as the
+    spec's RDS), in a throwaway container with its data in the container."""
+    require_image(DB_IMAGE)
+    port = free_port()
+    pg = Postgres(f"jobtory-test-postgres-{port}", port)
     try:
         pg.start()
         yield pg
     finally:
-        pg.stop()
-        shutil.rmtree(base, ignore_errors=True)
+        pg.remove()
 
 
 @pytest.fixture(scope="session")

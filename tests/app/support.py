@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import contextlib
-import glob
 import os
-import re
-import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.helpers import ROOT
+from tests.images import DB_IMAGE, remove, run_command
 
 APP_DIR = ROOT / "app"
 HOST = "jobtory.test"
@@ -30,53 +27,50 @@ BASE_ENV = {
 }
 
 
-def find_pg_bin() -> Path | None:
-    """The newest /usr/lib/postgresql/<ver>/bin holding initdb, else initdb on PATH."""
-
-    def version(path: str) -> tuple[int, ...]:
-        match = re.search(r"/postgresql/([\d.]+)/bin", path)
-        return tuple(int(p) for p in match.group(1).split(".")) if match else (0,)
-
-    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=version)
-    if candidates:
-        return Path(candidates[-1]).parent
-    initdb = shutil.which("initdb")
-    return Path(initdb).resolve().parent if initdb else None
-
-
 @dataclass
 class Postgres:
-    bin_dir: Path
-    data_dir: Path
-    socket_dir: Path
-    log_file: Path
+    """PostgreSQL of the replica's db image, listening on 127.0.0.1:`port` (host network);
+    user postgres, trust authentication from loopback only. stop() and start() keep the
+    data (the container stays); remove() ends it."""
+
+    container: str
     port: int
-    as_user: list[str]
 
-    def run(self, tool: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [*self.as_user, str(self.bin_dir / tool), *args],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
+    def start(self, timeout: float = 60) -> None:
+        script = (
+            "[ -f /tmp/pgdata/PG_VERSION ] ||"  # a restart keeps its data
+            " initdb -D /tmp/pgdata -U postgres -A trust -E UTF8 --locale=C --no-sync >/dev/null"
+            f"; exec postgres -D /tmp/pgdata -p {self.port} -c listen_addresses=127.0.0.1"
+            " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         )
-
-    def start(self) -> None:
-        options = (
-            f"-p {self.port} -k {self.socket_dir} -c listen_addresses=127.0.0.1 "
-            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        exists = subprocess.run(
+            ["docker", "start", self.container], capture_output=True, check=False, timeout=60
         )
-        result = self.run(
-            "pg_ctl", "-D", str(self.data_dir), "-l", str(self.log_file), "-o", options,
-            "-w", "-t", "30", "start",
-        )  # fmt: skip
-        if result.returncode != 0:
-            log = self.log_file.read_text() if self.log_file.exists() else ""
-            raise RuntimeError(f"pg_ctl start failed: {result.stderr}\n{log}")
+        if exists.returncode != 0:  # the first start: create it
+            cmd = run_command(
+                DB_IMAGE, "sh", self.container, user="postgres", detach=True, keep=True
+            )
+            subprocess.run([*cmd, "-c", script], check=True, capture_output=True, timeout=60)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ready = subprocess.run(
+                ["docker", "exec", self.container, "pg_isready", "-q", "-h", "127.0.0.1",
+                 "-p", str(self.port)],
+                capture_output=True, check=False, timeout=30,
+            )  # fmt: skip
+            if ready.returncode == 0:
+                return
+            time.sleep(0.2)
+        logs = subprocess.run(["docker", "logs", self.container], capture_output=True, text=True)
+        raise RuntimeError(f"postgres did not start: {logs.stdout}{logs.stderr}")
 
     def stop(self) -> None:
-        self.run("pg_ctl", "-D", str(self.data_dir), "-m", "fast", "-w", "stop")
+        subprocess.run(
+            ["docker", "stop", "-t", "10", self.container], capture_output=True, timeout=60
+        )
+
+    def remove(self) -> None:
+        remove(self.container)
 
     def dsn(self, dbname: str = "postgres") -> str:
         return f"host=127.0.0.1 port={self.port} user=postgres dbname={dbname}"

@@ -29,7 +29,7 @@ from jobtory_stack.render.caddyfile import CaddySite, render_caddyfile
 from jobtory_stack.render.sites import caddy_site
 from jobtory_stack.spec.loader import load_stack
 from jobtory_stack.spec.model import Environment
-from tests.alb.conftest import haproxy_bin, start_alb, tls  # noqa: F401  (fixtures)
+from tests.alb.conftest import haproxy, start_alb, tls  # noqa: F401  (fixtures)
 from tests.caddy.conftest import listening_socket, spawn_caddy, start_echo, stop_caddy
 from tests.conftest import free_port
 from tests.helpers import ROOT
