@@ -12,16 +12,23 @@
 set -euo pipefail
 VERSION="$1"
 ROOT="${JOBTORY_ROOT:-/srv/jobtory}"
-WAIT="${JOBTORY_READY_TIMEOUT:-60}"
+WAIT="${JOBTORY_READY_TIMEOUT:-60}"    # for the process to answer at all
+SETTLE="${JOBTORY_READY_SETTLE:-10}"   # for an answering process to say 200
 REL="$ROOT/releases/$VERSION"
 [ -f "$REL/.ready" ] || { echo "jobtory: release $VERSION is not built ($REL/.ready missing)" >&2; exit 2; }
 PREV="$(readlink "$ROOT/current" 2>/dev/null || true)"
 PREV_VERSION="${PREV##*/}"
 
-ready() {  # ready URL: poll until /readyz answers 200, at most $WAIT seconds
-    local deadline=$((SECONDS + WAIT))
+ready() {  # ready URL: poll until /readyz answers 200. A process that does not answer
+    # gets $WAIT seconds; one that answers something else (503: a setting or the
+    # database is missing) $SETTLE more, then it is not going to be ready.
+    local deadline=$((SECONDS + WAIT)) code
     while [ "$SECONDS" -lt "$deadline" ]; do
-        if curl -fsS -m 2 -o /dev/null "$1"; then return 0; fi
+        code="$(curl -sS -m 2 -o /dev/null -w '%{http_code}' "$1" 2>/dev/null || true)"
+        [ "$code" = 200 ] && return 0
+        if [ "${code:-000}" != 000 ] && [ "$deadline" -gt $((SECONDS + SETTLE)) ]; then
+            deadline=$((SECONDS + SETTLE))
+        fi
         sleep 0.5
     done
     return 1

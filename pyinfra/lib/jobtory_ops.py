@@ -33,22 +33,33 @@ def wheelhouse(archive: str, dest: str) -> Iterator[str]:
 
 
 @operation()
-def release(root: str, version: str, archive: str, wheels: str) -> Iterator[str]:
-    """Build releases/<version>: sources, a venv from the local wheelhouse only (no
-    index: works air-gapped), collected static files; `.ready` is written last."""
+def release(root: str, version: str, archive: str, wheels: str, wheels_id: str) -> Iterator[str]:
+    """Build releases/<version>: sources, its venv, collected static files; `.ready` is
+    written last. The venv is content-addressed (venvs/<wheelhouse id>): releases with
+    the same locked requirements share one, built once from the local wheelhouse only
+    (no index: works air-gapped), so a code-only release builds no venv."""
     if version in host.get_fact(Releases, root=root)["ready"]:
         return
     rel = f"{root}/releases/{version}"
-    pip = f"{rel}/venv/bin/pip install --quiet --no-index --find-links {q(wheels)}"
+    venv = f"{root}/venvs/{wheels_id}"
+    pip = f"{venv}/bin/pip install --quiet --no-index --find-links {q(wheels)}"
+    build_venv = " && ".join(
+        [
+            f"rm -rf {q(venv)}",
+            f"python3 -m venv {q(venv)}",
+            f"{pip} --require-hashes -r {q(rel + '/requirements.txt')}",
+            f"{pip} -r {q(rel + '/requirements-host.txt')}",
+            f"touch {q(venv + '/.ready')}",
+        ]
+    )
     yield " && ".join(
         [
             "set -e",
             f"rm -rf {q(rel)}",
-            f"mkdir -p {q(rel)}",
+            f"mkdir -p {q(rel)} {q(root + '/venvs')}",
             f"tar -xzf {q(archive)} -C {q(rel)}",
-            f"python3 -m venv {q(rel + '/venv')}",
-            f"{pip} --require-hashes -r {q(rel + '/requirements.txt')}",
-            f"{pip} -r {q(rel + '/requirements-host.txt')}",
+            f"{{ [ -f {q(venv + '/.ready')} ] || {{ {build_venv}; }}; }}",
+            f"ln -sfn {q('../../venvs/' + wheels_id)} {q(rel + '/venv')}",
             f"cd {q(rel + '/app')}",
             "DJANGO_BUILD_ONLY=1 DJANGO_SECRET_KEY=build-only-not-a-secret "
             f"{q(rel + '/venv/bin/python')} manage.py collectstatic --noinput -v 0",
@@ -163,3 +174,10 @@ def pruned(root: str, keep: int, protect: list[str]) -> Iterator[str]:
     doomed = ready[: max(len(ready) - budget, 0)]
     for version in doomed:
         yield f"rm -rf {q(root + '/releases/' + version)}"
+    if doomed:  # and every venv no release links to any more
+        yield (
+            f"cd {q(root)} && for v in venvs/*/; do v=${{v%/}}; "
+            'in_use=0; for r in releases/*/venv; do '
+            '[ "$(readlink "$r")" = "../../$v" ] && in_use=1; done; '
+            '[ "$in_use" = 1 ] || rm -rf "$v"; done'
+        )

@@ -27,6 +27,7 @@ jobtory_ops.release(
     version=s.version,
     archive=s.source_archive,
     wheels=s.wheels_dir,
+    wheels_id=s.wheels_id,
 )
 env_op = jobtory_ops.env_file(
     name=f"env file {s.env_file} from SSM {s.ssm_prefix} (0600, {s.app_user})",
