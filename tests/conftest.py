@@ -20,6 +20,7 @@ from tests.helpers import require
 SHARED_REPLICA = ("replica", "fleet")
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups into the test ids
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if any(item.get_closest_marker(name) for name in SHARED_REPLICA):

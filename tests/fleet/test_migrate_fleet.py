@@ -30,8 +30,10 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from jobtory_stack.aws import dns, loadbalancer, network, params, scaling
+from jobtory_stack.aws import params, reconcile
 from jobtory_stack.aws.core import Ctx, new_ctx
+from jobtory_stack.aws.family import Teardown
+from jobtory_stack.aws.plan import Plan
 from jobtory_stack.caddy.admin import CaddyAdmin, config_mode
 from jobtory_stack.errors import CaddyError, HostsError
 from jobtory_stack.migrate.flow import ssm_values, with_mode
@@ -79,10 +81,10 @@ def reset_aws(env: Environment) -> None:
     """The emulator back to before the migration: no zone, certificate, ALB, ASG or VPC of
     env local (SSM stays: the replica's app needs it), no stand-in instances."""
     ctx = emulator(env)
-    scaling.destroy(ctx)
-    loadbalancer.destroy(ctx, True)
-    dns.destroy(ctx)
-    network.destroy(ctx)
+    whole = reconcile.destroy_plan(ctx, Teardown(remove_deletion_protection=True))
+    kept = ("database", "params")
+    changes = [c for c in whole if reconcile.DESTROY_FAMILY[c.resource].name not in kept]
+    reconcile.destroy(ctx, Plan(tuple(changes), whole.stack, whole.env))
     found = ctx.ec2.describe_instances(
         Filters=[
             {"Name": "tag:env", "Values": [env.name]},
