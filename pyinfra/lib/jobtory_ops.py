@@ -177,7 +177,7 @@ def pruned(root: str, keep: int, protect: list[str]) -> Iterator[str]:
     if doomed:  # and every venv no release links to any more
         yield (
             f"cd {q(root)} && for v in venvs/*/; do v=${{v%/}}; "
-            'in_use=0; for r in releases/*/venv; do '
+            "in_use=0; for r in releases/*/venv; do "
             '[ "$(readlink "$r")" = "../../$v" ] && in_use=1; done; '
             '[ "$in_use" = 1 ] || rm -rf "$v"; done'
         )
