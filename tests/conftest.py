@@ -15,16 +15,25 @@ import pytest
 
 from tests.helpers import require
 
-# Groups whose tests share the running replica (its db, emulator and ALB stand-ins, the
-# fleet's hosts): one xdist worker runs them all, one after the other.
 SHARED_REPLICA = ("replica", "fleet")
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups into the test ids
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+@pytest.hookimpl(trylast=True)  # after xdist has put the group into the test ids
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A test of a group that shares the replica must run on the replica's worker, and the
+    grouping must work: xdist marks a grouped test's id with "@group" on the workers."""
+    grouping = bool(config.getvalue("loadgroup"))  # set on xdist workers under loadgroup
     for item in items:
-        if any(item.get_closest_marker(name) for name in SHARED_REPLICA):
-            item.add_marker(pytest.mark.xdist_group("replica"))
+        shares = any(item.get_closest_marker(name) for name in SHARED_REPLICA)
+        if shares and item.get_closest_marker("xdist_group") is None:
+            raise pytest.UsageError(
+                f"{item.nodeid}: add tests.helpers.ON_THE_REPLICA_WORKER to its pytestmark"
+            )
+        if shares and grouping and not item.nodeid.endswith("@replica"):
+            raise pytest.UsageError(
+                f"{item.nodeid}: xdist did not group it (--dist loadgroup); is pytest newer "
+                "than this pytest-xdist supports? (pytest-dev/pytest-xdist#1386)"
+            )
 
 
 def free_port() -> int:

@@ -10,6 +10,11 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
+# The tests that share the running replica (its db, emulator and ALB stand-ins, the
+# fleet's hosts) run on one xdist worker, one after the other (--dist loadgroup). A
+# static module mark: xdist reads the groups before conftest hooks could add them.
+ON_THE_REPLICA_WORKER = pytest.mark.xdist_group("replica")
+
 
 def require(ok: bool, why: str) -> None:
     """Skip (locally) or fail (CI=true) when a service or tool the test needs is missing."""

@@ -30,8 +30,9 @@ from tests.fleet.conftest import (
     run_deploy,
     wait_targets,
 )
+from tests.helpers import ON_THE_REPLICA_WORKER
 
-pytestmark = [pytest.mark.fleet, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.fleet, ON_THE_REPLICA_WORKER, pytest.mark.timeout(900)]
 
 OUTPUTS: list[str] = []  # every deploy's output, for the secrets check
 

@@ -44,11 +44,12 @@ from jobtory_stack.spec.model import Environment
 from replica.fleet import FLEET_DIR, fleet_balancer, fleet_inventory
 from tests.conftest import free_port
 from tests.fleet.conftest import ALB_HTTPS, AWS_URL, ROOT, Fleet, host_exec, run_deploy
+from tests.helpers import ON_THE_REPLICA_WORKER
 from tests.migrate.conftest import URL_PARAMETERS, start_tagged_instance
 from tests.request_loop import Path as LoopPath
 from tests.request_loop import RequestLoop
 
-pytestmark = [pytest.mark.fleet, pytest.mark.timeout(1200)]
+pytestmark = [pytest.mark.fleet, ON_THE_REPLICA_WORKER, pytest.mark.timeout(1200)]
 
 DUCKDNS = "jobtory.duckdns.org"
 NEW_HOST = "jobtory.localhost"

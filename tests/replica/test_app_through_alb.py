@@ -9,9 +9,10 @@ import re
 import httpx
 import pytest
 
+from tests.helpers import ON_THE_REPLICA_WORKER
 from tests.replica.conftest import OIDC_PORT, Replica, compose, unique
 
-pytestmark = pytest.mark.replica
+pytestmark = [pytest.mark.replica, ON_THE_REPLICA_WORKER]
 
 
 def test_app_sees_a_client_address_not_caddys(replica: Replica) -> None:

@@ -13,10 +13,10 @@ import tempfile
 
 import pytest
 
-from tests.helpers import require
+from tests.helpers import ON_THE_REPLICA_WORKER, require
 from tests.replica.conftest import HTTPS_PORT, Replica, ca_context, unique
 
-pytestmark = pytest.mark.replica
+pytestmark = [pytest.mark.replica, ON_THE_REPLICA_WORKER]
 
 
 def leaf_spki_sha256(host: str, port: int) -> str:

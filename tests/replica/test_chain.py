@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from tests.helpers import ON_THE_REPLICA_WORKER
 from tests.replica.conftest import HTTP_PORT, HTTPS_PORT, Replica, new_client
 
-pytestmark = pytest.mark.replica
+pytestmark = [pytest.mark.replica, ON_THE_REPLICA_WORKER]
 
 
 def test_http_listener_redirects_to_https_keeping_path_and_query(replica: Replica) -> None:

@@ -10,9 +10,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from tests.helpers import ON_THE_REPLICA_WORKER
 from tests.replica.conftest import AWS_URL, DB_PORT, OIDC_PORT, Replica, ssm_client, unique
 
-pytestmark = pytest.mark.replica
+pytestmark = [pytest.mark.replica, ON_THE_REPLICA_WORKER]
 
 
 def test_postgres_runs_the_spec_parameter_group(replica: Replica) -> None:

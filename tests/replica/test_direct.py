@@ -9,10 +9,10 @@ import ssl
 import httpx
 import pytest
 
-from tests.helpers import ROOT
+from tests.helpers import ON_THE_REPLICA_WORKER, ROOT
 from tests.replica.conftest import LocalhostTransport, Replica, compose
 
-pytestmark = pytest.mark.replica
+pytestmark = [pytest.mark.replica, ON_THE_REPLICA_WORKER]
 
 DIRECT_PORT = int(os.environ.get("DIRECT_HTTPS_PORT", "9443"))
 DIRECT_CA = ROOT / ".local" / "direct-ca.pem"

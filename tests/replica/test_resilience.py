@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from tests.helpers import ROOT
+from tests.helpers import ON_THE_REPLICA_WORKER, ROOT
 from tests.replica.conftest import (
     Replica,
     compose,
@@ -24,7 +24,7 @@ from tests.replica.conftest import (
     wait_until,
 )
 
-pytestmark = pytest.mark.replica
+pytestmark = [pytest.mark.replica, ON_THE_REPLICA_WORKER]
 
 RECOVERY_TIMEOUT = 90.0
 
