@@ -22,7 +22,7 @@ SHARED_REPLICA = ("replica", "fleet")
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """A test of a group that shares the replica must run on the replica's worker, and the
     grouping must work: xdist marks a grouped test's id with "@group" on the workers."""
-    grouping = bool(config.getvalue("loadgroup"))  # set on xdist workers under loadgroup
+    grouping = bool(getattr(config.option, "loadgroup", False))  # xdist workers, loadgroup
     for item in items:
         shares = any(item.get_closest_marker(name) for name in SHARED_REPLICA)
         if shares and item.get_closest_marker("xdist_group") is None:

@@ -23,6 +23,7 @@ import logging
 import os
 import re
 import sys
+import time
 import traceback
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -48,6 +49,9 @@ class Outcome:
     ok: bool = False
     changed: list[str] = field(default_factory=list)  # names of the changed operations
     reasons: list[str] = field(default_factory=list)  # why it failed (ok is False)
+    # where the time went, for people and benchmarks: the phases, then each operation
+    phases: dict[str, float] = field(default_factory=dict)
+    timings: list[tuple[str, float]] = field(default_factory=list)
 
     def write(self, path: Path) -> None:
         part = path.with_name(path.name + ".part")
@@ -158,25 +162,46 @@ def run(inventory: str, deploy: Path, name: str, data: dict[str, str], outcome: 
 
     from pyinfra import logger
 
-    class ConnectErrors(BaseStateCallback):
+    started: dict[str, float] = {}
+
+    class Callbacks(BaseStateCallback):
         @staticmethod
         def host_connect_error(state: State, host: Host, error: Any) -> None:
             outcome.reasons.append(f"could not connect to {host.name}: {error}")
 
+        @staticmethod
+        def operation_host_start(state: State, host: Host, op_hash: str) -> None:
+            started[op_hash] = time.monotonic()
+
+        @staticmethod
+        def operation_end(state: State, op_hash: str) -> None:
+            if op_hash in started:
+                took = round(time.monotonic() - started.pop(op_hash), 3)
+                outcome.timings.append((op_name(state, op_hash), took))
+
+    def phase(name: str, since: float) -> float:
+        now = time.monotonic()
+        outcome.phases[name] = round(now - since, 3)
+        return now
+
     state = pyinfra_state(inventory, name, data, outcome.dry)
     host = state.inventory.get_host(name)
-    state.add_callback_handler(ConnectErrors())
+    state.add_callback_handler(Callbacks())
+    t = time.monotonic()
     try:
         state.set_stage(StateStage.Connect)
         connect_all(state)
+        t = phase("connect", t)
         state.set_stage(StateStage.Prepare)
         state.config.lock_current_state()
         load_deploy_file(state, str(deploy))
         state.config.reset_locked_state()
+        t = phase("prepare", t)  # the plan: every operation diffed against the facts
         if not outcome.dry:
             logger.info("--> Beginning operation run...")
             state.set_stage(StateStage.Execute)
             run_ops(state)
+            t = phase("execute", t)
     finally:
         # The CLI's tables, for the log; the result is read from the same state.
         if outcome.dry:
@@ -186,6 +211,9 @@ def run(inventory: str, deploy: Path, name: str, data: dict[str, str], outcome: 
             logger.info("--> Results:")
             print_results(state)
             outcome.reasons += failure_reasons(state, host)
+            for op, took in outcome.timings:
+                logger.info(f"    {took:7.2f}s  {op}")
+        logger.info("--> Phases: " + ", ".join(f"{k} {v:.2f}s" for k, v in outcome.phases.items()))
         outcome.changed = changed_operations(state, host, executed=not outcome.dry)
         outcome.ok = host in state.active_hosts and not outcome.reasons
         if state.activated_hosts:
