@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import importlib.util
 import json
 import threading
@@ -14,6 +12,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from tests.app.support import APP_DIR
 
@@ -84,22 +85,43 @@ def test_authorize_redirects_with_code_and_state_and_is_remembered(provider: str
     assert last["login_hint"] == "dana@example.test"
 
 
-def test_token_returns_a_signed_id_token_once(provider: str) -> None:
+def b64decode(part: str) -> bytes:
+    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+
+
+def test_token_returns_an_rs256_id_token_its_jwks_verifies_once(provider: str) -> None:
     code = parse_qs(urlsplit(authorize(provider).headers["location"]).query)["code"][0]
     response = token(provider, code)
     assert response.status_code == 200, response.text
     id_token = response.json()["id_token"]
-    header, claims, signature = id_token.split(".")
+    header_b64, claims_b64, signature_b64 = id_token.split(".")
+    header = json.loads(b64decode(header_b64))
+    assert header["alg"] == "RS256"  # as Google signs: never with the client secret
 
-    def decode(part: str) -> dict[str, object]:
-        return json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+    # The key the discovery's jwks_uri serves verifies it; a byte changed does not.
+    doc = httpx.get(f"{provider}/.well-known/openid-configuration", timeout=10).json()
+    assert doc["jwks_uri"] == "http://oidc:9400/jwks"
+    assert doc["id_token_signing_alg_values_supported"] == ["RS256"]
+    (jwk,) = httpx.get(f"{provider}/jwks", timeout=10).json()["keys"]
+    assert (jwk["kty"], jwk["alg"], jwk["use"], jwk["kid"]) == (
+        "RSA",
+        "RS256",
+        "sig",
+        header["kid"],
+    )
+    assert "d" not in jwk  # the public half only
+    public = rsa.RSAPublicNumbers(
+        int.from_bytes(b64decode(jwk["e"]), "big"), int.from_bytes(b64decode(jwk["n"]), "big")
+    ).public_key()
+    assert public.key_size >= 2048
+    signed = f"{header_b64}.{claims_b64}".encode()
+    public.verify(b64decode(signature_b64), signed, padding.PKCS1v15(), hashes.SHA256())
+    with pytest.raises(InvalidSignature):
+        public.verify(b64decode(signature_b64), signed + b" ", padding.PKCS1v15(), hashes.SHA256())
 
-    assert decode(header)["alg"] == "HS256"
-    body = decode(claims)
+    body = json.loads(b64decode(claims_b64))
     assert body["iss"] == "http://oidc:9400" and body["aud"] == "cid"
     assert body["nonce"] == "no" and body["email"] == "test.user@example.test"
-    expected = hmac.new(b"shh", f"{header}.{claims}".encode(), hashlib.sha256).digest()
-    assert base64.urlsafe_b64encode(expected).rstrip(b"=").decode() == signature
     userinfo = httpx.get(
         f"{provider}/userinfo",
         headers={"Authorization": f"Bearer {response.json()['access_token']}"},
@@ -107,6 +129,12 @@ def test_token_returns_a_signed_id_token_once(provider: str) -> None:
     )
     assert userinfo.json()["sub"] == body["sub"]
     assert token(provider, code).json() == {"error": "invalid_grant"}  # one use only
+
+
+def test_each_start_makes_its_own_key() -> None:
+    fake = load_fake()
+    first, second = fake.Signer().jwks()["keys"][0], fake.Signer().jwks()["keys"][0]
+    assert first["n"] != second["n"] and first["kid"] != second["kid"]
 
 
 def test_token_checks_redirect_uri_and_client(provider: str) -> None:
