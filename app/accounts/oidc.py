@@ -1,18 +1,14 @@
 """Google sign-in: the OpenID Connect authorization code flow, server side.
 
 Discovery comes from GOOGLE_OIDC_ISSUER + '/.well-known/openid-configuration'
-(cached). The ID token is received directly from the token endpoint over TLS in
-exchange for the code and client secret; per Google's documentation its
-signature need not be verified in that case, so RS256 tokens are trusted after
-checking iss, aud, exp and nonce. HS256 tokens (the local fake provider) are
-verified with the client secret, as OIDC Core §10.1 specifies. Anything else
-(including alg "none") is rejected.
+(cached). The ID token comes from the token endpoint in exchange for the code and
+client secret; its RS256 signature is still verified against the provider's JWKS
+(accounts/jwks.py), so a compromised path to the token endpoint cannot hand us a
+user. HS256, "none" and every other alg are refused. Then iss, aud, exp and nonce.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import hmac
 import json
 import threading
@@ -22,18 +18,12 @@ from typing import Any
 import httpx
 from django.conf import settings
 
+from accounts import jwks
+from accounts.provider import OIDCError, get_json
+
 #: Google documents both spellings of its issuer.
 GOOGLE_ISSUERS = {"https://accounts.google.com", "accounts.google.com"}
 CLOCK_SKEW = 60  # seconds
-
-
-class OIDCError(Exception):
-    """The sign-in cannot continue; the message is safe to show the user."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
 
 
 _cache_lock = threading.Lock()
@@ -47,6 +37,7 @@ def discovery_url(issuer: str) -> str:
 def clear_cache() -> None:
     with _cache_lock:
         _discovery_cache.clear()
+    jwks.clear_cache()
 
 
 def discover(issuer: str | None = None) -> dict[str, Any]:
@@ -57,17 +48,8 @@ def discover(issuer: str | None = None) -> dict[str, Any]:
         hit = _discovery_cache.get(issuer)
         if hit and now - hit[0] < settings.OIDC_DISCOVERY_TTL:
             return hit[1]
-    url = discovery_url(issuer)
-    try:
-        response = httpx.get(url, timeout=settings.OIDC_HTTP_TIMEOUT)
-        response.raise_for_status()
-        document = response.json()
-    except (httpx.HTTPError, ValueError) as exc:
-        raise OIDCError(
-            f"cannot load the sign-in provider's configuration from {url}: {type(exc).__name__}",
-            status=502,
-        ) from None
-    for key in ("issuer", "authorization_endpoint", "token_endpoint"):
+    document = get_json(discovery_url(issuer), "configuration")
+    for key in ("issuer", "authorization_endpoint", "token_endpoint", "jwks_uri"):
         if not isinstance(document.get(key), str):
             raise OIDCError(f"the provider's discovery document has no {key}", status=502)
     with _cache_lock:
@@ -109,34 +91,25 @@ def exchange_code(document: dict[str, Any], code: str) -> dict[str, Any]:
     return payload
 
 
-def _b64decode(segment: str) -> bytes:
-    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-
-
-def decode_id_token(id_token: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(header, claims) of a compact JWS, after checking the algorithm/signature policy."""
+def decode_id_token(id_token: str, jwks_uri: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(header, claims) of a compact JWS whose RS256 signature the provider's key verifies."""
     try:
         header_b64, claims_b64, signature_b64 = id_token.split(".")
-        header = json.loads(_b64decode(header_b64))
-        claims = json.loads(_b64decode(claims_b64))
-        signature = _b64decode(signature_b64)
+        header = json.loads(jwks.b64decode(header_b64))
+        claims = json.loads(jwks.b64decode(claims_b64))
+        signature = jwks.b64decode(signature_b64)
     except (ValueError, TypeError):
         raise OIDCError("the ID token is malformed") from None
     if not isinstance(header, dict) or not isinstance(claims, dict):
         raise OIDCError("the ID token is malformed")
     alg = header.get("alg")
-    if alg == "HS256":
-        expected = hmac.new(
-            settings.GOOGLE_CLIENT_SECRET.encode(),
-            f"{header_b64}.{claims_b64}".encode(),
-            hashlib.sha256,
-        ).digest()
-        if not hmac.compare_digest(expected, signature):
-            raise OIDCError("the ID token signature is invalid")
-    elif alg not in ("RS256", "ES256"):
-        # Received straight from the token endpoint over TLS (Google's documented
-        # exception); "none" and unknown algorithms are never accepted.
-        raise OIDCError(f"the ID token uses an unsupported algorithm ({alg!r})")
+    if alg != jwks.ALGORITHM:  # checked before any key: the token does not choose
+        raise OIDCError(f"the ID token uses an unsupported algorithm ({alg!r}); only RS256")
+    if "crit" in header:  # RFC 7515 §4.1.11: extensions we do not know must be refused
+        raise OIDCError("the ID token has critical header extensions")
+    kid = header.get("kid")
+    key = jwks.signing_key(jwks_uri, kid if isinstance(kid, str) else None)
+    jwks.verify(key, f"{header_b64}.{claims_b64}".encode(), signature)
     return header, claims
 
 

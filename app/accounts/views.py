@@ -93,7 +93,7 @@ def _complete_login(request: HttpRequest) -> User:
         raise oidc.OIDCError("the provider did not return an authorization code")
     document = oidc.discover()
     tokens = oidc.exchange_code(document, code)
-    _header, claims = oidc.decode_id_token(tokens["id_token"])
+    _header, claims = oidc.decode_id_token(tokens["id_token"], document["jwks_uri"])
     oidc.validate_claims(claims, document["issuer"], pending["nonce"])
     return _upsert_user(claims)
 

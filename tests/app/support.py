@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from types import ModuleType
 
 import httpx
 import pytest
@@ -74,6 +76,15 @@ class Postgres:
 
     def dsn(self, dbname: str = "postgres") -> str:
         return f"host=127.0.0.1 port={self.port} user=postgres dbname={dbname}"
+
+
+def load_fake_oidc() -> ModuleType:
+    """app/fake_oidc.py as a module (it is a script, not part of a package)."""
+    spec = importlib.util.spec_from_file_location("fake_oidc", APP_DIR / "fake_oidc.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def wait_http(url: str, proc: subprocess.Popen[bytes], what: str, timeout: float = 20) -> None:

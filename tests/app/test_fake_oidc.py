@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
 import threading
 from collections.abc import Iterator
@@ -16,15 +15,11 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from tests.app.support import APP_DIR
+from tests.app.support import load_fake_oidc
 
 
 def load_fake() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("fake_oidc", APP_DIR / "fake_oidc.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_fake_oidc()
 
 
 @pytest.fixture(scope="module")

@@ -195,24 +195,6 @@ def test_claim_validation(
     assert oidc.validate_claims(good, fake_oidc, "n")["sub"] == "1"
 
 
-def test_unsigned_or_badly_signed_tokens_are_rejected(django_app: dict[str, str]) -> None:
-    import base64
-    import json
-
-    from accounts import oidc
-
-    def segment(data: dict[str, object]) -> str:
-        return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
-
-    body = segment({"sub": "1"})
-    with pytest.raises(oidc.OIDCError, match="unsupported algorithm"):
-        oidc.decode_id_token(f"{segment({'alg': 'none'})}.{body}.")
-    with pytest.raises(oidc.OIDCError, match="signature"):
-        oidc.decode_id_token(f"{segment({'alg': 'HS256'})}.{body}.AAAA")
-    with pytest.raises(oidc.OIDCError, match="malformed"):
-        oidc.decode_id_token("not-a-jwt")
-
-
 def test_unreachable_provider_is_a_clear_error(django_app: dict[str, str]) -> None:
     from accounts import oidc
     from django.test import override_settings
