@@ -9,6 +9,8 @@
   url (the browser goes there); token/userinfo endpoints are on the INTERNAL url
   (the app calls them server to server).
 - /authorize auto-approves: it redirects to redirect_uri with code and state.
+  It requires PKCE with S256 (code_challenge, code_challenge_method=S256), and
+  /token the matching code_verifier, so the replica proves the app sends them.
   The user comes from login_hint: an email ("alice@example.test") or a subject
   ("alice"); without it a fixed test user signs in.
 - /token (client_secret_post or client_secret_basic) returns an RS256 id_token
@@ -49,6 +51,10 @@ CODE_TTL = 300
 
 def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def pkce_challenge(verifier: str) -> str:
+    return b64url(hashlib.sha256(verifier.encode()).digest())
 
 
 def b64url_uint(value: int) -> str:
@@ -124,6 +130,7 @@ class Provider:
             "id_token_signing_alg_values_supported": ["RS256"],
             "scopes_supported": ["openid", "email", "profile"],
             "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
+            "code_challenge_methods_supported": ["S256"],
             "claims_supported": ["iss", "aud", "sub", "email", "email_verified", "name", "nonce"],
         }
 
@@ -213,6 +220,8 @@ class Handler(BaseHTTPRequestHandler):
             problems.append("unknown client_id")
         if "openid" not in params.get("scope", "").split():
             problems.append("scope must include 'openid'")
+        if not params.get("code_challenge") or params.get("code_challenge_method") != "S256":
+            problems.append("PKCE is required: code_challenge with code_challenge_method=S256")
         if problems:
             self.send_text(400, "invalid_request: " + "; ".join(problems))
             return
@@ -222,6 +231,7 @@ class Handler(BaseHTTPRequestHandler):
                 "client_id": params["client_id"],
                 "redirect_uri": redirect_uri,
                 "nonce": params.get("nonce"),
+                "code_challenge": params["code_challenge"],
                 "user": user_from_hint(params.get("login_hint", "")),
                 "expires": time.time() + CODE_TTL,
             }
@@ -270,6 +280,7 @@ class Handler(BaseHTTPRequestHandler):
             or grant["expires"] < time.time()
             or grant["client_id"] != client_id
             or grant["redirect_uri"] != form.get("redirect_uri")
+            or pkce_challenge(form.get("code_verifier", "")) != grant["code_challenge"]
         ):
             self.send_json(400, {"error": "invalid_grant"})
             return

@@ -9,6 +9,8 @@ user. HS256, "none" and every other alg are refused. Then iss, aud, exp and nonc
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import hmac
 import json
 import threading
@@ -57,8 +59,15 @@ def discover(issuer: str | None = None) -> dict[str, Any]:
     return document
 
 
-def exchange_code(document: dict[str, Any], code: str) -> dict[str, Any]:
-    """POST the code to the token endpoint (client_secret_post); return the JSON."""
+def pkce_challenge(verifier: str) -> str:
+    """The S256 code_challenge of a PKCE code_verifier (RFC 7636 §4.2)."""
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def exchange_code(document: dict[str, Any], code: str, code_verifier: str) -> dict[str, Any]:
+    """POST the code and its PKCE verifier to the token endpoint (client_secret_post);
+    return the JSON."""
     try:
         response = httpx.post(
             document["token_endpoint"],
@@ -68,6 +77,7 @@ def exchange_code(document: dict[str, Any], code: str) -> dict[str, Any]:
                 "redirect_uri": settings.GOOGLE_REDIRECT_URI,
                 "client_id": settings.GOOGLE_CLIENT_ID,
                 "client_secret": settings.GOOGLE_CLIENT_SECRET,
+                "code_verifier": code_verifier,
             },
             headers={"Accept": "application/json"},
             timeout=settings.OIDC_HTTP_TIMEOUT,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import threading
 from collections.abc import Iterator
@@ -16,6 +17,11 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from tests.app.support import load_fake_oidc
+
+VERIFIER = "a-pkce-code-verifier-of-43-or-more-characters"
+CHALLENGE = (
+    base64.urlsafe_b64encode(hashlib.sha256(VERIFIER.encode()).digest()).rstrip(b"=").decode()
+)
 
 
 def load_fake() -> ModuleType:
@@ -43,9 +49,11 @@ def authorize(url: str, **params: str) -> httpx.Response:
         "scope": "openid email profile",
         "state": "st",
         "nonce": "no",
+        "code_challenge": CHALLENGE,
+        "code_challenge_method": "S256",
         **params,
     }
-    return httpx.get(f"{url}/authorize", params=query, timeout=10)
+    return httpx.get(f"{url}/authorize", params={k: v for k, v in query.items() if v}, timeout=10)
 
 
 def token(url: str, code: str, **extra: str) -> httpx.Response:
@@ -55,6 +63,7 @@ def token(url: str, code: str, **extra: str) -> httpx.Response:
         "redirect_uri": "https://app.example/auth/google/callback?x=1",
         "client_id": "cid",
         "client_secret": "shh",
+        "code_verifier": VERIFIER,
         **extra,
     }
     return httpx.post(f"{url}/token", data=form, timeout=10)
@@ -144,6 +153,23 @@ def test_authorize_rejects_bad_requests(provider: str) -> None:
     assert authorize(provider, redirect_uri="not a url").status_code == 400
     assert authorize(provider, response_type="token").status_code == 400
     assert authorize(provider, scope="email").status_code == 400
+
+
+def test_pkce_s256_is_required_and_checked(provider: str) -> None:
+    assert load_fake().pkce_challenge(VERIFIER) == CHALLENGE
+    for missing in (
+        {"code_challenge": ""},
+        {"code_challenge_method": "plain"},
+        {"code_challenge_method": ""},
+    ):
+        response = authorize(provider, **missing)
+        assert response.status_code == 400 and "PKCE" in response.text
+    code = parse_qs(urlsplit(authorize(provider).headers["location"]).query)["code"][0]
+    assert token(provider, code, code_verifier="another-verifier" * 3).status_code == 400
+    code = parse_qs(urlsplit(authorize(provider).headers["location"]).query)["code"][0]
+    assert token(provider, code, code_verifier="").json() == {"error": "invalid_grant"}
+    code = parse_qs(urlsplit(authorize(provider).headers["location"]).query)["code"][0]
+    assert token(provider, code).status_code == 200
 
 
 def test_login_hint_users_are_stable() -> None:
