@@ -54,6 +54,15 @@ def discover(issuer: str | None = None) -> dict[str, Any]:
     for key in ("issuer", "authorization_endpoint", "token_endpoint", "jwks_uri"):
         if not isinstance(document.get(key), str):
             raise OIDCError(f"the provider's discovery document has no {key}", status=502)
+    # OIDC Discovery §4.3: the document must name the issuer we asked, or whoever
+    # answers at that URL could speak for another provider (its tokens, its keys).
+    # A trailing slash is not a different issuer.
+    if document["issuer"].rstrip("/") != issuer:
+        raise OIDCError(
+            f"the provider's discovery document names the issuer {document['issuer']!r}, "
+            f"not the configured GOOGLE_OIDC_ISSUER {issuer!r}",
+            status=502,
+        )
     with _cache_lock:
         _discovery_cache[issuer] = (now, document)
     return document

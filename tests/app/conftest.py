@@ -8,7 +8,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,7 +21,7 @@ from tests.app.support import (
     Postgres,
     app_env,
     csrf_token,
-    load_fake_oidc,
+    fake_provider_in_process,
     make_user,
     wait_http,
 )
@@ -138,21 +137,5 @@ def signed_in(client):  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def own_provider(django_app: dict[str, str]) -> Iterator[Any]:
-    """The fake provider in this process, as the app's issuer for one test: its Provider
-    (signer within reach, to forge tokens with); `.internal_url` is its URL."""
-    from accounts import oidc
-    from django.test import override_settings
-
-    url = f"http://127.0.0.1:{free_port()}"
-    server = load_fake_oidc().make_server(
-        "127.0.0.1", int(url.rsplit(":", 1)[1]), url, url, CLIENT_ID, CLIENT_SECRET, quiet=True
-    )
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        with override_settings(GOOGLE_OIDC_ISSUER=url):
-            yield server.RequestHandlerClass.provider
-    finally:
-        server.shutdown()
-        server.server_close()
-        oidc.clear_cache()
+    with fake_provider_in_process() as provider:
+        yield provider
