@@ -16,6 +16,7 @@ import json
 import threading
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from django.conf import settings
@@ -42,9 +43,24 @@ def clear_cache() -> None:
     jwks.clear_cache()
 
 
+#: Every URL of the discovery document the app calls or sends a browser to.
+ENDPOINTS = ("issuer", "authorization_endpoint", "token_endpoint", "jwks_uri", "userinfo_endpoint")
+
+
+def require_https(name: str, url: str) -> None:
+    """Outside `local` (settings.OIDC_REQUIRE_HTTPS) every OIDC URL is https: the keys,
+    the tokens and the client secret travel over them."""
+    if settings.OIDC_REQUIRE_HTTPS and urlsplit(url).scheme != "https":
+        raise OIDCError(
+            f"the sign-in provider's {name} must be https outside the local replica: {url!r}",
+            status=502,
+        )
+
+
 def discover(issuer: str | None = None) -> dict[str, Any]:
     """The provider's discovery document, cached for OIDC_DISCOVERY_TTL seconds."""
     issuer = (issuer or settings.GOOGLE_OIDC_ISSUER).rstrip("/")
+    require_https("issuer (GOOGLE_OIDC_ISSUER)", issuer)  # before anything is fetched
     now = time.monotonic()
     with _cache_lock:
         hit = _discovery_cache.get(issuer)
@@ -63,6 +79,9 @@ def discover(issuer: str | None = None) -> dict[str, Any]:
             f"not the configured GOOGLE_OIDC_ISSUER {issuer!r}",
             status=502,
         )
+    for key in ENDPOINTS:
+        if key in document:
+            require_https(key, str(document[key]))
     with _cache_lock:
         _discovery_cache[issuer] = (now, document)
     return document

@@ -156,6 +156,7 @@ def app_env(postgres: Postgres, database: str, oidc_url: str) -> dict[str, str]:
         "GOOGLE_CLIENT_ID": CLIENT_ID,
         "GOOGLE_CLIENT_SECRET": CLIENT_SECRET,
         "GOOGLE_OIDC_ISSUER": oidc_url,
+        "JOBTORY_ENV": "local",  # the fake provider answers on http://127.0.0.1
         "DB_HOST": "127.0.0.1",
         "DB_PORT": str(postgres.port),
         "DB_NAME": database,

@@ -42,6 +42,22 @@ def test_check_deploy_is_clean_with_production_values(app_environment: dict[str,
     assert "WARNING" not in result.stdout + result.stderr
 
 
+@pytest.mark.parametrize(
+    ("jobtory_env", "strict"),
+    [("local", False), ("prod", True), ("production", True), (None, True)],
+)
+def test_only_local_may_use_an_http_oidc_provider(
+    app_environment: dict[str, str], jobtory_env: str | None, strict: bool
+) -> None:
+    env = {k: v for k, v in app_environment.items() if k != "JOBTORY_ENV"}
+    if jobtory_env is not None:
+        env["JOBTORY_ENV"] = jobtory_env
+    code = "from django.conf import settings; print(settings.OIDC_REQUIRE_HTTPS)"
+    result = manage(env, "shell", "-c", code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[-1] == str(strict)
+
+
 def test_check_deploy_flags_debug(app_environment: dict[str, str]) -> None:
     result = manage({**app_environment, "DJANGO_DEBUG": "true"}, "check", "--deploy")
     assert "security.W018" in result.stdout + result.stderr  # DEBUG on in deployment
