@@ -44,6 +44,12 @@ OIDC_REQUIRE_HTTPS = JOBTORY_ENV != "local"
 OIDC_HTTP_TIMEOUT = 10.0
 OIDC_DISCOVERY_TTL = 3600
 
+# --- /admin/ password sign-in: throttled (accounts/throttle.py) ---------------
+# Fixed here, not read from the environment: nothing in SSM can switch them off.
+ADMIN_LOGIN_WINDOW_SECONDS = 15 * 60
+ADMIN_LOGIN_MAX_FAILURES_PER_IP = 20
+ADMIN_LOGIN_MAX_FAILURES_PER_USERNAME = 5
+
 # --- applications ------------------------------------------------------------
 
 INSTALLED_APPS = [
