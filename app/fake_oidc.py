@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A fake OpenID Connect provider for local use and tests (stdlib only).
+"""A fake OpenID Connect provider for local use and tests (stdlib + cryptography).
 
     python app/fake_oidc.py --port 9400 \
         --public-url http://127.0.0.1:9400 --internal-url http://oidc:9400
@@ -9,10 +9,14 @@
   url (the browser goes there); token/userinfo endpoints are on the INTERNAL url
   (the app calls them server to server).
 - /authorize auto-approves: it redirects to redirect_uri with code and state.
+  It requires PKCE with S256 (code_challenge, code_challenge_method=S256), and
+  /token the matching code_verifier, so the replica proves the app sends them.
   The user comes from login_hint: an email ("alice@example.test") or a subject
   ("alice"); without it a fixed test user signs in.
-- /token (client_secret_post or client_secret_basic) returns an HS256 id_token
-  signed with the client secret (OIDC Core §10.1) with iss/aud/sub/email/name/nonce/exp.
+- /token (client_secret_post or client_secret_basic) returns an RS256 id_token
+  with iss/aud/sub/email/name/nonce/exp, as Google does. The RSA key is made at
+  start (never stored); its public half is at /jwks (the discovery's jwks_uri), so
+  the app verifies the replica's tokens exactly as it verifies Google's.
 - /last-authorize returns the last authorize request's parameters as JSON, so
   tests can assert e.g. the redirect_uri the app sent. /healthz answers "ok".
 
@@ -24,7 +28,6 @@ from __future__ import annotations
 import argparse
 import base64
 import hashlib
-import hmac
 import json
 import secrets
 import signal
@@ -34,6 +37,9 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 DEFAULT_USER = {
     "sub": "100000000000000000001",
@@ -47,12 +53,32 @@ def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def make_jwt(claims: dict[str, Any], secret: str) -> str:
-    header = b64url(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
-    payload = b64url(json.dumps(claims, separators=(",", ":")).encode())
-    signing_input = f"{header}.{payload}".encode()
-    signature = hmac.new(secret.encode(), signing_input, hashlib.sha256).digest()
-    return f"{header}.{payload}.{b64url(signature)}"
+def pkce_challenge(verifier: str) -> str:
+    return b64url(hashlib.sha256(verifier.encode()).digest())
+
+
+def b64url_uint(value: int) -> str:
+    return b64url(value.to_bytes((value.bit_length() + 7) // 8, "big"))
+
+
+class Signer:
+    """An RSA key made at start (a fresh one each run, never written anywhere)."""
+
+    def __init__(self) -> None:
+        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.kid = secrets.token_hex(8)
+
+    def jwks(self) -> dict[str, Any]:
+        numbers = self.key.public_key().public_numbers()
+        jwk = {"kty": "RSA", "use": "sig", "alg": "RS256", "kid": self.kid}
+        return {"keys": [{**jwk, "n": b64url_uint(numbers.n), "e": b64url_uint(numbers.e)}]}
+
+    def make_jwt(self, claims: dict[str, Any]) -> str:
+        header = b64url(json.dumps({"alg": "RS256", "typ": "JWT", "kid": self.kid}).encode())
+        payload = b64url(json.dumps(claims, separators=(",", ":")).encode())
+        signing_input = f"{header}.{payload}".encode()
+        signature = self.key.sign(signing_input, padding.PKCS1v15(), hashes.SHA256())
+        return f"{header}.{payload}.{b64url(signature)}"
 
 
 def user_from_hint(hint: str) -> dict[str, str]:
@@ -82,6 +108,7 @@ class Provider:
         self.internal_url = internal_url.rstrip("/")
         self.client_id = client_id
         self.client_secret = client_secret
+        self.signer = Signer()
         self.lock = threading.Lock()
         self.codes: dict[str, dict[str, Any]] = {}
         self.access_tokens: dict[str, dict[str, Any]] = {}
@@ -100,9 +127,10 @@ class Provider:
             "jwks_uri": f"{self.internal_url}/jwks",
             "response_types_supported": ["code"],
             "subject_types_supported": ["public"],
-            "id_token_signing_alg_values_supported": ["HS256"],
+            "id_token_signing_alg_values_supported": ["RS256"],
             "scopes_supported": ["openid", "email", "profile"],
             "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
+            "code_challenge_methods_supported": ["S256"],
             "claims_supported": ["iss", "aud", "sub", "email", "email_verified", "name", "nonce"],
         }
 
@@ -155,7 +183,7 @@ class Handler(BaseHTTPRequestHandler):
         elif path == "/userinfo":
             self.userinfo()
         elif path == "/jwks":
-            self.send_json(200, {"keys": []})
+            self.send_json(200, self.provider.signer.jwks())
         elif path == "/last-authorize":
             with self.provider.lock:
                 last = self.provider.last_authorize
@@ -192,6 +220,8 @@ class Handler(BaseHTTPRequestHandler):
             problems.append("unknown client_id")
         if "openid" not in params.get("scope", "").split():
             problems.append("scope must include 'openid'")
+        if not params.get("code_challenge") or params.get("code_challenge_method") != "S256":
+            problems.append("PKCE is required: code_challenge with code_challenge_method=S256")
         if problems:
             self.send_text(400, "invalid_request: " + "; ".join(problems))
             return
@@ -201,6 +231,7 @@ class Handler(BaseHTTPRequestHandler):
                 "client_id": params["client_id"],
                 "redirect_uri": redirect_uri,
                 "nonce": params.get("nonce"),
+                "code_challenge": params["code_challenge"],
                 "user": user_from_hint(params.get("login_hint", "")),
                 "expires": time.time() + CODE_TTL,
             }
@@ -249,6 +280,7 @@ class Handler(BaseHTTPRequestHandler):
             or grant["expires"] < time.time()
             or grant["client_id"] != client_id
             or grant["redirect_uri"] != form.get("redirect_uri")
+            or pkce_challenge(form.get("code_verifier", "")) != grant["code_challenge"]
         ):
             self.send_json(400, {"error": "invalid_grant"})
             return
@@ -277,7 +309,7 @@ class Handler(BaseHTTPRequestHandler):
                 "token_type": "Bearer",
                 "expires_in": 3600,
                 "scope": "openid email profile",
-                "id_token": make_jwt(claims, client_secret),
+                "id_token": self.provider.signer.make_jwt(claims),
             },
         )
 

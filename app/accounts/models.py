@@ -63,3 +63,18 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     def get_short_name(self) -> str:
         return self.name.split(" ")[0] if self.name else self.email
+
+
+class LoginFailure(models.Model):
+    """A failed password sign-in at /admin/login/ (accounts/throttle.py counts them).
+
+    In the database, not a per-process cache: every gunicorn worker on every host sees
+    the same count. Rows older than the throttle window are deleted as new ones come.
+    """
+
+    ip = models.CharField(max_length=45, db_index=True)  # an IPv6 address fits
+    username = models.CharField(max_length=255, db_index=True)
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ("-at",)

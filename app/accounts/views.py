@@ -41,7 +41,10 @@ def google_login(request: HttpRequest) -> HttpResponse:
         return error(exc.status, exc.message)
     state = secrets.token_urlsafe(32)
     nonce = secrets.token_urlsafe(32)
-    request.session[SESSION_KEY] = {"state": state, "nonce": nonce}
+    # PKCE (RFC 7636): a code intercepted on its way back is useless without the
+    # verifier, which never leaves this session.
+    verifier = secrets.token_urlsafe(64)
+    request.session[SESSION_KEY] = {"state": state, "nonce": nonce, "code_verifier": verifier}
     params = {
         "client_id": settings.GOOGLE_CLIENT_ID,
         "redirect_uri": settings.GOOGLE_REDIRECT_URI,
@@ -49,6 +52,8 @@ def google_login(request: HttpRequest) -> HttpResponse:
         "scope": SCOPE,
         "state": state,
         "nonce": nonce,
+        "code_challenge": oidc.pkce_challenge(verifier),
+        "code_challenge_method": "S256",
     }
     login_hint = request.GET.get("login_hint", "").strip()
     if login_hint:
@@ -82,7 +87,7 @@ def _complete_login(request: HttpRequest) -> User:
     pending = request.session.pop(SESSION_KEY, None)
     state = request.GET.get("state", "")
     code = request.GET.get("code", "")
-    if not isinstance(pending, dict) or "state" not in pending:
+    if not isinstance(pending, dict) or not {"state", "nonce", "code_verifier"} <= set(pending):
         raise oidc.OIDCError(
             "no sign-in is in progress in this browser session (start again at "
             "/auth/google/login; cookies must be enabled)"
@@ -92,8 +97,8 @@ def _complete_login(request: HttpRequest) -> User:
     if not code:
         raise oidc.OIDCError("the provider did not return an authorization code")
     document = oidc.discover()
-    tokens = oidc.exchange_code(document, code)
-    _header, claims = oidc.decode_id_token(tokens["id_token"])
+    tokens = oidc.exchange_code(document, code, pending["code_verifier"])
+    _header, claims = oidc.decode_id_token(tokens["id_token"], document["jwks_uri"])
     oidc.validate_claims(claims, document["issuer"], pending["nonce"])
     return _upsert_user(claims)
 

@@ -36,8 +36,19 @@ env.url("GOOGLE_REDIRECT_URI", GOOGLE_REDIRECT_URI)
 GOOGLE_OIDC_ISSUER = env.url(
     "GOOGLE_OIDC_ISSUER", env.optional("GOOGLE_OIDC_ISSUER", "https://accounts.google.com")
 )
+# The stack environment (derived from the spec's env name). Only `local`, the replica
+# with its fake provider on http://oidc:9400, may use plain http for the OIDC
+# endpoints; unset means a real environment: https everywhere.
+JOBTORY_ENV = env.optional("JOBTORY_ENV", "")
+OIDC_REQUIRE_HTTPS = JOBTORY_ENV != "local"
 OIDC_HTTP_TIMEOUT = 10.0
 OIDC_DISCOVERY_TTL = 3600
+
+# --- /admin/ password sign-in: throttled (accounts/throttle.py) ---------------
+# Fixed here, not read from the environment: nothing in SSM can switch them off.
+ADMIN_LOGIN_WINDOW_SECONDS = 15 * 60
+ADMIN_LOGIN_MAX_FAILURES_PER_IP = 20
+ADMIN_LOGIN_MAX_FAILURES_PER_USERNAME = 5
 
 # --- applications ------------------------------------------------------------
 

@@ -1,3 +1,4 @@
+from accounts.throttle import throttled
 from core import views as core_views
 from django.contrib import admin
 from django.urls import include, path
@@ -13,6 +14,8 @@ urlpatterns = [
     path("api/me/", core_views.me, name="me"),
     path("api/", include("problems.urls")),
     path("auth/", include("accounts.urls")),
+    # Before admin.site.urls: the same path, so the admin's own links reach it too.
+    path("admin/login/", throttled(admin.site.login), name="admin-login"),
     path("admin/", admin.site.urls),
 ]
 

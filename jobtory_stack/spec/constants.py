@@ -54,6 +54,7 @@ DERIVED_PARAMETERS = frozenset(
         "DB_NAME",
         "DB_USER",
         "DB_PORT",
+        "JOBTORY_ENV",
     }
 )
 # Filled in from a live resource (the RDS endpoint) unless the spec gives a value (local).

@@ -88,6 +88,8 @@ class Derived:
             "DB_NAME": self.env.rds.database,
             "DB_USER": self.env.rds.master_username,
             "DB_PORT": str(POSTGRES_PORT),
+            # The app's only relaxation is for `local` (an http fake OIDC provider).
+            "JOBTORY_ENV": self.env.name,
         }
         values.update(self.env.ssm.values)
         return dict(sorted(values.items()))

@@ -495,8 +495,8 @@ def _check_ssm_values(env: Environment, bad: Bad) -> None:
         elif name in DERIVED_PARAMETERS:
             bad(
                 path,
-                "is derived from the spec (domain, rds); remove it and change the "
-                "source field instead",
+                "is derived from the spec (domain, rds, the environment's name); remove "
+                "it and change the source field instead",
             )
         elif looks_secret(value):
             bad(

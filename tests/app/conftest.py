@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -20,6 +21,7 @@ from tests.app.support import (
     Postgres,
     app_env,
     csrf_token,
+    fake_provider_in_process,
     make_user,
     wait_http,
 )
@@ -131,3 +133,9 @@ def signed_in(client):  # type: ignore[no-untyped-def]
     user = make_user()
     client.force_login(user)
     return client, csrf_token(client), user
+
+
+@pytest.fixture
+def own_provider(django_app: dict[str, str]) -> Iterator[Any]:
+    with fake_provider_in_process() as provider:
+        yield provider

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
 
 import httpx
 import pytest
 
+from tests.conftest import free_port
 from tests.helpers import ROOT
 from tests.images import DB_IMAGE, remove, run_command
 
@@ -76,6 +81,41 @@ class Postgres:
         return f"host=127.0.0.1 port={self.port} user=postgres dbname={dbname}"
 
 
+def load_fake_oidc() -> ModuleType:
+    """app/fake_oidc.py as a module (it is a script, not part of a package)."""
+    spec = importlib.util.spec_from_file_location("fake_oidc", APP_DIR / "fake_oidc.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@contextlib.contextmanager
+def fake_provider_in_process(issuer: str | None = None) -> Iterator[Any]:
+    """The fake provider served from this process, as the app's GOOGLE_OIDC_ISSUER while
+    the block runs; yields its Provider (signer within reach, to forge tokens with;
+    `.internal_url` is its URL). `issuer`: what its discovery document claims instead."""
+    from accounts import oidc
+    from django.test import override_settings
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    fake = load_fake_oidc()
+    server = fake.make_server("127.0.0.1", port, url, url, CLIENT_ID, CLIENT_SECRET, quiet=True)
+    provider = server.RequestHandlerClass.provider
+    if issuer:  # the module was loaded for this server alone: its class is ours to change
+        type(provider).issuer = property(lambda self: issuer)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with override_settings(GOOGLE_OIDC_ISSUER=url):
+            yield provider
+    finally:
+        server.shutdown()
+        server.server_close()
+        oidc.clear_cache()
+
+
 def wait_http(url: str, proc: subprocess.Popen[bytes], what: str, timeout: float = 20) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -116,6 +156,7 @@ def app_env(postgres: Postgres, database: str, oidc_url: str) -> dict[str, str]:
         "GOOGLE_CLIENT_ID": CLIENT_ID,
         "GOOGLE_CLIENT_SECRET": CLIENT_SECRET,
         "GOOGLE_OIDC_ISSUER": oidc_url,
+        "JOBTORY_ENV": "local",  # the fake provider answers on http://127.0.0.1
         "DB_HOST": "127.0.0.1",
         "DB_PORT": str(postgres.port),
         "DB_NAME": database,

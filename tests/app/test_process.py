@@ -14,6 +14,7 @@ import pytest
 
 from tests.app.support import APP_DIR, BASE_ENV, HOST, start_sh_env, wait_http
 from tests.conftest import free_port
+from tests.helpers import ROOT
 
 
 def manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -40,6 +41,46 @@ def test_check_deploy_is_clean_with_production_values(app_environment: dict[str,
     assert result.returncode == 0, result.stdout + result.stderr
     assert "System check identified no issues" in result.stdout
     assert "WARNING" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("jobtory_env", "strict"),
+    [("local", False), ("prod", True), ("production", True), (None, True)],
+)
+def test_only_local_may_use_an_http_oidc_provider(
+    app_environment: dict[str, str], jobtory_env: str | None, strict: bool
+) -> None:
+    env = {k: v for k, v in app_environment.items() if k != "JOBTORY_ENV"}
+    if jobtory_env is not None:
+        env["JOBTORY_ENV"] = jobtory_env
+    code = "from django.conf import settings; print(settings.OIDC_REQUIRE_HTTPS)"
+    result = manage(env, "shell", "-c", code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[-1] == str(strict)
+
+
+def test_check_deploy_is_clean_with_the_prod_spec_and_generated_secrets() -> None:
+    """Exactly what a prod host gets from SSM: the spec's derived and own values for
+    `prod`, secrets as the deployer generates them, DB_HOST as apply fills it in."""
+    from jobtory_stack.aws.secrets import new_value
+    from jobtory_stack.spec.derived import derive
+    from jobtory_stack.spec.loader import load_stack
+
+    prod = derive(load_stack(ROOT / "stack.toml").env("prod"))
+    env = {
+        **prod.parameters,
+        **{name: new_value(name) for name in prod.secret_names},
+        "DB_HOST": "jobtory-prod-db.abcdefghijkl.ap-northeast-2.rds.amazonaws.com",
+    }
+    assert env["JOBTORY_ENV"] == "prod" and "DJANGO_DEBUG" not in env
+    result = manage(env, "check", "--deploy", "--fail-level", "DEBUG")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    # security.W021 (HSTS preload) is the one silenced check: docs/security.md says why.
+    assert "System check identified no issues (1 silenced)." in result.stdout, output
+    assert "WARNING" not in output and "W0" not in output
+    for name in prod.secret_names:
+        assert env[name] not in output
 
 
 def test_check_deploy_flags_debug(app_environment: dict[str, str]) -> None:

@@ -106,6 +106,14 @@ def test_local_derived_values_carry_the_published_port() -> None:
     assert d.parameters["DB_HOST"] == "db"
 
 
+def test_the_app_is_told_its_environment_name() -> None:
+    """The app relaxes https for its OIDC provider in `local` only (app/config/settings.py)."""
+    stack = load_stack(SHIPPED)
+    assert derive(stack.env("local")).parameters["JOBTORY_ENV"] == "local"
+    assert derive(stack.env("prod")).parameters["JOBTORY_ENV"] == "prod"
+    assert derive(stack.env("staging")).parameters["JOBTORY_ENV"] == "staging"
+
+
 def test_changing_only_the_domain_changes_every_url_and_nothing_else(tmp_path: Path) -> None:
     doc = shipped_doc()
     doc["domain"]["apex"] = "jobtory.kr"
@@ -271,6 +279,8 @@ INVALID: list[tuple[str, Mutation, str, str]] = [
     ("derived-set-by-hand",
      setk("ssm", "values", "FRONTEND_BASE_URL", value="https://x.com"), "prod",
      "ssm.values.FRONTEND_BASE_URL: is derived from the spec"),
+    ("env-name-set-by-hand", setk("ssm", "values", "JOBTORY_ENV", value="local"), "prod",
+     "ssm.values.JOBTORY_ENV: is derived from the spec"),
     ("typo-top-level", setk("domian", value={"apex": "x.com"}), "prod",
      "domian: unknown key; did you mean 'domain'?"),
     ("typo-nested", setk("rds", "enigne_version", value="17.6"), "prod",
