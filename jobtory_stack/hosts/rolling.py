@@ -10,6 +10,7 @@ Docs: docs/hosts.md. The pyinfra side (facts, operations, tasks): pyinfra/.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -32,6 +33,7 @@ from jobtory_stack.hosts.release import build_release, default_version
 from jobtory_stack.hosts.runner import PYINFRA_DIR, RunResult, run_pyinfra
 from jobtory_stack.hosts.settings import ARTIFACTS_DIR, REPO, DeployOptions, check_version
 from jobtory_stack.spec.model import Environment
+from jobtory_stack.ssm_env import load_env, render_env_file
 
 
 @dataclass
@@ -226,7 +228,10 @@ def deploy(env: Environment, options: DeployOptions, out: Out) -> DeployReport:
             f"release {version}: {manifest.source} + {manifest.wheels} "
             f"({time.monotonic() - t:.1f}s)"
         )
+        with aws_errors():
+            env_sha256 = env_file_sha256(ssm, env.ssm_prefix)
         data = {
+            "jobtory_env_sha256": env_sha256,
             "jobtory_env": env.name,
             "jobtory_version": version,
             "jobtory_artifacts": str(ARTIFACTS_DIR),
@@ -267,6 +272,13 @@ def deploy(env: Environment, options: DeployOptions, out: Out) -> DeployReport:
             f"{len(report.hosts)} hosts in {report.seconds:.1f}s"
         )
     return report
+
+
+def env_file_sha256(ssm: Any, prefix: str) -> str:
+    """The hash of the env file SSM's values make now, rendered as the hosts render it:
+    each host's plan compares its file with it (no SSM call on the hosts). The values
+    stay in this process; only the hash goes to the hosts."""
+    return hashlib.sha256(render_env_file(load_env(prefix, client=ssm)).encode()).hexdigest()
 
 
 def audit(

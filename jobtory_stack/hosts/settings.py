@@ -120,6 +120,8 @@ class HostSettings:
     bind: str = HOST_BIND
     candidate_bind: str = HOST_CANDIDATE_BIND
     workers: int = 2
+    # sha256 of the env file the deployer rendered from SSM ("": the host reads SSM itself)
+    env_sha256: str = ""
 
     @classmethod
     def from_host_data(cls, data: Any, deploy_dir: Path) -> HostSettings:
@@ -151,6 +153,7 @@ class HostSettings:
             aws_env=parse_kv(_data_get(data, "jobtory_aws_env", {})),
             keep_releases=int(_data_get(data, "jobtory_keep_releases", KEEP_RELEASES)),
             workers=int(_data_get(data, "jobtory_workers", 2)),
+            env_sha256=str(_data_get(data, "jobtory_env_sha256", "") or ""),
         )
         return settings.with_caddyfile(host_caddyfile(env, settings))
 

@@ -54,18 +54,37 @@ class EnvFileStatus(FactBase[str]):
     """Whether the env file holds exactly what SSM holds under `prefix` now.
 
     "in-sync", "differs", "missing" (no file yet) or "unknown" (the release that
-    reads SSM is not built yet). Runs the release's own loader with the host's own
-    AWS credentials; prints a word, never a value.
+    reads SSM is not built yet). Prints a word, never a value. With `want_sha256` (the
+    deployer rendered SSM's values itself and sent their hash) it compares the file's
+    hash, mode and owner: a stat and a sha256sum. Without (a new instance's user data),
+    the release's own loader renders SSM on the host with the host's credentials.
     """
 
-    def command(self, release: str, prefix: str, path: str, owner: str, aws_env_file: str) -> str:
+    def command(
+        self,
+        release: str,
+        prefix: str,
+        path: str,
+        owner: str,
+        aws_env_file: str,
+        want_sha256: str = "",
+    ) -> str:
+        f = shlex.quote(path)
+        if want_sha256:
+            return (
+                f"[ -e {f} ] || {{ echo missing; exit 0; }}; "
+                f"[ \"$(stat -c '%a %U' {f})\" = {shlex.quote('600 ' + owner)} ] "
+                "|| { echo differs; exit 0; }; "
+                f'[ "$(sha256sum <{f} | cut -c1-64)" = {shlex.quote(want_sha256)} ] '
+                "&& echo in-sync || echo differs"
+            )
         py = f"{release}/venv/bin/python"
         return (
             f"if [ ! -x {shlex.quote(py)} ]; then echo unknown; exit 0; fi; "
             f"{SYSTEMD_RUN} -p EnvironmentFile=-{shlex.quote(aws_env_file)} "
             f"-E PYTHONPATH={shlex.quote(release)} {shlex.quote(py)} "
             f"-m jobtory_stack.ssm_env --prefix {shlex.quote(prefix)} "
-            f"--status {shlex.quote(path)} --owner {shlex.quote(owner)} 2>&1 || echo unknown"
+            f"--status {f} --owner {shlex.quote(owner)} 2>&1 || echo unknown"
         )
 
     def process(self, output: list[str]) -> str:

@@ -73,9 +73,12 @@ def release(root: str, version: str, archive: str, wheels: str, wheels_id: str) 
 
 
 @operation()
-def env_file(release: str, prefix: str, path: str, owner: str, aws_env_file: str) -> Iterator[str]:
+def env_file(
+    release: str, prefix: str, path: str, owner: str, aws_env_file: str, want_sha256: str = ""
+) -> Iterator[str]:
     """Render `path` from SSM under `prefix` with the host's own credentials:
-    mode 0600, owned by the app user. Changes only when SSM changed."""
+    mode 0600, owned by the app user. Changes only when SSM changed (`want_sha256`: the
+    hash of what the deployer rendered from SSM, so the check needs no SSM call here)."""
     status = host.get_fact(
         EnvFileStatus,
         release=release,
@@ -83,6 +86,7 @@ def env_file(release: str, prefix: str, path: str, owner: str, aws_env_file: str
         path=path,
         owner=owner,
         aws_env_file=aws_env_file,
+        want_sha256=want_sha256,
     )
     if status == "in-sync":
         return

@@ -36,6 +36,7 @@ env_op = jobtory_ops.env_file(
     path=s.env_file,
     owner=s.app_user,
     aws_env_file=s.aws_env_file,
+    want_sha256=s.env_sha256,
 )
 jobtory_ops.migrations(
     name=f"migrations of {s.version} (once, under the advisory lock)",
