@@ -16,6 +16,8 @@ from tests.helpers import require
 ALB_IMAGE = "jobtory/alb:latest"
 # JOBTORY_DB_IMAGE: a db image built under another tag (a branch testing its own)
 DB_IMAGE = os.environ.get("JOBTORY_DB_IMAGE", "jobtory/db:latest")
+# JOBTORY_TEST_PREFIX: the names of the tests' throwaway containers (a run beside another)
+TEST_PREFIX = os.environ.get("JOBTORY_TEST_PREFIX", "jobtory-test")
 
 
 def docker_ok() -> bool:

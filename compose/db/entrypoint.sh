@@ -49,6 +49,13 @@ make_tls() {
     log "TLS: a new local CA ($TLS_DIR/ca.crt) and a server certificate for $san"
 }
 make_tls
+# The CA's certificate alone, in its own volume (db-ca), on every start (a renewed CA
+# included): the app and the fleet's hosts mount it read-only where the spec points
+# DB_SSLROOTCERT, and verify this server with sslmode=verify-full, as on RDS. The server's
+# key stays in db-tls, which nothing else mounts.
+CA_OUT=/var/lib/postgresql/ca
+install -d -m 0755 "$CA_OUT"
+install -m 0644 "$TLS_DIR/ca.crt" "$CA_OUT/ca.pem.new" && mv "$CA_OUT/ca.pem.new" "$CA_OUT/ca.pem"
 
 if [ ! -s "$PGDATA/PG_VERSION" ]; then
     for f in db_password db_user db_name; do

@@ -22,7 +22,9 @@ from jobtory_stack.errors import HostsError
 from jobtory_stack.hosts.settings import ARTIFACTS_DIR, REPO, Manifest, check_version
 from jobtory_stack.spec.constants import HOST_PYTHON
 
-SOURCE_PARTS = ("app", "jobtory_stack", "pyinfra", "stack.toml", "deploy.py")
+# rds-ca/: the database CA bundles the spec names (rds.ca_bundle), for hosts booted
+# from a release (user data) as for those deployed over SSH
+SOURCE_PARTS = ("app", "jobtory_stack", "pyinfra", "stack.toml", "deploy.py", "rds-ca")
 
 
 SKIP_NAMES = frozenset(

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from jobtory_stack.spec.constants import (
+    DB_SSLMODE,
+    HOST_DB_CA,
     OAUTH_CALLBACK_PATH,
     POSTGRES_PORT,
 )
@@ -88,6 +90,9 @@ class Derived:
             "DB_NAME": self.env.rds.database,
             "DB_USER": self.env.rds.master_username,
             "DB_PORT": str(POSTGRES_PORT),
+            # the server's certificate and name verified, with the CA installed on the host
+            "DB_SSLMODE": DB_SSLMODE,
+            "DB_SSLROOTCERT": HOST_DB_CA,
         }
         values.update(self.env.ssm.values)
         return dict(sorted(values.items()))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,10 +16,12 @@ import certifi
 import psycopg
 import pytest
 
+from tests.app.support import APP_DIR, Postgres, app_env
 from tests.conftest import free_port
-from tests.images import DB_IMAGE, remove, require_image
+from tests.images import DB_IMAGE, TEST_PREFIX, remove, require_image
 
 TLS_DIR = "/var/lib/postgresql/tls"
+CA_DIR = "/var/lib/postgresql/ca"  # the db-ca volume: what app and the fleet mount
 USER, NAME, PASSWORD = "jobtory", "jobtory", "tls-test-password-0123"
 
 
@@ -47,7 +50,7 @@ def db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Db]:
         (tmp / "secrets" / key).write_text(value)
         os.chmod(tmp / "secrets" / key, 0o600)
     port = free_port()
-    name = f"jobtory-test-db-tls-{port}"
+    name = f"{TEST_PREFIX}-db-tls-{port}"
     subprocess.run(
         ["docker", "run", "--detach", "--name", name, "--init",
          "--publish", f"127.0.0.1:{port}:5432",
@@ -117,3 +120,41 @@ def test_no_key_but_the_servers_is_kept(db: Db) -> None:
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     assert mode.stdout.split() == ["600", "postgres"]
+
+
+def test_the_ca_alone_is_published_for_the_app(db: Db) -> None:
+    """The db-ca volume (mounted by app and the fleet) holds the CA's certificate only."""
+    listing = subprocess.run(
+        ["docker", "exec", db.container, "ls", CA_DIR], capture_output=True, text=True, check=True
+    )
+    assert listing.stdout.split() == ["ca.pem"]
+    published = subprocess.run(
+        ["docker", "exec", db.container, "cat", f"{CA_DIR}/ca.pem"], capture_output=True, check=True
+    )
+    assert published.stdout == db.ca.read_bytes()
+
+
+def django_query(db: Db, **settings: str) -> subprocess.CompletedProcess[str]:
+    """The app's own settings (app/config/settings.py) from its environment, as the
+    replica's app gets it from SSM: DB_SSLMODE and DB_SSLROOTCERT as the spec derives them."""
+    env = app_env(Postgres("unused", db.port), NAME, "https://accounts.google.com")
+    env |= {"DB_HOST": "localhost", "DB_USER": USER, "DB_PASSWORD": PASSWORD, **settings}
+    env |= {"PATH": os.environ["PATH"], "DJANGO_SETTINGS_MODULE": "config.settings"}
+    probe = (
+        "from django.db import connection\n"
+        "with connection.cursor() as c:\n"
+        "    c.execute('SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()')\n"
+        "    print('ssl', c.fetchone()[0])"
+    )
+    return subprocess.run(
+        [sys.executable, "manage.py", "shell", "-v", "0", "-c", probe],
+        cwd=APP_DIR, env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+
+def test_the_app_connects_with_verify_full(db: Db) -> None:
+    ok = django_query(db, DB_SSLMODE="verify-full", DB_SSLROOTCERT=str(db.ca))
+    assert ok.stdout.split() == ["ssl", "True"], ok.stderr[-2000:]
+    # the same settings against a CA that did not sign the server: refused
+    other = django_query(db, DB_SSLMODE="verify-full", DB_SSLROOTCERT=certifi.where())
+    assert other.returncode != 0 and "certificate verify failed" in other.stderr
