@@ -5,6 +5,9 @@ during a rolling deploy several hosts start at once. Django's migrate is not
 safe to run concurrently, so the real command runs under a session-level
 advisory lock: the second host waits, then finds nothing to apply.
 
+Under the lock and before anything is applied, the pending migrations are checked for
+steps the release still serving cannot tolerate (core/migration_safety.py: expand/contract).
+
 The wait is bounded (`--lock-timeout`, default DB_MIGRATE_LOCK_TIMEOUT or 300 s): a
 migrate that hangs on another host (or a forgotten session holding the lock) fails this
 one with a message naming the lock, instead of blocking a deploy for ever.
@@ -19,6 +22,8 @@ from typing import Any
 from django.core.management.base import CommandError, CommandParser
 from django.core.management.commands.migrate import Command as DjangoMigrate
 from django.db import connections
+
+from core.migration_safety import pending_problems, refusal
 
 LOCK_ID = 0x6A6F6274  # "jobt"
 LOCK_TIMEOUT_VAR = "DB_MIGRATE_LOCK_TIMEOUT"
@@ -45,6 +50,10 @@ class Command(DjangoMigrate):
             return super().handle(*args, **options)
         self.acquire(connection, options["lock_timeout"])
         try:
+            # before anything is applied: what the release still serving cannot tolerate
+            # (expand/contract). A named target (a rollback, a fix by hand) is the operator's.
+            if not options["app_label"] and (problems := pending_problems(connection)):
+                raise CommandError(refusal(problems))
             return super().handle(*args, **options)
         finally:
             with connection.cursor() as cursor:
