@@ -17,6 +17,7 @@ renderer. See docs/alb-standin.md for what it models from an ALB.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import re
 import secrets
@@ -134,6 +135,10 @@ class AlbStandin:
     """One load balancer: listeners, served hostnames, targets and their target group.
 
     `bind_address` "" listens on every interface (the container); tests use 127.0.0.1.
+    The runtime API (admin level: it drains targets) listens on the container's loopback,
+    plus `runtime_published_address`: the container's address on the edge network, where
+    the published 127.0.0.1 port arrives. Never on every interface: the app's network
+    (the "VPC", where the hosts run) must not reach it.
     `resolver` is Docker's embedded DNS; "" leaves targets to libc resolution only.
     `run_as` drops HAProxy workers to that user (the image uses "haproxy").
     `server_state_file` keeps targets' drain/maint/health across reloads (`save_state`).
@@ -149,7 +154,8 @@ class AlbStandin:
     runtime_port: int = 9999
     hsts_max_age: int = 31536000
     bind_address: str = ""
-    runtime_address: str = "0.0.0.0"
+    runtime_address: str = "127.0.0.1"
+    runtime_published_address: str = ""
     resolver: str = "127.0.0.11:53"
     run_as: str = ""
     server_state_file: str = ""
@@ -175,6 +181,15 @@ class AlbStandin:
                 raise AlbError(f"{what} {port}: must be 1-65535")
         if self.hsts_max_age < 0:
             raise AlbError("hsts_max_age: must be >= 0 (0 sends no HSTS header)")
+        for what, address in (
+            ("runtime_address", self.runtime_address),
+            ("ALB_LISTEN_RUNTIME_ADDRESS", self.runtime_published_address),
+        ):
+            if address and not _one_address(address):
+                raise AlbError(
+                    f"{what} {address!r}: the runtime API listens on one IPv4 address "
+                    "(the edge network's), never on every interface"
+                )
 
     @property
     def target_addresses(self) -> tuple[str, ...]:
@@ -226,11 +241,20 @@ class AlbStandin:
             public_https_port=get_int("ALB_PUBLIC_HTTPS_PORT", 443),
             cert_path=env.get("ALB_CERT_PATH", "/etc/alb/tls/site.pem"),
             runtime_port=get_int("ALB_LISTEN_RUNTIME_PORT", 9999),
+            runtime_published_address=env.get("ALB_LISTEN_RUNTIME_ADDRESS", "").strip(),
             hsts_max_age=get_int("ALB_HSTS_MAX_AGE", 31536000),
             resolver=env.get("ALB_RESOLVER", "127.0.0.11:53"),
             run_as=env.get("ALB_RUN_AS", ""),
             server_state_file=env.get("ALB_SERVER_STATE_FILE", ""),
         )
+
+
+def _one_address(text: str) -> bool:
+    try:
+        address = ipaddress.IPv4Address(text)
+    except ValueError:
+        return False
+    return not address.is_unspecified
 
 
 def spec_env(alb: AlbStandin) -> dict[str, str]:

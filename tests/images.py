@@ -5,6 +5,7 @@ things (scripts/up builds the images). Containers use the host's network (they l
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from collections.abc import Sequence
@@ -13,7 +14,10 @@ from pathlib import Path
 from tests.helpers import require
 
 ALB_IMAGE = "jobtory/alb:latest"
-DB_IMAGE = "jobtory/db:latest"
+# JOBTORY_DB_IMAGE: a db image built under another tag (a branch testing its own)
+DB_IMAGE = os.environ.get("JOBTORY_DB_IMAGE", "jobtory/db:latest")
+# JOBTORY_TEST_PREFIX: the names of the tests' throwaway containers (a run beside another)
+TEST_PREFIX = os.environ.get("JOBTORY_TEST_PREFIX", "jobtory-test")
 
 
 def docker_ok() -> bool:

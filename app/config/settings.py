@@ -104,8 +104,12 @@ TEMPLATES = [
 # --- database: PostgreSQL only ------------------------------------------------
 
 _db_options: dict[str, object] = {"connect_timeout": env.integer("DB_CONNECT_TIMEOUT", 5)}
+# The spec derives verify-full and the CA bundle's path on the host (rds.ca_bundle):
+# the server's certificate and name are checked, so a man in the middle cannot answer.
 if env.optional("DB_SSLMODE", ""):
     _db_options["sslmode"] = env.optional("DB_SSLMODE", "")
+if env.optional("DB_SSLROOTCERT", ""):
+    _db_options["sslrootcert"] = env.optional("DB_SSLROOTCERT", "")
 
 DATABASES = {
     "default": {

@@ -17,6 +17,46 @@ chmod 0700 "$PGDATA"
 
 [ -s /generated/postgresql.conf ] || { log "/generated/postgresql.conf is missing: the config service renders it"; exit 1; }
 
+# TLS like RDS's: a server certificate from a CA made here, on first start (or when the
+# certificate nears its end), so clients test sslmode=verify-full against the replica.
+# The CA's key is thrown away once the certificate is signed: nothing else can be signed
+# with it, and no key ever leaves the container's volume (nothing is committed).
+TLS_DIR=/var/lib/postgresql/tls      # postgresql.conf names these files
+TLS_NAMES="${DB_TLS_NAMES:-db,localhost}"   # the names clients connect to, plus 127.0.0.1
+make_tls() {
+    if [ -s "$TLS_DIR/server.key" ] && [ -s "$TLS_DIR/ca.crt" ] \
+        && openssl x509 -checkend 2592000 -noout -in "$TLS_DIR/server.crt" >/dev/null 2>&1; then
+        return 0
+    fi
+    local work san
+    work="$(mktemp -d)"
+    san="IP:127.0.0.1$(printf ',DNS:%s' ${TLS_NAMES//,/ })"
+    openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 \
+        -subj "/CN=jobtory replica db CA $(openssl rand -hex 4)" \
+        -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+        -keyout "$work/ca.key" -out "$work/ca.crt" 2>/dev/null
+    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=db" \
+        -keyout "$work/server.key" -out "$work/server.csr" 2>/dev/null
+    printf 'subjectAltName=%s\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n' \
+        "$san" >"$work/ext"
+    openssl x509 -req -in "$work/server.csr" -CA "$work/ca.crt" -CAkey "$work/ca.key" \
+        -set_serial "0x$(openssl rand -hex 16)" -days 397 -extfile "$work/ext" \
+        -out "$work/server.crt" 2>/dev/null
+    install -d -o postgres -g postgres -m 0755 "$TLS_DIR"
+    install -o postgres -g postgres -m 0600 "$work/server.key" "$TLS_DIR/server.key"
+    install -o postgres -g postgres -m 0644 "$work/server.crt" "$work/ca.crt" "$TLS_DIR/"
+    rm -rf "$work"
+    log "TLS: a new local CA ($TLS_DIR/ca.crt) and a server certificate for $san"
+}
+make_tls
+# The CA's certificate alone, in its own volume (db-ca), on every start (a renewed CA
+# included): the app and the fleet's hosts mount it read-only where the spec points
+# DB_SSLROOTCERT, and verify this server with sslmode=verify-full, as on RDS. The server's
+# key stays in db-tls, which nothing else mounts.
+CA_OUT=/var/lib/postgresql/ca
+install -d -m 0755 "$CA_OUT"
+install -m 0644 "$TLS_DIR/ca.crt" "$CA_OUT/ca.pem.new" && mv "$CA_OUT/ca.pem.new" "$CA_OUT/ca.pem"
+
 if [ ! -s "$PGDATA/PG_VERSION" ]; then
     for f in db_password db_user db_name; do
         [ -s "$SECRETS/$f" ] || { log "$SECRETS/$f is missing: the init service writes it"; exit 1; }

@@ -357,7 +357,28 @@ def instance_changes(want: Desired, have: Observed, ctx: Ctx) -> list[Change]:
         return []
     params = {**update, **wait}
     produces = () if "db_endpoint" in ctx.ids else ("db_endpoint",)  # DB_HOST waits for it
-    return [Change("update", "db_instance", want.instance, diffs, params, produces, notes)]
+    modify_change = Change("update", "db_instance", want.instance, diffs, params, produces, notes)
+    if "engine_version" in changed:
+        return [upgrade_snapshot(want, have, ctx), modify_change]
+    return [modify_change]
+
+
+def upgrade_snapshot(want: Desired, have: Observed, ctx: Ctx) -> Change:
+    """A manual snapshot before an engine upgrade, its own change planned before the modify:
+    an upgrade cannot be undone in place (no downgrades), a snapshot can be restored."""
+    assert have.instance is not None
+    before, after = have.instance["engine_version"], want.fields["engine_version"]
+    name = f"{want.instance}-pre-upgrade-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+    params = {
+        "CreateDBSnapshot": {
+            "DBInstanceIdentifier": want.instance,
+            "DBSnapshotIdentifier": name,
+            "Tags": tag_list(ctx.tags),
+        },
+        "DescribeDBSnapshots": {"DBSnapshotIdentifier": name},
+    }
+    shown = (f"of db_instance {want.instance} before its engine upgrade {before} -> {after}",)
+    return Change("create", "db_snapshot", name, shown, params)
 
 
 def create_instance_params(want: Desired, ctx: Ctx) -> dict[str, Any]:
@@ -451,6 +472,20 @@ def update_instance(ctx: Ctx, change: Change) -> None:
     wait_available(ctx, change)
 
 
+def create_snapshot(ctx: Ctx, change: Change) -> None:
+    """The snapshot, waited for: the upgrade that follows starts only once it is taken."""
+    ctx.rds.create_db_snapshot(**ctx.resolve(change.params["CreateDBSnapshot"]))
+    describe = ctx.resolve(change.params["DescribeDBSnapshots"])
+
+    def check() -> str | None:
+        snap = ctx.rds.describe_db_snapshots(**describe)["DBSnapshots"][0]
+        status = str(snap.get("Status", "unknown"))
+        return None if status == "available" else status
+
+    ctx.wait_for(f"db_snapshot {change.name}", check)
+    ctx.report.line(f"  + db_snapshot {change.name} (before the engine upgrade)")
+
+
 def wait_available(ctx: Ctx, change: Change) -> None:
     """Until the instance is available; records its endpoint (DB_HOST's Ref)."""
     describe = ctx.resolve(change.params["DescribeDBInstances"])
@@ -517,6 +552,7 @@ HANDLERS: Handlers = {
     ("db_subnet_group", "update"): update_subnet_group,
     ("db_parameter_group", "create"): create_parameter_group,
     ("db_parameter_group", "update"): update_parameter_group,
+    ("db_snapshot", "create"): create_snapshot,
     ("db_instance", "create"): create_instance,
     ("db_instance", "update"): update_instance,
 }

@@ -22,7 +22,9 @@ from jobtory_stack.errors import HostsError
 from jobtory_stack.hosts.settings import ARTIFACTS_DIR, REPO, Manifest, check_version
 from jobtory_stack.spec.constants import HOST_PYTHON
 
-SOURCE_PARTS = ("app", "jobtory_stack", "pyinfra", "stack.toml", "deploy.py")
+# rds-ca/: the database CA bundles the spec names (rds.ca_bundle), for hosts booted
+# from a release (user data) as for those deployed over SSH
+SOURCE_PARTS = ("app", "jobtory_stack", "pyinfra", "stack.toml", "deploy.py", "rds-ca")
 
 
 SKIP_NAMES = frozenset(
@@ -43,24 +45,40 @@ WHEEL_PLATFORMS = (
 )
 
 
+def tracked_files(source: Path) -> list[str]:
+    """What git tracks in the checkout `source` (repo-relative, sorted): untracked and
+    ignored files (a local `app/.env`, a key, a scratch file) never reach a release."""
+    try:
+        proc = subprocess.run(
+            ["git", "-C", str(source), "ls-files", "-z", "--cached", "--", *SOURCE_PARTS],
+            capture_output=True,
+            check=False,
+        )
+    except OSError as exc:
+        raise HostsError(f"git is needed to list the release's files ({exc})") from None
+    if proc.returncode != 0:
+        raise HostsError(
+            f"{source}: not a git checkout ({proc.stderr.decode(errors='replace').strip()[:200]});"
+            " --source must be a checkout of this repo"
+        )
+    return sorted(name for name in proc.stdout.decode().split("\0") if name)
+
+
 def source_files(source: Path) -> Iterator[tuple[str, Path]]:
-    """What a release ships to a host: (name in the release, file) for SOURCE_PARTS of
-    the checkout `source`; the replica's tooling (replica/) is not among them."""
-    for part in SOURCE_PARTS:
-        top = source / part
-        if top.is_file():
-            yield part, top
+    """What a release ships to a host: (name in the release, file) for the files of
+    SOURCE_PARTS that git tracks in the checkout `source`, as they are in its work tree;
+    the replica's tooling (replica/) is not among them."""
+    names = tracked_files(source)
+    for part in ("app", "jobtory_stack"):
+        if not any(name.startswith(f"{part}/") for name in names):
+            raise HostsError(f"{source / part}: missing; --source must be a checkout of this repo")
+    for name in names:
+        rel = Path(name)
+        if any(p in SKIP_NAMES for p in rel.parts) or rel.suffix in SKIP_SUFFIXES:
             continue
-        if not top.is_dir():
-            if part in ("app", "jobtory_stack"):
-                raise HostsError(f"{top}: missing; --source must be a checkout of this repo")
-            continue
-        for path in sorted(top.rglob("*")):
-            rel = path.relative_to(source)
-            if any(p in SKIP_NAMES for p in rel.parts) or path.suffix in SKIP_SUFFIXES:
-                continue
-            if path.is_file() and not path.is_symlink():
-                yield rel.as_posix(), path
+        path = source / rel
+        if path.is_file() and not path.is_symlink():  # a tracked file deleted: not shipped
+            yield name, path
 
 
 def deterministic_tar(dest: Path, members: Sequence[tuple[str, bytes, int]], compress: bool) -> str:

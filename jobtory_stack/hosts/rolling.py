@@ -31,7 +31,13 @@ from jobtory_stack.hosts.lock import (
 )
 from jobtory_stack.hosts.release import build_release, default_version
 from jobtory_stack.hosts.runner import PYINFRA_DIR, RunResult, run_pyinfra
-from jobtory_stack.hosts.settings import ARTIFACTS_DIR, REPO, DeployOptions, check_version
+from jobtory_stack.hosts.settings import (
+    ARTIFACTS_DIR,
+    REPO,
+    DeployOptions,
+    check_version,
+    db_ca_bundle,
+)
 from jobtory_stack.spec.model import Environment
 from jobtory_stack.ssm_env import load_env, render_env_file
 
@@ -205,6 +211,7 @@ def fleet_of(env: Environment, spec: Path, only: Sequence[str] = ()) -> Fleet:
 def deploy(env: Environment, options: DeployOptions, out: Out) -> DeployReport:
     """`deploy.py hosts`: build, lock, roll, audit. Raises DeployFailed with the report."""
     mode = options.caddy_mode or env.caddy.mode
+    db_ca_bundle(env, options.spec)  # before the lock: a missing CA bundle changes nothing
     source = options.source.resolve() if options.source else REPO
     version = check_version(options.version) if options.version else default_version(source)
     report = DeployReport(env.name, version)

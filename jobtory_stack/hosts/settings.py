@@ -20,10 +20,13 @@ from jobtory_stack.spec.constants import (
     CADDY_MODES,
     HOST_BIND,
     HOST_CANDIDATE_BIND,
+    HOST_DB_CA,
+    HOST_DB_CA_DIR,
     HOST_ETC,
     HOST_ROOT,
     KEEP_RELEASES,
     LOCK_STALE_AFTER,
+    RDS_CA_BUNDLE_URL,
     READY_TIMEOUT,
     VERSION_RE,
 )
@@ -111,6 +114,7 @@ class HostSettings:
     deploy_dir: Path
     caddyfile_text: str
     caddy_mode: Mode = "alb"
+    db_ca_local: Path | None = None  # rds.ca_bundle; None: the host gets its CA otherwise
     aws_env: dict[str, str] = field(default_factory=dict)
     keep_releases: int = KEEP_RELEASES
     root: str = HOST_ROOT
@@ -122,6 +126,8 @@ class HostSettings:
     workers: int = 2
     # sha256 of the env file the deployer rendered from SSM ("": the host reads SSM itself)
     env_sha256: str = ""
+    db_ca: str = HOST_DB_CA  # DB_SSLROOTCERT (spec.derived)
+    db_ca_dir: str = HOST_DB_CA_DIR
 
     @classmethod
     def from_host_data(cls, data: Any, deploy_dir: Path) -> HostSettings:
@@ -150,6 +156,7 @@ class HostSettings:
             deploy_dir=deploy_dir,
             caddyfile_text="",
             caddy_mode=mode,
+            db_ca_local=db_ca_bundle(env, spec),
             aws_env=parse_kv(_data_get(data, "jobtory_aws_env", {})),
             keep_releases=int(_data_get(data, "jobtory_keep_releases", KEEP_RELEASES)),
             workers=int(_data_get(data, "jobtory_workers", 2)),
@@ -236,6 +243,30 @@ def host_caddyfile(env: Environment, settings: HostSettings) -> str:
     """The Caddyfile a host runs, in the mode the deploy asks for (default: the spec's)."""
     site = host_site(env, settings.caddy_mode, settings.bind, settings.static_root)
     return render_caddyfile(site)
+
+
+def db_ca_bundle(env: Environment, spec: Path) -> Path | None:
+    """The database CA bundle the spec names (rds.ca_bundle, relative to the spec), checked
+    before a deploy changes anything: a host without it cannot verify the database, so
+    its app could not connect. None when the env names none (`local`: the replica mounts
+    its db's own CA at the same path)."""
+    if env.rds.ca_bundle is None:
+        return None
+    path = spec.resolve().parent / env.rds.ca_bundle
+    url = RDS_CA_BUNDLE_URL.format(region=env.region)
+    try:
+        text = path.read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError) as exc:
+        why = getattr(exc, "strerror", None) or "not a PEM text file"
+        raise HostsError(
+            f"rds.ca_bundle: {path}: {why}; download {url} there (docs/security.md), "
+            "commit it and run again"
+        ) from None
+    if "-----BEGIN CERTIFICATE-----" not in text or "PRIVATE KEY" in text:
+        raise HostsError(
+            f"rds.ca_bundle: {path} is not a bundle of PEM certificates; download {url} again"
+        )
+    return path
 
 
 def check_version(version: str) -> str:

@@ -55,6 +55,8 @@ DERIVED_PARAMETERS = frozenset(
         "DB_USER",
         "DB_PORT",
         "JOBTORY_ENV",
+        "DB_SSLMODE",
+        "DB_SSLROOTCERT",
     }
 )
 # Filled in from a live resource (the RDS endpoint) unless the spec gives a value (local).
@@ -105,7 +107,6 @@ DUCKDNS_TOKEN = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off", ""})
 HSTS_MIN_SECONDS = 31536000  # the app's default: one year
-DB_SSL_MODES = ("require", "verify-ca", "verify-full")  # libpq modes that always encrypt
 ADMIN_CIDR_WIDEST = 16  # network.admin_cidr: at most a /16 (65,536 addresses)
 OAUTH_CALLBACK_PATH = "/auth/google/callback"
 
@@ -128,6 +129,15 @@ HOST_CANDIDATE_BIND = "127.0.0.1:8001"  # a new release's check before the switc
 # user can reconfigure Caddy, as anyone could on a loopback TCP port.
 HOST_CADDY_SOCKET = "/run/jobtory-caddy/admin.sock"
 HOST_CADDY_ADMIN = f"unix/{HOST_CADDY_SOCKET}|0660"
+# The database's CA bundle on a host (rds.ca_bundle, installed by the hosts deploy; the
+# replica mounts its db's local CA there): the app verifies the server's certificate and
+# name with it, never trusting a server it cannot verify (DB_SSLMODE, DB_SSLROOTCERT).
+HOST_DB_CA_DIR = f"{HOST_ETC}/db-ca"
+HOST_DB_CA = f"{HOST_DB_CA_DIR}/ca.pem"
+DB_SSLMODE = "verify-full"
+# Where AWS publishes each region's RDS CA bundle (docs/security.md): download it on a
+# machine that can reach it, commit it next to the spec, name it in rds.ca_bundle.
+RDS_CA_BUNDLE_URL = "https://truststore.pki.rds.amazonaws.com/{region}/{region}-bundle.pem"
 HOST_PYTHON = "3.13"  # Debian 13 (trixie); Ubuntu 24.04 has 3.12: set JOBTORY_HOST_PYTHON
 
 # ---- defaults of the deploy commands ------------------------------------------------------

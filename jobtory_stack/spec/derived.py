@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from jobtory_stack.spec.constants import (
+    DB_SSLMODE,
+    HOST_DB_CA,
     OAUTH_CALLBACK_PATH,
     POSTGRES_PORT,
 )
@@ -90,6 +92,9 @@ class Derived:
             "DB_PORT": str(POSTGRES_PORT),
             # The app's only relaxation is for `local` (an http fake OIDC provider).
             "JOBTORY_ENV": self.env.name,
+            # the server's certificate and name verified, with the CA installed on the host
+            "DB_SSLMODE": DB_SSLMODE,
+            "DB_SSLROOTCERT": HOST_DB_CA,
         }
         values.update(self.env.ssm.values)
         return dict(sorted(values.items()))

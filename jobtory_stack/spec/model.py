@@ -58,6 +58,9 @@ class Rds(Section):
     database: str = "jobtory"
     master_username: str = "jobtory"
     parameters: dict[str, str | int | bool] = {}
+    # The RDS CA bundle (PEM), relative to the spec: the hosts deploy installs it and the
+    # app verifies the database with it (sslmode=verify-full). Required outside `local`.
+    ca_bundle: str | None = None
 
     @property
     def major_version(self) -> int:

@@ -12,7 +12,6 @@ from jobtory_stack.spec.constants import (
     ADMIN_CIDR_WIDEST,
     DB_PASSWORD_FORBIDDEN,
     DB_PASSWORD_LENGTH,
-    DB_SSL_MODES,
     DERIVED_PARAMETERS,
     DUCKDNS_TOKEN,
     FALSE_WORDS,
@@ -22,6 +21,7 @@ from jobtory_stack.spec.constants import (
     MATCHER,
     OPS_SECRETS,
     PROTECTED_MIN_BACKUP_DAYS,
+    RDS_CA_BUNDLE_URL,
     REGION,
     RESERVED_NAMES,
     SECRET_KEY_INSECURE_PREFIX,
@@ -238,6 +238,29 @@ def _check_rds(env: Environment, bad: Bad, warnings: list[tuple[Path_, str]]) ->
             bad(("rds", path), f"{ident!r}: use lowercase letters, digits and '_'")
     for name, value in rds.parameters.items():
         _check_parameter(name, value, bad)
+    _check_ca_bundle(env, bad)
+
+
+def _check_ca_bundle(env: Environment, bad: Bad) -> None:
+    """The app verifies the database against this bundle outside `local` (the replica's
+    db has its own CA). Whether the file exists is the hosts deploy's check: specs are
+    validated where their files are not (tests, a copy in a temp dir)."""
+    bundle = env.rds.ca_bundle
+    example = f"rds-ca/{env.region}-bundle.pem"
+    if bundle is None:
+        if env.name != LOCAL_ENV:
+            bad(
+                ("rds", "ca_bundle"),
+                "required outside local (the app verifies the database with sslmode="
+                f"verify-full); download {RDS_CA_BUNDLE_URL.format(region=env.region)}, "
+                f"commit it next to the spec and set ca_bundle = {example!r}",
+            )
+    elif bundle.startswith("/") or ".." in bundle.split("/") or not bundle.endswith(".pem"):
+        bad(
+            ("rds", "ca_bundle"),
+            f"{bundle!r}: name a .pem file inside the spec's directory, relative to it "
+            f"(e.g. {example!r}): a release carries it to new hosts",
+        )
 
 
 def _check_rds_engine(env: Environment, bad: Bad) -> bool:
@@ -570,11 +593,6 @@ def weakening(name: str, value: str) -> str | None:
         return (
             f"HSTS must last at least {HSTS_MIN_SECONDS} seconds (a year) outside local; "
             "remove it (a year by default)"
-        )
-    if name == "DB_SSLMODE" and word not in DB_SSL_MODES:
-        return (
-            "the database connection must be encrypted outside local; use "
-            f"{' or '.join(DB_SSL_MODES)}"
         )
     if name == "GOOGLE_OIDC_ISSUER" and not re.match(r"^https://[^/\s]+", value):
         return (

@@ -47,6 +47,21 @@ if ssh_user and ssh_user != "root":
 for path in (s.root, f"{s.root}/releases", f"{s.root}/artifacts", f"{s.root}/wheels", s.etc):
     files.directory(name=f"directory {path}", path=path, user="root", group="root", mode="755")
 
+# The database's CA bundle (rds.ca_bundle): the app verifies the server with it
+# (DB_SSLMODE=verify-full, DB_SSLROOTCERT). None: the host has it already (the fleet
+# replica mounts its db's local CA there).
+if s.db_ca_local is not None:
+    files.directory(
+        name=f"directory {s.db_ca_dir}", path=s.db_ca_dir, user="root", group="root", mode="755"
+    )
+    files.put(
+        name=f"database CA bundle {s.db_ca} (public certificates)",
+        src=str(s.db_ca_local),
+        dest=s.db_ca,
+        user="root",
+        group="root",
+        mode="644",
+    )
 files.put(
     name="AWS settings of this host (region, endpoint; credentials: the instance's own)",
     src=StringIO(s.aws_env_text),

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import ast
+import re
 import shutil
 import stat
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from jobtory_stack.render.alb_env import alb_env
 from jobtory_stack.spec.loader import load_stack
@@ -53,11 +56,55 @@ def test_render_models_the_target_group() -> None:
     assert "    server ec2-1:80 ec2-1:80 check\n" in cfg
     assert "    server ec2-2:80 ec2-2:80 check\n" in cfg
     assert "    server ec2-2:80-failopen ec2-2:80 backup\n" in cfg
-    assert "stats socket ipv4@0.0.0.0:9999 level admin" in cfg
+    assert "stats socket ipv4@127.0.0.1:9999 level admin" in cfg
     assert "nameserver dns 127.0.0.11:53" in cfg
     assert ":8443%[pathq] code 301" in cfg
     assert "X-Forwarded-Port 8443" in cfg
     assert 'Strict-Transport-Security "max-age=31536000"' in cfg
+
+
+def _stats_sockets(cfg: str) -> list[str]:
+    return [line.split()[2] for line in cfg.splitlines() if line.strip().startswith("stats socket")]
+
+
+def _compose(name: str) -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load((ROOT / "compose" / name).read_text())
+    return loaded
+
+
+def test_the_runtime_api_is_off_the_app_network() -> None:
+    """The runtime API drains targets and has no authentication: it listens on loopback
+    and on the alb's own edge address (where the published 127.0.0.1 port arrives), never
+    on an interface of the "VPC" the app, Caddy and the EC2 hosts share."""
+    alb = AlbStandin.from_env({"ALB_LISTEN_RUNTIME_ADDRESS": "172.30.1.10"})
+    assert _stats_sockets(render_haproxy_cfg(alb)) == [
+        "ipv4@127.0.0.1:9999",
+        "ipv4@172.30.1.10:9999",
+    ]
+    assert _stats_sockets(render_haproxy_cfg(AlbStandin.from_env({}))) == ["ipv4@127.0.0.1:9999"]
+    for bad in ("0.0.0.0", "alb", "172.30.1.0/24"):
+        with pytest.raises(AlbError, match="never on every interface"):
+            AlbStandin.from_env({"ALB_LISTEN_RUNTIME_ADDRESS": bad})
+
+    base, fleet = _compose("compose.yaml"), _compose("fleet.yaml")
+    services = {**base["services"], **fleet["services"]}
+    runtime = {
+        "alb": str(services["alb"]["environment"]["ALB_LISTEN_RUNTIME_ADDRESS"]),
+        "alb-fleet": re.findall(
+            r"ALB_LISTEN_RUNTIME_ADDRESS=(\S+)", services["alb-fleet"]["command"][0]
+        )[0],
+    }
+    for name, address in runtime.items():
+        service = services[name]
+        # its address on the edge network, where the published ports arrive...
+        assert service["networks"]["edge"]["ipv4_address"] == address
+        assert service["networks"]["edge"]["priority"] > service["networks"]["default"]["priority"]
+        assert [p for p in service["ports"] if p.endswith(":9999")] == [
+            p for p in service["ports"] if p.startswith("127.0.0.1:") and p.endswith(":9999")
+        ]
+    # ...a network no service but the load balancers joins
+    on_edge = {n for n, s in services.items() if "edge" in (s.get("networks") or {})}
+    assert on_edge == set(runtime)
 
 
 def test_render_without_hsts_or_port_suffix() -> None:

@@ -26,7 +26,7 @@ from tests.app.support import (
     wait_http,
 )
 from tests.conftest import free_port
-from tests.images import DB_IMAGE, require_image
+from tests.images import DB_IMAGE, TEST_PREFIX, require_image
 
 
 @pytest.fixture(scope="session")
@@ -35,7 +35,7 @@ def postgres() -> Iterator[Postgres]:
     spec's RDS), in a throwaway container with its data in the container."""
     require_image(DB_IMAGE)
     port = free_port()
-    pg = Postgres(f"jobtory-test-postgres-{port}", port)
+    pg = Postgres(f"{TEST_PREFIX}-postgres-{port}", port)
     try:
         pg.start()
         yield pg

@@ -56,13 +56,13 @@ def test_sync_local_with_secrets_file(
         assert stored[name] not in out
     assert len(stored["DJANGO_SECRET_KEY"]) >= 50  # Django's check --deploy wants 50+
     assert "DUCKDNS_TOKEN" not in params  # an operator's secret: never under the app's prefix
-    assert "15 created" in out
+    assert "17 created" in out  # JOBTORY_ENV, DB_SSLMODE and DB_SSLROOTCERT among them
 
     # a re-run keeps the same secrets and writes nothing
     code, out, _ = run(capsys, "sync", "--env", "local", "--secrets-file", str(secrets_file))
     assert code == 0
     assert json.loads(secrets_file.read_text()) == stored
-    assert "0 created, 0 updated, 0 deleted, 15 unchanged" in out
+    assert "0 created, 0 updated, 0 deleted, 17 unchanged" in out
 
 
 def test_sync_rewrites_only_changed_values(

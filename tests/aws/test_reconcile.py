@@ -976,3 +976,32 @@ def test_params_in_a_protected_env_take_over_only_when_asked(
     assert main(["params", "sync", *prod, "--adopt-existing"]) == 0
     monkeypatch.setattr("sys.stdin", io.StringIO("a-new-secret-value\n"))
     assert main(["params", "set", *prod, "GOOGLE_CLIENT_SECRET"]) == 0
+
+
+# ---- an engine upgrade takes a snapshot first -----------------------------------------------
+
+
+def test_an_engine_upgrade_takes_a_snapshot_first(
+    aws_env: str, run: Run, tmp_path: Path, client_hook: Callable[[Callable[[Any], None]], None]
+) -> None:
+    old = tmp_path / "stack.toml"
+    old.write_text(SPEC.read_text().replace('engine_version = "17.6"', 'engine_version = "16.8"'))
+    assert run("apply", spec=old)[0] == 0
+    code, out, err = run("plan")  # the shipped spec: 17.6
+    assert code == 0, err
+    snapshot = re.search(
+        rf"\+ create db_snapshot (jobtory-{ENV}-db-pre-upgrade-\d{{8}}-\d{{6}})", out
+    )
+    assert snapshot, out
+    assert out.index("db_snapshot") < out.index("engine_version: 16.8 -> 17.6")
+    calls = calls_with_params(client_hook)
+    code, out, err = run("apply")
+    assert code == 0, err
+    ops = [op for op, _ in calls]
+    assert ops.index("CreateDBSnapshot") < ops.index("ModifyDBInstance")
+    taken = next(p for op, p in calls if op == "CreateDBSnapshot")
+    assert taken["DBInstanceIdentifier"] == f"jobtory-{ENV}-db"
+    snaps = client("rds").describe_db_snapshots(DBSnapshotIdentifier=taken["DBSnapshotIdentifier"])
+    assert snaps["DBSnapshots"][0]["EngineVersion"] == "16.8"
+    # a plan with no engine change takes none
+    assert "db_snapshot" not in run("plan")[1]

@@ -10,7 +10,10 @@ import sys
 import zipfile
 from pathlib import Path
 
-from jobtory_stack.hosts.release import source_files
+import pytest
+
+from jobtory_stack.errors import HostsError
+from jobtory_stack.hosts.release import default_version, source_files
 from tests.helpers import ROOT
 
 # What only the replica's tooling defines: the ALB stand-in and the fleet's helpers.
@@ -73,3 +76,26 @@ def test_a_host_release_holds_no_replica_tooling() -> None:
         if (hits := replica_tooling(name, path.read_text(errors="replace")))
     }
     assert found == {}
+
+
+def test_a_release_ships_only_what_git_tracks(tmp_path: Path) -> None:
+    """A local `app/.env`, a key or a scratch file in the checkout never reach a host,
+    nor change the release's content-addressed version."""
+    repo = tmp_path / "checkout"
+    for name in ("app/manage.py", "jobtory_stack/__init__.py", "stack.toml", "deploy.py"):
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        (repo / name).write_text(f"# {name}\n")
+    (repo / ".gitignore").write_text("*.key\n")
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.test"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "tracked"], check=True)
+    version = default_version(repo)
+    (repo / "app" / ".env").write_text("DJANGO_SECRET_KEY=local-only\n")  # untracked
+    (repo / "app" / "deploy.key").write_text("-----BEGIN PRIVATE KEY-----\n")  # ignored
+    (repo / "jobtory_stack" / "scratch.py").write_text("print('mine')\n")  # untracked
+    shipped = sorted(name for name, _ in source_files(repo))
+    assert shipped == ["app/manage.py", "deploy.py", "jobtory_stack/__init__.py", "stack.toml"]
+    assert default_version(repo) == version
+    with pytest.raises(HostsError, match="not a git checkout"):
+        list(source_files(tmp_path))

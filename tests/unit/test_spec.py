@@ -152,10 +152,9 @@ def test_direct_mode_serves_the_duckdns_name(tmp_path: Path) -> None:
 
 def test_public_database_with_testing_flag_is_a_warning(tmp_path: Path) -> None:
     doc = shipped_doc()
-    doc["environments"]["staging"]["rds"] = {
-        "publicly_accessible": True,
-        "allow_public_for_testing": True,
-    }
+    doc["environments"]["staging"]["rds"].update(
+        publicly_accessible=True, allow_public_for_testing=True
+    )
     env = load_stack(write_toml(tmp_path / "stack.toml", doc)).env("staging")
     public = [w for w in env.warnings if "protected:" not in w]  # staging's waiver aside
     assert len(public) == 1
@@ -411,7 +410,12 @@ def renamed_prod(name: str, **prod: Any) -> Doc:
 def test_a_protected_environment_of_any_name_keeps_its_data(tmp_path: Path) -> None:
     doc = renamed_prod(
         "production",
-        rds={"deletion_protection": False, "backup_retention_days": 0, "storage_encrypted": False},
+        rds={
+            "deletion_protection": False,
+            "backup_retention_days": 0,
+            "storage_encrypted": False,
+            "ca_bundle": "rds-ca/ap-northeast-2-bundle.pem",
+        },
         alb={"deletion_protection": False},
     )
     message = spec_error(tmp_path, doc, "production")
@@ -509,9 +513,12 @@ WEAKENING: list[tuple[str, str, str, str]] = [
     ("SESSION_COOKIE_SECURE", "false", "prod",
      "ssm.values.SESSION_COOKIE_SECURE: switches off a security setting outside local"),
     ("CSRF_COOKIE_SECURE", "0", "prod", "ssm.values.CSRF_COOKIE_SECURE: switches off a"),
-    ("DB_SSLMODE", "disable", "prod",
-     "ssm.values.DB_SSLMODE: the database connection must be encrypted outside local; use "
-     "require or verify-ca or verify-full"),
+    # derived (verify-full with the spec's CA bundle), in every environment
+    ("DB_SSLMODE", "require", "prod",
+     "ssm.values.DB_SSLMODE: is derived from the spec (domain, rds); remove it"),
+    ("DB_SSLMODE", "disable", "local", "ssm.values.DB_SSLMODE: is derived from the spec"),
+    ("DB_SSLROOTCERT", "/tmp/mine.pem", "prod",
+     "ssm.values.DB_SSLROOTCERT: is derived from the spec"),
     ("GOOGLE_OIDC_ISSUER", "http://accounts.google.com", "prod",
      "ssm.values.GOOGLE_OIDC_ISSUER: the OIDC issuer's keys and endpoints come over https"),
 ]  # fmt: skip
@@ -539,7 +546,6 @@ def test_ssm_values_cannot_weaken_the_app(
         ("DJANGO_HSTS_SECONDS", "63072000"),
         ("DJANGO_HSTS_PRELOAD", "false"),
         ("DJANGO_HSTS_PRELOAD", "true"),
-        ("DB_SSLMODE", "verify-full"),
         ("GOOGLE_OIDC_ISSUER", "https://accounts.google.com"),
         ("DJANGO_LOG_LEVEL", "WARNING"),
         ("PAGE_SIZE", "50"),  # not a PG* name
@@ -554,7 +560,7 @@ def test_ssm_values_that_keep_production_safe_pass(tmp_path: Path, name: str, va
 def test_local_may_debug_over_http(tmp_path: Path) -> None:
     doc = shipped_doc()
     doc["environments"]["local"]["ssm"]["values"].update(
-        DJANGO_DEBUG="true", DJANGO_SECURE_SSL_REDIRECT="false", DB_SSLMODE="disable"
+        DJANGO_DEBUG="true", DJANGO_SECURE_SSL_REDIRECT="false"
     )
     env = load_stack(write_toml(tmp_path / "stack.toml", doc)).env("local")
     assert env.ssm.values["GOOGLE_OIDC_ISSUER"] == "http://oidc:9400"  # the replica's fake
@@ -575,3 +581,37 @@ def test_admin_cidr_is_at_most_a_slash_16(tmp_path: Path, cidr: str, expected: s
     assert expected in spec_error(tmp_path, doc, "prod")
     doc["network"]["admin_cidr"] = "198.51.0.0/16"
     load_stack(write_toml(tmp_path / "stack.toml", doc)).env("prod")
+
+
+# ---- the database connection is verified ----------------------------------------------------
+
+
+def test_every_environment_verifies_the_database() -> None:
+    """verify-full with the CA bundle at its host path, derived: the spec cannot weaken it."""
+    for name in ("local", "staging", "prod"):
+        d = derive(load_stack(SHIPPED).env(name))
+        assert d.parameters["DB_SSLMODE"] == "verify-full"
+        assert d.parameters["DB_SSLROOTCERT"] == "/etc/jobtory/db-ca/ca.pem"
+
+
+def test_a_ca_bundle_is_required_outside_local(tmp_path: Path) -> None:
+    doc = shipped_doc()
+    del doc["environments"]["prod"]["rds"]["ca_bundle"]
+    assert spec_error(tmp_path, doc, "prod") == (
+        "rds.ca_bundle: required outside local (the app verifies the database with sslmode="
+        "verify-full); download https://truststore.pki.rds.amazonaws.com/ap-northeast-2/"
+        "ap-northeast-2-bundle.pem, commit it next to the spec and set ca_bundle = "
+        "'rds-ca/ap-northeast-2-bundle.pem'"
+    )
+    assert load_stack(SHIPPED).env("local").rds.ca_bundle is None  # the replica's own CA
+
+
+@pytest.mark.parametrize("bad", ["/etc/ssl/rds.pem", "../rds.pem", "rds-ca/bundle.crt"])
+def test_a_ca_bundle_is_a_pem_file_beside_the_spec(tmp_path: Path, bad: str) -> None:
+    doc = shipped_doc()
+    doc["environments"]["prod"]["rds"]["ca_bundle"] = bad
+    assert spec_error(tmp_path, doc, "prod") == (
+        f"environments.prod.rds.ca_bundle: {bad!r}: name a .pem file inside the spec's "
+        "directory, relative to it (e.g. 'rds-ca/ap-northeast-2-bundle.pem'): a release "
+        "carries it to new hosts"
+    )

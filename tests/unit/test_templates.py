@@ -16,6 +16,7 @@ from jobtory_stack.render.templates import (
     template_path,
 )
 from tests.helpers import ROOT
+from tests.unit.test_db_ca import spec_with_ca_bundle
 
 UNITS = sorted(p.name for p in (TEMPLATES_DIR / "systemd").glob("*.j2"))
 
@@ -23,7 +24,9 @@ UNITS = sorted(p.name for p in (TEMPLATES_DIR / "systemd").glob("*.j2"))
 @pytest.fixture
 def settings(tmp_path: Path) -> HostSettings:
     Manifest("v1", "src-v1.tar.gz", "0" * 64, "wheels-abc.tar", "abc").save(tmp_path)
+    spec = spec_with_ca_bundle(tmp_path)
     data = {"jobtory_env": "prod", "jobtory_version": "v1", "jobtory_artifacts": str(tmp_path)}
+    data["jobtory_spec"] = str(spec)
     return HostSettings.from_host_data(data, deploy_dir=ROOT / "pyinfra")
 
 
