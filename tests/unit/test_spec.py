@@ -515,7 +515,8 @@ WEAKENING: list[tuple[str, str, str, str]] = [
     ("CSRF_COOKIE_SECURE", "0", "prod", "ssm.values.CSRF_COOKIE_SECURE: switches off a"),
     # derived (verify-full with the spec's CA bundle), in every environment
     ("DB_SSLMODE", "require", "prod",
-     "ssm.values.DB_SSLMODE: is derived from the spec (domain, rds); remove it"),
+     "ssm.values.DB_SSLMODE: is derived from the spec (domain, rds, the environment's name); "
+     "remove it"),
     ("DB_SSLMODE", "disable", "local", "ssm.values.DB_SSLMODE: is derived from the spec"),
     ("DB_SSLROOTCERT", "/tmp/mine.pem", "prod",
      "ssm.values.DB_SSLROOTCERT: is derived from the spec"),
