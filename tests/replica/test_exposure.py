@@ -6,9 +6,10 @@ import socket
 
 import pytest
 
+from tests.helpers import ON_THE_REPLICA_WORKER
 from tests.replica.conftest import Replica, compose
 
-pytestmark = pytest.mark.replica
+pytestmark = [pytest.mark.replica, ON_THE_REPLICA_WORKER]
 
 RUNTIME_PORT = 9999
 # Connects to each address from inside the app container; prints one word per address.
