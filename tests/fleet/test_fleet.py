@@ -194,16 +194,14 @@ def test_rolling_deploy_under_load_fails_no_request(fleet: Fleet, first_deploy: 
 
 
 def _broken_source(tmp: Path, where: str) -> Path:
-    """A copy of this repo's release sources whose /readyz fails: always ("always") or
-    only on the live port 8000 ("live": passes the candidate check, fails after the switch)."""
-    from jobtory_stack.hosts.release import SKIP_NAMES, SOURCE_PARTS
+    """A checkout of this repo's release sources whose /readyz fails: always ("always") or
+    only on the live port 8000 ("live": passes the candidate check, fails after the switch).
+    A git checkout, as --source must be: a release ships what git tracks."""
+    from jobtory_stack.hosts.release import source_files
 
-    for part in SOURCE_PARTS:
-        src = ROOT / part
-        if src.is_dir():
-            shutil.copytree(src, tmp / part, ignore=shutil.ignore_patterns(*SKIP_NAMES, "*.pyc"))
-        elif src.exists():
-            shutil.copy2(src, tmp / part)
+    for name, path in source_files(ROOT):
+        (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, tmp / name)
     condition = (
         "True" if where == "always" else 'os.environ.get("GUNICORN_BIND", "").endswith(":8000")'
     )
@@ -224,6 +222,8 @@ def readyz(request):  # a broken release, for the rollback test
     return _real_readyz(request)
 """
     )
+    subprocess.run(["git", "init", "-q"], cwd=tmp, check=True)
+    subprocess.run(["git", "add", "-A"], cwd=tmp, check=True)
     return tmp
 
 
