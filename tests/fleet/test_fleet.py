@@ -421,6 +421,20 @@ def test_user_data_bootstraps_a_new_host_identical_to_its_peers(fleet: Fleet) ->
         text=True,
         check=True,
     ).stdout.strip()
+    # the replica's db CA, mounted where the spec's DB_SSLROOTCERT points, as on its peers
+    db_ca = subprocess.run(
+        [
+            "docker",
+            "inspect",
+            "-f",
+            '{{range .Mounts}}{{if eq .Destination "/etc/jobtory/db-ca"}}{{.Name}}{{end}}{{end}}',
+            CONTAINERS["ec2-1"],
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert db_ca, "ec2-1 has no /etc/jobtory/db-ca mount"
     name = f"jobtory-ec2-userdata-{os.getpid()}"
     cgroup_ro = "ro" if not os.path.exists("/sys/fs/cgroup/cgroup.controllers") else "rw"
     subprocess.run(
@@ -448,6 +462,8 @@ def test_user_data_bootstraps_a_new_host_identical_to_its_peers(fleet: Fleet) ->
             "/tmp",
             "-v",
             f"/sys/fs/cgroup:/sys/fs/cgroup:{cgroup_ro}",
+            "-v",
+            f"{db_ca}:/etc/jobtory/db-ca:ro",
             "jobtory/ec2:latest",
         ],
         check=True,

@@ -90,6 +90,9 @@ def app_hosts(
     settings = app_env(postgres, database, fake_oidc)
     local = {k: v for k, v in settings.items() if k not in URL_PARAMETERS}
     local["APP_VERSION"] = "migrate-test"
+    # this machine's test PostgreSQL speaks no TLS (verify-full, which SSM says, is proven
+    # against the replica's db in tests/app/test_db_tls.py)
+    local["DB_SSLMODE"] = "prefer"
     hosts = AppHosts(local_env.ssm_prefix, aws_env, local, tmp_path)
     yield hosts
     hosts.stop_all()
