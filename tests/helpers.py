@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -23,3 +24,16 @@ def require(ok: bool, why: str) -> None:
     if IN_CI:
         pytest.fail(f"required in CI: {why}", pytrace=False)
     pytest.skip(why)
+
+
+def git_checkout(repo: Path, files: tuple[str, ...], gitignore: str) -> Path:
+    """A small git checkout: `files` (each holding its own name) committed, `.gitignore`."""
+    for name in files:
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        (repo / name).write_text(f"# {name}\n")
+    (repo / ".gitignore").write_text(gitignore)
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.test"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "tracked"], check=True)
+    return repo

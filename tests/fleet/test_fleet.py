@@ -402,6 +402,17 @@ def test_secrets_absent_from_process_arguments_logs_and_repo(first_deploy: Deplo
 # ---- user data: a new ASG instance bootstraps itself with the same deploy ------------------
 
 
+def inspect(host: str, template: str) -> str:
+    """`docker inspect -f TEMPLATE` of a fleet host's container."""
+    out = subprocess.run(
+        ["docker", "inspect", "-f", template, CONTAINERS[host]],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return out.stdout.strip()
+
+
 def test_user_data_bootstraps_a_new_host_identical_to_its_peers(fleet: Fleet) -> None:
     """A third stand-in host, not in any inventory, runs the rendered user data (pyinfra
     against @local) with the artifacts placed where a baked AMI would have them."""
@@ -409,31 +420,10 @@ def test_user_data_bootstraps_a_new_host_identical_to_its_peers(fleet: Fleet) ->
 
     version = current_version("ec2-1")
     manifest = Manifest.load(ARTIFACTS_DIR, version)
-    network = subprocess.run(
-        [
-            "docker",
-            "inspect",
-            "-f",
-            "{{range $k, $v := .NetworkSettings.Networks}}{{$k}}{{end}}",
-            CONTAINERS["ec2-1"],
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
+    network = inspect("ec2-1", "{{range $k, $v := .NetworkSettings.Networks}}{{$k}}{{end}}")
     # the replica's db CA, mounted where the spec's DB_SSLROOTCERT points, as on its peers
-    db_ca = subprocess.run(
-        [
-            "docker",
-            "inspect",
-            "-f",
-            '{{range .Mounts}}{{if eq .Destination "/etc/jobtory/db-ca"}}{{.Name}}{{end}}{{end}}',
-            CONTAINERS["ec2-1"],
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
+    mount = '{{range .Mounts}}{{if eq .Destination "/etc/jobtory/db-ca"}}{{.Name}}{{end}}{{end}}'
+    db_ca = inspect("ec2-1", mount)
     assert db_ca, "ec2-1 has no /etc/jobtory/db-ca mount"
     name = f"jobtory-ec2-userdata-{os.getpid()}"
     cgroup_ro = "ro" if not os.path.exists("/sys/fs/cgroup/cgroup.controllers") else "rw"

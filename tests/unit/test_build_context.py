@@ -3,26 +3,17 @@ a scratch file never reaches a build context (replica/build_context.py)."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from replica.build_context import export_context
-from tests.helpers import ROOT
+from tests.helpers import ROOT, git_checkout
 
 
 def checkout(tmp_path: Path) -> Path:
-    repo = tmp_path / "checkout"
-    for name in ("app/manage.py", "compose/python/Dockerfile", ".dockerignore"):
-        (repo / name).parent.mkdir(parents=True, exist_ok=True)
-        (repo / name).write_text(f"# {name}\n")
-    (repo / ".gitignore").write_text("*.key\ncompose/certs/*\n")
-    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.test"]
-    subprocess.run([*git, "init", "-q"], check=True)
-    subprocess.run([*git, "add", "-A"], check=True)
-    subprocess.run([*git, "commit", "-qm", "tracked"], check=True)
-    return repo
+    files = ("app/manage.py", "compose/python/Dockerfile", ".dockerignore")
+    return git_checkout(tmp_path / "checkout", files, "*.key\ncompose/certs/*\n")
 
 
 def test_an_image_context_holds_only_what_git_tracks(tmp_path: Path) -> None:

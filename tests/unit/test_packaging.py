@@ -14,7 +14,7 @@ import pytest
 
 from jobtory_stack.errors import HostsError
 from jobtory_stack.hosts.release import default_version, source_files
-from tests.helpers import ROOT
+from tests.helpers import ROOT, git_checkout
 
 # What only the replica's tooling defines: the ALB stand-in and the fleet's helpers.
 REPLICA_ONLY = {
@@ -81,15 +81,8 @@ def test_a_host_release_holds_no_replica_tooling() -> None:
 def test_a_release_ships_only_what_git_tracks(tmp_path: Path) -> None:
     """A local `app/.env`, a key or a scratch file in the checkout never reach a host,
     nor change the release's content-addressed version."""
-    repo = tmp_path / "checkout"
-    for name in ("app/manage.py", "jobtory_stack/__init__.py", "stack.toml", "deploy.py"):
-        (repo / name).parent.mkdir(parents=True, exist_ok=True)
-        (repo / name).write_text(f"# {name}\n")
-    (repo / ".gitignore").write_text("*.key\n")
-    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.test"]
-    subprocess.run([*git, "init", "-q"], check=True)
-    subprocess.run([*git, "add", "-A"], check=True)
-    subprocess.run([*git, "commit", "-qm", "tracked"], check=True)
+    files = ("app/manage.py", "jobtory_stack/__init__.py", "stack.toml", "deploy.py")
+    repo = git_checkout(tmp_path / "checkout", files, "*.key\n")
     version = default_version(repo)
     (repo / "app" / ".env").write_text("DJANGO_SECRET_KEY=local-only\n")  # untracked
     (repo / "app" / "deploy.key").write_text("-----BEGIN PRIVATE KEY-----\n")  # ignored
