@@ -1,9 +1,10 @@
 """`deploy.py hosts`: the rolling deploy of a release to an environment's hosts.
 
-One host at a time: plan (a pyinfra dry run); nothing to change -> leave the host alone;
-else take it out of the load balancer (drain), deploy (pyinfra/deploy.py), put it back
-and wait until the balancer's health checks pass, then the next host. A deploy lock in
-SSM (hosts.lock) keeps two deploys apart; every deploy appends one audit line there.
+First every host's plan (a pyinfra dry run each, side by side: a plan changes nothing).
+Then one host at a time: nothing to change -> leave the host alone; else take it out of
+the load balancer (drain), deploy (pyinfra/deploy.py), put it back and wait until the
+balancer's health checks pass, then the next host. A deploy lock in SSM (hosts.lock)
+keeps two deploys apart; every deploy appends one audit line there.
 
 Docs: docs/hosts.md. The pyinfra side (facts, operations, tasks): pyinfra/.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -87,13 +89,18 @@ def rolling_deploy(
     ready_timeout: float = 180.0,
     pyinfra_env: Mapping[str, str] | None = None,
 ) -> None:
-    """One host at a time: plan -> (nothing to do: skip) -> drain -> deploy -> restore."""
-    for target in targets:
-        outcome = HostOutcome(target.name)
-        report.hosts.append(outcome)
-        started = time.monotonic()
+    """Plan every host (at once), then one host at a time: (nothing to do: skip) ->
+    drain -> deploy -> restore. A plan that fails stops the deploy before any drain."""
+    outcomes = [HostOutcome(target.name) for target in targets]
+    try:
+        plans = plan_hosts(inventory, targets, data, outcomes, pyinfra_env)
+    except HostsError:
+        report.hosts.extend(outcomes)  # which plan failed, and that none was deployed
+        raise
+    for target, outcome, plan in zip(targets, outcomes, plans, strict=True):
+        report.hosts.append(outcome)  # the hosts this deploy reached, in order
+        started = time.monotonic() - plan.seconds
         try:
-            plan = plan_host(inventory, target, data, outcome, pyinfra_env)
             if plan.changed == 0:
                 outcome.result = "no change"
                 out(f"{target.name}: no change ({plan.seconds:.1f}s); left in the balancer")
@@ -127,6 +134,23 @@ def rolling_deploy(
             outcome.result = "ok"
         finally:
             outcome.seconds = time.monotonic() - started
+
+
+def plan_hosts(
+    inventory: Path,
+    targets: Sequence[Target],
+    data: Mapping[str, str],
+    outcomes: Sequence[HostOutcome],
+    pyinfra_env: Mapping[str, str] | None,
+) -> list[RunResult]:
+    """Every host's plan, run side by side (each its own pyinfra process; a plan only
+    reads), so a deploy waits for the slowest plan instead of their sum."""
+    with ThreadPoolExecutor(max_workers=max(len(targets), 1)) as pool:
+        futures = [
+            pool.submit(plan_host, inventory, target, data, outcome, pyinfra_env)
+            for target, outcome in zip(targets, outcomes, strict=True)
+        ]
+        return [future.result() for future in futures]  # the first failure, in host order
 
 
 def plan_host(
