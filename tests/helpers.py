@@ -37,3 +37,16 @@ def git_checkout(repo: Path, files: tuple[str, ...], gitignore: str) -> Path:
     subprocess.run([*git, "add", "-A"], check=True)
     subprocess.run([*git, "commit", "-qm", "tracked"], check=True)
     return repo
+
+
+def private_key_pem() -> str:
+    """A throwaway private key, made now: no key material is ever committed."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from replica.build_context import export_context
-from tests.helpers import ROOT, git_checkout
+from tests.helpers import ROOT, git_checkout, private_key_pem
 
 
 def checkout(tmp_path: Path) -> Path:
@@ -19,7 +19,7 @@ def checkout(tmp_path: Path) -> Path:
 def test_an_image_context_holds_only_what_git_tracks(tmp_path: Path) -> None:
     repo = checkout(tmp_path)
     (repo / "app" / ".env").write_text("DJANGO_SECRET_KEY=local-only\n")  # untracked
-    (repo / "app" / "deploy.key").write_text("-----BEGIN PRIVATE KEY-----\n")  # ignored
+    (repo / "app" / "deploy.key").write_text(private_key_pem())  # ignored
     (repo / "app" / "scratch.py").write_text("print('mine')\n")  # untracked
     (repo / "compose" / "certs").mkdir()
     (repo / "compose" / "certs" / "extra-ca.crt").write_text("-----BEGIN CERTIFICATE-----\n")

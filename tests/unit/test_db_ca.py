@@ -16,7 +16,7 @@ from jobtory_stack.hosts import rolling
 from jobtory_stack.hosts.settings import DeployOptions, HostSettings, Manifest, db_ca_bundle
 from jobtory_stack.spec.constants import HOST_DB_CA, HOST_DB_CA_DIR
 from jobtory_stack.spec.loader import load_stack
-from tests.helpers import ROOT
+from tests.helpers import ROOT, private_key_pem
 
 BUNDLE = "rds-ca/ap-northeast-2-bundle.pem"  # what the shipped spec names
 PEM = "-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n"
@@ -62,8 +62,9 @@ def test_the_host_gets_the_bundle_the_spec_names(tmp_path: Path) -> None:
         (None, "No such file or directory; download https://truststore.pki.rds.amazonaws.com/"
          "ap-northeast-2/ap-northeast-2-bundle.pem there"),
         ("not a certificate\n", "is not a bundle of PEM certificates"),
-        (PEM + "-----BEGIN PRIVATE KEY-----\n", "is not a bundle of PEM certificates"),
+        (PEM + private_key_pem(), "is not a bundle of PEM certificates"),
     ],
+    ids=["missing", "not-a-certificate", "with-a-private-key"],  # the key is new each run
 )  # fmt: skip
 def test_a_host_deploy_refuses_without_a_usable_bundle(
     tmp_path: Path, content: str | None, expected: str

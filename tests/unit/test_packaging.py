@@ -14,7 +14,7 @@ import pytest
 
 from jobtory_stack.errors import HostsError
 from jobtory_stack.hosts.release import default_version, source_files
-from tests.helpers import ROOT, git_checkout
+from tests.helpers import ROOT, git_checkout, private_key_pem
 
 # What only the replica's tooling defines: the ALB stand-in and the fleet's helpers.
 REPLICA_ONLY = {
@@ -85,7 +85,7 @@ def test_a_release_ships_only_what_git_tracks(tmp_path: Path) -> None:
     repo = git_checkout(tmp_path / "checkout", files, "*.key\n")
     version = default_version(repo)
     (repo / "app" / ".env").write_text("DJANGO_SECRET_KEY=local-only\n")  # untracked
-    (repo / "app" / "deploy.key").write_text("-----BEGIN PRIVATE KEY-----\n")  # ignored
+    (repo / "app" / "deploy.key").write_text(private_key_pem())  # ignored
     (repo / "jobtory_stack" / "scratch.py").write_text("print('mine')\n")  # untracked
     shipped = sorted(name for name, _ in source_files(repo))
     assert shipped == ["app/manage.py", "deploy.py", "jobtory_stack/__init__.py", "stack.toml"]

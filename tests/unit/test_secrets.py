@@ -15,7 +15,7 @@ from jobtory_stack.spec.derived import derive
 from jobtory_stack.spec.loader import load_stack
 from jobtory_stack.spec.rules import secret_problem
 from jobtory_stack.ssm_env import render_env_file
-from tests.helpers import ROOT
+from tests.helpers import ROOT, private_key_pem
 from tests.unit.test_spec import shipped_doc, spec_error, write_toml
 
 # ---- shapes ----------------------------------------------------------------------------------
@@ -178,12 +178,7 @@ def systemd_environment_file(text: str) -> dict[str, str]:
     return env
 
 
-PEM = (
-    "-----BEGIN PRIVATE KEY-----\n"
-    "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7\n"
-    "q+/=\n"
-    "-----END PRIVATE KEY-----\n"
-)
+PEM = private_key_pem()  # a multi-line secret value
 VALUES = {
     "A_PEM_KEY": PEM,
     "QUOTES": "she said \"hi\" and 'bye'",
