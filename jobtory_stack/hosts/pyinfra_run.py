@@ -12,7 +12,11 @@ timeout by killing it. pyinfra's log goes to stdout/stderr: the runner keeps it 
 host's log file.
 
     python -m jobtory_stack.hosts.pyinfra_run INVENTORY DEPLOY HOST --result PATH
-        [--dry] [--data KEY=VALUE]...
+        [--dry | --plan-result PATH] [--data KEY=VALUE]...
+
+With --plan-result it plans, writes the plan there, and waits: "go" on stdin executes
+that prepared state (one process, one connection, one prepare per host and deploy),
+anything else ends it with nothing changed.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import re
 import sys
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -123,7 +127,7 @@ def parse_data(pairs: Sequence[str]) -> dict[str, str]:
     return data
 
 
-def pyinfra_state(inventory: str, name: str, data: dict[str, str], dry: bool) -> State:
+def pyinfra_state(inventory: str, name: str, data: dict[str, str], plan: bool) -> State:
     """pyinfra's state for host `name` of the inventory file, set up as its CLI does."""
     import click
     from pyinfra.api.config import Config
@@ -141,7 +145,7 @@ def pyinfra_state(inventory: str, name: str, data: dict[str, str], dry: bool) ->
     setup_logging(logging.INFO)  # as the CLI logs by default
     # Plan: evaluate every operation against the host's facts now. Deploy: as `pyinfra
     # -y`, evaluate each one just before it runs (it sees what earlier ones changed).
-    state = State(check_for_changes=dry)
+    state = State(check_for_changes=plan)
     state.cwd = os.getcwd()  # operation names are relative to it, as in the CLI
     ctx_state.set(state)
     config = Config()
@@ -152,72 +156,124 @@ def pyinfra_state(inventory: str, name: str, data: dict[str, str], dry: bool) ->
     return state
 
 
-def run(inventory: str, deploy: Path, name: str, data: dict[str, str], outcome: Outcome) -> None:
-    """Connect, load the deploy file, run it (or only plan it); fill `outcome`."""
-    from pyinfra.api.connect import connect_all, disconnect_all
-    from pyinfra.api.operations import run_ops
-    from pyinfra.api.state import BaseStateCallback, StateStage
-    from pyinfra_cli.prints import print_meta, print_results
-    from pyinfra_cli.util import load_deploy_file
+class PyinfraRun:
+    """One host's pyinfra state through a run: connect and prepare (with `plan`, every
+    operation diffed against the facts), then execute. Fills the Outcome it is given."""
 
-    from pyinfra import logger
+    def __init__(self, inventory: str, name: str, data: dict[str, str], plan: bool) -> None:
+        from pyinfra.api.state import BaseStateCallback
 
-    started: dict[str, float] = {}
+        self.state = pyinfra_state(inventory, name, data, plan)
+        self.host = self.state.inventory.get_host(name)
+        self.outcome = Outcome(name, dry=True)
+        started: dict[str, float] = {}
+        run = self
 
-    class Callbacks(BaseStateCallback):
-        @staticmethod
-        def host_connect_error(state: State, host: Host, error: Any) -> None:
-            outcome.reasons.append(f"could not connect to {host.name}: {error}")
+        class Callbacks(BaseStateCallback):
+            @staticmethod
+            def host_connect_error(state: State, host: Host, error: Any) -> None:
+                run.outcome.reasons.append(f"could not connect to {host.name}: {error}")
 
-        @staticmethod
-        def operation_host_start(state: State, host: Host, op_hash: str) -> None:
-            started[op_hash] = time.monotonic()
+            @staticmethod
+            def operation_host_start(state: State, host: Host, op_hash: str) -> None:
+                started[op_hash] = time.monotonic()
 
-        @staticmethod
-        def operation_end(state: State, op_hash: str) -> None:
-            if op_hash in started:
-                took = round(time.monotonic() - started.pop(op_hash), 3)
-                outcome.timings.append((op_name(state, op_hash), took))
+            @staticmethod
+            def operation_end(state: State, op_hash: str) -> None:
+                if op_hash in started:
+                    took = round(time.monotonic() - started.pop(op_hash), 3)
+                    run.outcome.timings.append((op_name(state, op_hash), took))
 
-    def phase(name: str, since: float) -> float:
+        self.state.add_callback_handler(Callbacks())
+
+    def _phase(self, name: str, since: float) -> float:
         now = time.monotonic()
-        outcome.phases[name] = round(now - since, 3)
+        self.outcome.phases[name] = round(now - since, 3)
         return now
 
-    state = pyinfra_state(inventory, name, data, outcome.dry)
-    host = state.inventory.get_host(name)
-    state.add_callback_handler(Callbacks())
-    t = time.monotonic()
-    try:
-        state.set_stage(StateStage.Connect)
-        connect_all(state)
-        t = phase("connect", t)
-        state.set_stage(StateStage.Prepare)
-        state.config.lock_current_state()
-        load_deploy_file(state, str(deploy))
-        state.config.reset_locked_state()
-        t = phase("prepare", t)  # the plan: every operation diffed against the facts
-        if not outcome.dry:
-            logger.info("--> Beginning operation run...")
-            state.set_stage(StateStage.Execute)
-            run_ops(state)
-            t = phase("execute", t)
-    finally:
-        # The CLI's tables, for the log; the result is read from the same state.
+    def prepare(self, deploy: Path, outcome: Outcome) -> None:
+        """Connect and load the deploy file: with `plan`, that is the plan."""
+        from pyinfra.api.connect import connect_all
+        from pyinfra.api.state import StateStage
+        from pyinfra_cli.util import load_deploy_file
+
+        self.outcome = outcome
+        t = time.monotonic()
+        self.state.set_stage(StateStage.Connect)
+        connect_all(self.state)
+        t = self._phase("connect", t)
+        self.state.set_stage(StateStage.Prepare)
+        self.state.config.lock_current_state()
+        load_deploy_file(self.state, str(deploy))
+        self.state.config.reset_locked_state()
+        self._phase("prepare", t)
+
+    def execute(self, outcome: Outcome) -> None:
+        """Run the operations, each evaluated again just before it runs."""
+        from pyinfra.api.operations import run_ops
+        from pyinfra.api.state import StateStage
+
+        from pyinfra import logger
+
+        self.outcome = outcome
+        logger.info("--> Beginning operation run...")
+        t = time.monotonic()
+        self.state.set_stage(StateStage.Execute)
+        run_ops(self.state)
+        self._phase("execute", t)
+
+    def report(self) -> None:
+        """Fill the outcome from pyinfra's state; the CLI's tables go to the log."""
+        from pyinfra_cli.prints import print_meta, print_results
+
+        from pyinfra import logger
+
+        outcome = self.outcome
         if outcome.dry:
             logger.info("--> Detected changes:")
-            print_meta(state)
+            print_meta(self.state)
         else:
             logger.info("--> Results:")
-            print_results(state)
-            outcome.reasons += failure_reasons(state, host)
+            print_results(self.state)
+            outcome.reasons += failure_reasons(self.state, self.host)
             for op, took in outcome.timings:
                 logger.info(f"    {took:7.2f}s  {op}")
         logger.info("--> Phases: " + ", ".join(f"{k} {v:.2f}s" for k, v in outcome.phases.items()))
-        outcome.changed = changed_operations(state, host, executed=not outcome.dry)
-        outcome.ok = host in state.active_hosts and not outcome.reasons
-        if state.activated_hosts:
-            disconnect_all(state)
+        outcome.changed = changed_operations(self.state, self.host, executed=not outcome.dry)
+        outcome.ok = self.host in self.state.active_hosts and not outcome.reasons
+
+    def close(self) -> None:
+        from pyinfra.api.connect import disconnect_all
+
+        if self.state.activated_hosts:
+            disconnect_all(self.state)
+
+
+def guarded(step: Callable[[], None]) -> str | None:
+    """Run `step`; a failure is a result too: its one-line reason (the error goes to the log)."""
+    from pyinfra.api.exceptions import PyinfraError
+
+    try:
+        step()
+    except Exception as exc:
+        if isinstance(exc, PyinfraError):
+            print(f"--> pyinfra: {exc}", file=sys.stderr)
+        else:
+            traceback.print_exc()
+        return error_reason(exc)
+    return None
+
+
+def finish(run: PyinfraRun | None, outcome: Outcome, error: str | None, path: Path) -> None:
+    """Fill `outcome` from the run and write it. The operations' own reasons come first:
+    pyinfra's "No hosts remaining!" after a failed operation adds nothing to them."""
+    if run is not None:
+        error = guarded(run.report) or error
+    if error is not None:
+        outcome.ok = False
+        outcome.reasons = outcome.reasons or [error]
+    outcome.write(path)
+    print(f"--> jobtory result: {json.dumps(asdict(outcome))}", flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -225,30 +281,47 @@ def main(argv: Sequence[str] | None = None) -> int:
     from gevent import monkey
 
     monkey.patch_all()
-    from pyinfra.api.exceptions import PyinfraError
-
     parser = argparse.ArgumentParser(prog="python -m jobtory_stack.hosts.pyinfra_run")
     parser.add_argument("inventory", help="a pyinfra inventory file")
     parser.add_argument("deploy", type=Path, help="the deploy file")
     parser.add_argument("host", help="the one inventory host to run against")
     parser.add_argument("--result", type=Path, required=True, help="write the JSON result here")
     parser.add_argument("--dry", action="store_true", help="only plan: change nothing")
+    parser.add_argument(
+        "--plan-result",
+        type=Path,
+        help="plan first and write the plan here, then execute only after 'go' on stdin",
+    )
     parser.add_argument("--data", action="append", default=[], help="host data KEY=VALUE")
     args = parser.parse_args(argv)
-    outcome = Outcome(args.host, args.dry)
+    data = parse_data(args.data)
+    plan_first = args.dry or args.plan_result is not None
+    outcome = Outcome(args.host, dry=plan_first)
+    run: PyinfraRun | None = None
+
+    def start() -> None:
+        nonlocal run
+        run = PyinfraRun(args.inventory, args.host, data, plan=plan_first)
+        run.prepare(args.deploy, outcome)
+
     try:
-        run(args.inventory, args.deploy, args.host, parse_data(args.data), outcome)
-    except Exception as exc:  # a failed run is a result too, the error goes to the log
-        if isinstance(exc, PyinfraError):
-            print(f"--> pyinfra: {exc}", file=sys.stderr)
-        else:
-            traceback.print_exc()
-        outcome.ok = False
-        # pyinfra's own "No hosts remaining!" adds nothing to a failed operation's reason
-        outcome.reasons = outcome.reasons or [error_reason(exc)]
-    outcome.write(args.result)
-    print(f"--> jobtory result: {json.dumps(asdict(outcome))}", flush=True)
-    return 0 if outcome.ok else 1
+        error = guarded(start)
+        if args.dry or args.plan_result is None:
+            if not args.dry and run is not None and error is None and not outcome.reasons:
+                error = guarded(lambda: run.execute(outcome) if run else None)
+            finish(run, outcome, error, args.result)
+            return 0 if outcome.ok else 1
+        # The plan, then (as the pyinfra CLI after its prompt) the same state executes it.
+        finish(run, outcome, error, args.plan_result)
+        if not outcome.ok or run is None or sys.stdin.readline().strip() != "go":
+            return 0 if outcome.ok else 1  # not asked to go: nothing changed
+        executed = Outcome(args.host, dry=False)
+        error = guarded(lambda: run.execute(executed) if run else None)
+        finish(run, executed, error, args.result)
+        return 0 if executed.ok else 1
+    finally:
+        if run is not None:
+            run.close()
 
 
 if __name__ == "__main__":

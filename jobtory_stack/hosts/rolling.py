@@ -1,8 +1,9 @@
 """`deploy.py hosts`: the rolling deploy of a release to an environment's hosts.
 
-First every host's plan (a pyinfra dry run each, side by side: a plan changes nothing).
-Then one host at a time: nothing to change -> leave the host alone; else take it out of
-the load balancer (drain), deploy (pyinfra/deploy.py), put it back and wait until the
+First every host's plan (pyinfra's diff, side by side: a plan changes nothing); each
+host's pyinfra process then waits with its prepared state. Then one host at a time:
+nothing to change -> leave the host alone; else take it out of the load balancer
+(drain), execute its plan (pyinfra/deploy.py), put it back and wait until the
 balancer's health checks pass, then the next host. A deploy lock in SSM (hosts.lock)
 keeps two deploys apart; every deploy appends one audit line there.
 
@@ -32,7 +33,7 @@ from jobtory_stack.hosts.lock import (
     whoami,
 )
 from jobtory_stack.hosts.release import build_release, default_version
-from jobtory_stack.hosts.runner import PYINFRA_DIR, RunResult, run_pyinfra
+from jobtory_stack.hosts.runner import PYINFRA_DIR, HostRun, RunResult
 from jobtory_stack.hosts.settings import (
     ARTIFACTS_DIR,
     REPO,
@@ -90,80 +91,90 @@ def rolling_deploy(
     pyinfra_env: Mapping[str, str] | None = None,
 ) -> None:
     """Plan every host (at once), then one host at a time: (nothing to do: skip) ->
-    drain -> deploy -> restore. A plan that fails stops the deploy before any drain."""
+    drain -> deploy -> restore. A plan that fails stops the deploy before any drain.
+    Each host's pyinfra process plans, then waits to execute that plan in its turn."""
     outcomes = [HostOutcome(target.name) for target in targets]
+    runs = [HostRun(inventory, target.name, data, env=pyinfra_env) for target in targets]
     try:
-        plans = plan_hosts(inventory, targets, data, outcomes, pyinfra_env)
-    except HostsError:
-        report.hosts.extend(outcomes)  # which plan failed, and that none was deployed
-        raise
-    for target, outcome, plan in zip(targets, outcomes, plans, strict=True):
-        report.hosts.append(outcome)  # the hosts this deploy reached, in order
-        started = time.monotonic() - plan.seconds
         try:
-            if plan.changed == 0:
-                outcome.result = "no change"
-                out(f"{target.name}: no change ({plan.seconds:.1f}s); left in the balancer")
-                continue
-            balanced = not isinstance(balancer, NoBalancer)
-            out(
-                f"{target.name}: {plan.changed} operations to change; "
-                + (f"draining from {balancer.name}" if balanced else "no balancer to drain from")
-            )
-            was_healthy = balancer.healthy(target.lb_target)
-            t = time.monotonic()
-            balancer.drain(target.lb_target)
-            if balanced:
-                out(f"{target.name}: drained ({time.monotonic() - t:.1f}s)")
-            out(f"{target.name}: deploying {report.version}")
-            back = ready_timeout if was_healthy else 0  # a fresh host is not waited for
-            try:
-                run = run_pyinfra(inventory, target.name, data, env=pyinfra_env)
-            except HostsError as exc:  # no readable result: a failure all the same
-                put_back_failed(target, balancer, outcome, str(exc), back, out)
-            outcome.changed = run.changed
-            if not run.ok:
-                why = "; ".join(run.reasons)
-                put_back_failed(target, balancer, outcome, why, back, out, log=run.log)
-            out(f"{target.name}: {run.changed} changed operations ({run.seconds:.1f}s)")
-            t = time.monotonic()
-            balancer.restore(target.lb_target, timeout=ready_timeout)
-            if balanced:
-                took = time.monotonic() - t
-                out(f"{target.name}: healthy in {balancer.name} again ({took:.1f}s)")
-            outcome.result = "ok"
-        finally:
-            outcome.seconds = time.monotonic() - started
+            plans = plan_hosts(targets, runs, outcomes)
+        except HostsError:
+            report.hosts.extend(outcomes)  # which plan failed, and that none was deployed
+            raise
+        for target, outcome, run, plan in zip(targets, outcomes, runs, plans, strict=True):
+            report.hosts.append(outcome)  # the hosts this deploy reached, in order
+            deploy_host(target, balancer, run, plan, outcome, out, report.version, ready_timeout)
+    finally:
+        for run in runs:
+            run.close()  # the hosts not reached: their plans end, nothing changed
+
+
+def deploy_host(
+    target: Target,
+    balancer: Balancer,
+    run: HostRun,
+    plan: RunResult,
+    outcome: HostOutcome,
+    out: Out,
+    version: str,
+    ready_timeout: float,
+) -> None:
+    """(nothing to do: leave it) -> drain -> execute its plan -> restore."""
+    started = time.monotonic() - plan.seconds
+    try:
+        if plan.changed == 0:
+            outcome.result = "no change"
+            out(f"{target.name}: no change ({plan.seconds:.1f}s); left in the balancer")
+            return
+        balanced = not isinstance(balancer, NoBalancer)
+        out(
+            f"{target.name}: {plan.changed} operations to change; "
+            + (f"draining from {balancer.name}" if balanced else "no balancer to drain from")
+        )
+        was_healthy = balancer.healthy(target.lb_target)
+        t = time.monotonic()
+        balancer.drain(target.lb_target)
+        if balanced:
+            out(f"{target.name}: drained ({time.monotonic() - t:.1f}s)")
+        out(f"{target.name}: deploying {version}")
+        back = ready_timeout if was_healthy else 0  # a fresh host is not waited for
+        try:
+            result = run.deploy()
+        except HostsError as exc:  # no readable result: a failure all the same
+            put_back_failed(target, balancer, outcome, str(exc), back, out)
+        outcome.changed = result.changed
+        if not result.ok:
+            why = "; ".join(result.reasons)
+            put_back_failed(target, balancer, outcome, why, back, out, log=result.log)
+        out(f"{target.name}: {result.changed} changed operations ({result.seconds:.1f}s)")
+        t = time.monotonic()
+        balancer.restore(target.lb_target, timeout=ready_timeout)
+        if balanced:
+            took = time.monotonic() - t
+            out(f"{target.name}: healthy in {balancer.name} again ({took:.1f}s)")
+        outcome.result = "ok"
+    finally:
+        outcome.seconds = time.monotonic() - started
 
 
 def plan_hosts(
-    inventory: Path,
-    targets: Sequence[Target],
-    data: Mapping[str, str],
-    outcomes: Sequence[HostOutcome],
-    pyinfra_env: Mapping[str, str] | None,
+    targets: Sequence[Target], runs: Sequence[HostRun], outcomes: Sequence[HostOutcome]
 ) -> list[RunResult]:
     """Every host's plan, run side by side (each its own pyinfra process; a plan only
     reads), so a deploy waits for the slowest plan instead of their sum."""
     with ThreadPoolExecutor(max_workers=max(len(targets), 1)) as pool:
         futures = [
-            pool.submit(plan_host, inventory, target, data, outcome, pyinfra_env)
-            for target, outcome in zip(targets, outcomes, strict=True)
+            pool.submit(plan_host, target, run, outcome)
+            for target, run, outcome in zip(targets, runs, outcomes, strict=True)
         ]
         return [future.result() for future in futures]  # the first failure, in host order
 
 
-def plan_host(
-    inventory: Path,
-    target: Target,
-    data: Mapping[str, str],
-    outcome: HostOutcome,
-    pyinfra_env: Mapping[str, str] | None,
-) -> RunResult:
-    """The host's plan (a pyinfra dry run). A plan that failed or cannot be read stops
+def plan_host(target: Target, run: HostRun, outcome: HostOutcome) -> RunResult:
+    """The host's plan (pyinfra's diff). A plan that failed or cannot be read stops
     the deploy before the host is drained: it is never taken for "no change"."""
     try:
-        plan = run_pyinfra(inventory, target.name, data, dry=True, env=pyinfra_env)
+        plan = run.plan()
     except HostsError as exc:
         outcome.result = f"failed: plan: {exc}"
         raise HostsError(f"{target.name}: {outcome.result}") from None

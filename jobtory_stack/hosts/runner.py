@@ -67,6 +67,36 @@ def read_result(path: Path, host: str, dry: bool, log: Path) -> tuple[bool, list
     return data["ok"], data["changed"], data["reasons"]
 
 
+def _paths(log_dir: Path, host: str, what: str) -> tuple[Path, Path]:
+    """A new log and its (removed: never read an earlier run's) JSON result."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    log = log_dir / f"hosts-{stamp}-{host}{what}.log"
+    result = log.with_suffix(".json")
+    result.unlink(missing_ok=True)
+    return log, result
+
+
+def _command(inventory: Path, deploy_file: Path, host: str, data: Mapping[str, str]) -> list[str]:
+    cmd = [sys.executable, "-m", CHILD, str(inventory), str(deploy_file), host]
+    for key, value in data.items():
+        cmd += ["--data", f"{key}={value}"]
+    return cmd
+
+
+def _env(env: Mapping[str, str] | None) -> dict[str, str]:
+    return {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+
+
+def _checked(result: Path, host: str, dry: bool, log: Path, code: int, seconds: float) -> RunResult:
+    ok, changed, reasons = read_result(result, host, dry, log)
+    if ok != (code == 0):
+        raise HostsError(
+            f"pyinfra exited {code} but its result says {'ok' if ok else 'failed'}; see {log}"
+        )
+    return RunResult(ok, len(changed), seconds, tuple(reasons), log, tuple(changed))
+
+
 def run_pyinfra(
     inventory: Path,
     host: str,
@@ -78,15 +108,9 @@ def run_pyinfra(
     log_dir: Path = LOG_DIR,
 ) -> RunResult:
     """Run `deploy_file` on `host` of `inventory` (dry: only plan), its output in a log."""
-    log_dir.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-    log = log_dir / f"hosts-{stamp}-{host}{'-plan' if dry else ''}.log"
-    result = log.with_suffix(".json")
-    result.unlink(missing_ok=True)  # a result left by an earlier run must never be read
-    cmd = [sys.executable, "-m", CHILD, str(inventory), str(deploy_file), host]
+    log, result = _paths(log_dir, host, "-plan" if dry else "")
+    cmd = _command(inventory, deploy_file, host, data)
     cmd += ["--result", str(result), *(["--dry"] if dry else [])]
-    for key, value in data.items():
-        cmd += ["--data", f"{key}={value}"]
     started = time.monotonic()
     with log.open("w") as out:
         try:
@@ -97,18 +121,101 @@ def run_pyinfra(
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 timeout=timeout,
-                env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+                env=_env(env),
                 check=False,
             )
         except subprocess.TimeoutExpired:
             reason = f"jobtory: pyinfra timed out after {timeout:.0f}s"
             out.write(f"\n{reason}\n")
             return RunResult(False, 0, time.monotonic() - started, (reason,), log)
-    seconds = time.monotonic() - started
-    ok, changed, reasons = read_result(result, host, dry, log)
-    if ok != (proc.returncode == 0):
-        raise HostsError(
-            f"pyinfra exited {proc.returncode} but its result says "
-            f"{'ok' if ok else 'failed'}; see {log}"
-        )
-    return RunResult(ok, len(changed), seconds, tuple(reasons), log, tuple(changed))
+    return _checked(result, host, dry, log, proc.returncode, time.monotonic() - started)
+
+
+class HostRun:
+    """One host's pyinfra process for a whole deploy, as the pyinfra CLI runs without -y:
+    `plan()` connects and diffs every operation, then the process waits; `deploy()` lets
+    that same prepared state execute; `close()` ends it with nothing changed. One
+    process, one connection and one prepare per host instead of two of each."""
+
+    def __init__(
+        self,
+        inventory: Path,
+        host: str,
+        data: Mapping[str, str],
+        env: Mapping[str, str] | None = None,
+        timeout: float = 1800,
+        deploy_file: Path = DEPLOY_FILE,
+        log_dir: Path = LOG_DIR,
+    ) -> None:
+        self.host = host
+        self.timeout = timeout
+        self.log, self.result = _paths(log_dir, host, "")
+        self.plan_result = self.log.with_name(self.log.stem + "-plan.json")
+        self.plan_result.unlink(missing_ok=True)
+        self._cmd = _command(inventory, deploy_file, host, data)
+        self._cmd += ["--result", str(self.result), "--plan-result", str(self.plan_result)]
+        self._env = _env(env)
+        self._proc: subprocess.Popen[str] | None = None
+        self._started = 0.0
+
+    def plan(self) -> RunResult:
+        """Start the process and wait for its plan (it writes the file, then reads stdin)."""
+        self._started = time.monotonic()
+        with self.log.open("w") as out:
+            self._proc = subprocess.Popen(
+                self._cmd,
+                cwd=REPO,
+                stdin=subprocess.PIPE,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=self._env,
+                text=True,
+            )
+        deadline = self._started + self.timeout
+        while not self.plan_result.exists():  # written whole (renamed into place)
+            if self._proc.poll() is not None:
+                break
+            if time.monotonic() > deadline:
+                self.close()
+                reason = f"jobtory: the pyinfra plan timed out after {self.timeout:.0f}s"
+                return RunResult(False, 0, self.timeout, (reason,), self.log)
+            time.sleep(0.05)
+        seconds = time.monotonic() - self._started
+        ok, changed, reasons = read_result(self.plan_result, self.host, True, self.log)
+        if not ok:
+            self.close()
+        return RunResult(ok, len(changed), seconds, tuple(reasons), self.log, tuple(changed))
+
+    def deploy(self) -> RunResult:
+        """Execute the planned state; the result once the process has ended."""
+        proc = self._proc
+        if proc is None or proc.stdin is None:
+            raise HostsError(f"{self.host}: deploy() before plan()")
+        started = time.monotonic()
+        try:
+            proc.stdin.write("go\n")
+            proc.stdin.close()
+            code = proc.wait(timeout=self.timeout)
+        except (BrokenPipeError, subprocess.TimeoutExpired) as exc:
+            proc.kill()
+            proc.wait()
+            reason = (
+                f"jobtory: pyinfra timed out after {self.timeout:.0f}s"
+                if isinstance(exc, subprocess.TimeoutExpired)
+                else "jobtory: the pyinfra process ended before it was asked to deploy"
+            )
+            return RunResult(False, 0, time.monotonic() - started, (reason,), self.log)
+        return _checked(self.result, self.host, False, self.log, code, time.monotonic() - started)
+
+    def close(self) -> None:
+        """End the process without executing (stdin closed without "go"); idempotent."""
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
+            return
+        try:
+            if proc.stdin is not None:
+                proc.stdin.close()
+            proc.wait(timeout=30)
+        except (BrokenPipeError, subprocess.TimeoutExpired):
+            proc.kill()
+            proc.wait()

@@ -3,9 +3,8 @@
 They live inside the package so the wheel and every host release carry them. Config files,
 not HTML: no autoescape. A missing value is an error (StrictUndefined), never an empty
 string in a Caddyfile or a unit. trim_blocks/lstrip_blocks let a line that holds only a
-`{% tag %}` vanish from the output, so tags can be indented like the file around them;
-pyinfra renders the systemd units with `JINJA_OPTIONS` too (pyinfra/tasks/services.py),
-so a template renders the same through either path.
+`{% tag %}` vanish from the output, so tags can be indented like the file around them.
+The host deploy (pyinfra/tasks/services.py) renders the systemd units through here too.
 """
 
 from __future__ import annotations
@@ -19,9 +18,6 @@ import jinja2
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[1] / "templates"
 
-#: The Environment options beyond pyinfra's own (StrictUndefined, keep_trailing_newline).
-JINJA_OPTIONS: dict[str, Any] = {"trim_blocks": True, "lstrip_blocks": True}
-
 
 @cache
 def environment() -> jinja2.Environment:
@@ -30,15 +26,11 @@ def environment() -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,
-        **JINJA_OPTIONS,
+        trim_blocks=True,
+        lstrip_blocks=True,
     )
     env.filters["shquote"] = shlex.quote  # shell scripts: every value quoted where used
     return env
-
-
-def template_path(name: str) -> Path:
-    """The file of template `name` (for pyinfra's files.template, which reads it itself)."""
-    return TEMPLATES_DIR / name
 
 
 def render_template(name: str, **values: Any) -> str:

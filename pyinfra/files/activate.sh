@@ -29,7 +29,7 @@ ready() {  # ready URL: poll until /readyz answers 200. A process that does not 
         if [ "${code:-000}" != 000 ] && [ "$deadline" -gt $((SECONDS + SETTLE)) ]; then
             deadline=$((SECONDS + SETTLE))
         fi
-        sleep 0.5
+        sleep 0.2
     done
     return 1
 }

@@ -130,3 +130,66 @@ class UnitActive(FactBase[bool]):
 
     def process(self, output: list[str]) -> bool:
         return output[:1] == ["active"]
+
+
+class FileState(FactBase[dict[str, str] | None]):
+    """A file's sha256, mode, owner and group in one round trip (pyinfra's files.put asks
+    three facts for the same answer), or None when there is no such file."""
+
+    def command(self, path: str) -> str:
+        p = shlex.quote(path)
+        return f"[ -f {p} ] || exit 0; stat -c '%a %U %G' {p} && sha256sum <{p} | cut -c1-64"
+
+    @staticmethod
+    def default() -> None:
+        return None
+
+    def process(self, output: list[str]) -> dict[str, str] | None:
+        if len(output) < 2:
+            return None
+        mode, user, group = output[0].split()
+        return {"mode": mode, "user": user, "group": group, "sha256": output[1].strip()}
+
+
+class Directories(FactBase[dict[str, str]]):
+    """{path: "mode user group"} of those of `paths` that are directories, in one round trip."""
+
+    def command(self, paths: list[str]) -> str:
+        quoted = " ".join(shlex.quote(p) for p in paths)
+        return f'for p in {quoted}; do [ -d "$p" ] && stat -c \'%a %U %G %n\' "$p"; done; true'
+
+    @staticmethod
+    def default() -> dict[str, str]:
+        return {}
+
+    def process(self, output: list[str]) -> dict[str, str]:
+        found = {}
+        for line in output:
+            mode, user, group, path = line.split(" ", 3)
+            found[path] = f"{mode} {user} {group}"
+        return found
+
+
+class Account(FactBase[dict[str, Any]]):
+    """A user and the group of the same name (getent), and the user's groups (id -nG)."""
+
+    def command(self, user: str) -> str:
+        u = shlex.quote(user)
+        return (
+            f'echo "passwd=$(getent passwd {u})"; echo "group=$(getent group {u})"; '
+            f'echo "groups=$(id -nG {u} 2>/dev/null)"'
+        )
+
+    @staticmethod
+    def default() -> dict[str, Any]:
+        return {"passwd": [], "group": [], "groups": []}
+
+    def process(self, output: list[str]) -> dict[str, Any]:
+        found: dict[str, Any] = {"passwd": [], "group": [], "groups": []}
+        for line in output:
+            key, _, value = line.partition("=")
+            if key in ("passwd", "group") and value:
+                found[key] = value.split(":")
+            elif key == "groups":
+                found[key] = value.split()
+        return found

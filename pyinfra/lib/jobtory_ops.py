@@ -7,17 +7,98 @@ part of a command (the env file is written on the host from SSM by the host).
 
 from __future__ import annotations
 
+import hashlib
 import shlex
 from collections.abc import Iterator
+from io import BytesIO
+from pathlib import Path
 from typing import Any
 
-from jobtory_facts import SYSTEMD_RUN, EnvFileStatus, PendingMigrations, Releases, UnitActive
-from pyinfra.api import operation
+from jobtory_facts import (
+    SYSTEMD_RUN,
+    Account,
+    Directories,
+    EnvFileStatus,
+    FileState,
+    PendingMigrations,
+    Releases,
+    UnitActive,
+)
+from pyinfra.api import FileUploadCommand, operation
 from pyinfra.facts.files import Directory
 
 from pyinfra import host
 
 q = shlex.quote
+
+
+# ---- light replacements of files.put / files.directory / server.user: one fact each ----
+# (a fact is one SSH round trip through sudo; pyinfra's own ask two to four per file)
+
+
+@operation()
+def file(
+    dest: str,
+    content: str | bytes | Path,
+    mode: str = "644",
+    user: str = "root",
+    group: str = "root",
+) -> Iterator[Any]:
+    """`dest` holds `content` (text, bytes or a local file) with this mode and owner.
+    Uploaded (to a temporary name, then moved: never half written) only when it differs."""
+    data = content.read_bytes() if isinstance(content, Path) else content
+    data = data.encode() if isinstance(data, str) else data
+    have = host.get_fact(FileState, path=dest)
+    if have is None or have["sha256"] != hashlib.sha256(data).hexdigest():
+        tmp = f"{dest}.jobtory-new"
+        yield FileUploadCommand(BytesIO(data), tmp)
+        yield f"chown {q(user)}:{q(group)} {q(tmp)} && chmod {q(mode)} {q(tmp)}"
+        yield f"mv -f {q(tmp)} {q(dest)}"
+        return
+    if (have["user"], have["group"]) != (user, group):
+        yield f"chown {q(user)}:{q(group)} {q(dest)}"
+    if have["mode"] != mode.lstrip("0"):
+        yield f"chmod {q(mode)} {q(dest)}"
+
+
+@operation()
+def directories(
+    paths: list[str], mode: str = "755", user: str = "root", group: str = "root"
+) -> Iterator[str]:
+    """Each of `paths` is a directory with this mode and owner (parents made as needed)."""
+    have = host.get_fact(Directories, paths=paths)
+    want = f"{mode.lstrip('0')} {user} {group}"
+    for path in paths:
+        owned = f"chown {q(user)}:{q(group)} {q(path)} && chmod {q(mode)} {q(path)}"
+        if path not in have:
+            yield f"mkdir -p {q(path)} && {owned}"
+        elif have[path] != want:
+            yield owned
+
+
+@operation()
+def system_user(user: str, home: str, shell: str = "/usr/sbin/nologin") -> Iterator[str]:
+    """A system user and its own system group (no home directory made)."""
+    have = host.get_fact(Account, user=user)
+    if not have["group"]:
+        yield f"groupadd --system {q(user)}"
+    passwd = have["passwd"]
+    if not passwd:
+        yield (
+            f"useradd --system --gid {q(user)} --home-dir {q(home)} --no-create-home "
+            f"--shell {q(shell)} {q(user)}"
+        )
+        return
+    group_id = have["group"][2] if have["group"] else None
+    if passwd[3] != group_id or passwd[5] != home or passwd[6] != shell:
+        yield f"usermod --gid {q(user)} --home {q(home)} --shell {q(shell)} {q(user)}"
+
+
+@operation()
+def in_group(user: str, group: str) -> Iterator[str]:
+    """`user` (who exists) is also a member of `group`."""
+    if group not in host.get_fact(Account, user=user)["groups"]:
+        yield f"usermod --append --groups {q(group)} {q(user)}"
 
 
 @operation()

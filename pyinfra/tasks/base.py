@@ -1,9 +1,8 @@
 """Base: OS packages, the app and web users, directories, the host's AWS settings."""
 
-from io import StringIO
-
+import jobtory_ops
 from pyinfra.facts.deb import DebPackages
-from pyinfra.operations import apt, files, server
+from pyinfra.operations import apt
 
 from pyinfra import host
 
@@ -23,58 +22,37 @@ if missing:
         no_recommends=True,
     )
 for user in (s.app_user, s.web_user):
-    server.group(name=f"group {user}", group=user, system=True)
-    server.user(
-        name=f"user {user}",
-        user=user,
-        group=user,
-        home=f"/var/lib/{user}",
-        shell="/usr/sbin/nologin",
-        system=True,
-        ensure_home=False,
-    )
+    jobtory_ops.system_user(name=f"user and group {user}", user=user, home=f"/var/lib/{user}")
 # The deploy's SSH user may reach Caddy's admin socket (group web_user, 0660): the
 # tunnel of `deploy.py migrate --caddy-admin` / `deploy.py caddy` runs as that user.
 ssh_user = host.data.get("ssh_user")
 if ssh_user and ssh_user != "root":
-    server.user(
+    jobtory_ops.in_group(
         name=f"{ssh_user} in group {s.web_user} (Caddy's admin socket)",
         user=ssh_user,
-        groups=[s.web_user],
-        append=True,
-        ensure_home=False,
+        group=s.web_user,
     )
-for path in (s.root, f"{s.root}/releases", f"{s.root}/artifacts", f"{s.root}/wheels", s.etc):
-    files.directory(name=f"directory {path}", path=path, user="root", group="root", mode="755")
-
+dirs = [s.root, f"{s.root}/releases", f"{s.root}/artifacts", f"{s.root}/wheels", s.etc]
 # The database's CA bundle (rds.ca_bundle): the app verifies the server with it
 # (DB_SSLMODE=verify-full, DB_SSLROOTCERT). None: the host has it already (the fleet
 # replica mounts its db's local CA there).
 if s.db_ca_local is not None:
-    files.directory(
-        name=f"directory {s.db_ca_dir}", path=s.db_ca_dir, user="root", group="root", mode="755"
-    )
-    files.put(
+    dirs.append(s.db_ca_dir)
+jobtory_ops.directories(name="directories " + ", ".join(dirs), paths=dirs)
+if s.db_ca_local is not None:
+    jobtory_ops.file(
         name=f"database CA bundle {s.db_ca} (public certificates)",
-        src=str(s.db_ca_local),
         dest=s.db_ca,
-        user="root",
-        group="root",
-        mode="644",
+        content=s.db_ca_local,
     )
-files.put(
+jobtory_ops.file(
     name="AWS settings of this host (region, endpoint; credentials: the instance's own)",
-    src=StringIO(s.aws_env_text),
     dest=s.aws_env_file,
-    user="root",
-    group="root",
-    mode="644",
+    content=s.aws_env_text,
 )
-files.put(
+jobtory_ops.file(
     name="activate script (candidate /readyz, switch, rollback)",
-    src=str(s.deploy_dir / "files" / "activate.sh"),
     dest=s.activate_script,
-    user="root",
-    group="root",
+    content=s.deploy_dir / "files" / "activate.sh",
     mode="755",
 )

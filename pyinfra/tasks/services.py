@@ -1,12 +1,10 @@
 """Services: systemd units for gunicorn (and its socket), the candidate check and Caddy;
 the Caddyfile."""
 
-from io import StringIO
-
 import jobtory_ops
-from pyinfra.operations import files, systemd
+from pyinfra.operations import systemd
 
-from jobtory_stack.render.templates import JINJA_OPTIONS, template_path
+from jobtory_stack.render.templates import render_template
 from pyinfra import host
 
 s = host.data.jobtory
@@ -18,20 +16,15 @@ UNITS = (
     "jobtory-caddy.service",
 )
 for unit in UNITS:
-    units[unit] = files.template(
+    units[unit] = jobtory_ops.file(
         name=f"unit {unit}",
-        # the package's templates, rendered as jobtory_stack.render.templates renders them
-        src=str(template_path(f"systemd/{unit}.j2")),
         dest=f"/etc/systemd/system/{unit}",
-        mode="644",
-        jinja_env_kwargs=dict(JINJA_OPTIONS),  # a copy: pyinfra pops keys from it
-        **s.template_data,
+        content=render_template(f"systemd/{unit}.j2", **s.template_data),
     )
-caddyfile_op = files.put(
+caddyfile_op = jobtory_ops.file(
     name=f"Caddyfile ({s.caddy_mode} mode) {s.caddyfile}",
-    src=StringIO(s.caddyfile_text),
     dest=s.caddyfile,
-    mode="644",
+    content=s.caddyfile_text,
 )
 jobtory_ops.remember("units", units)
 jobtory_ops.remember("caddyfile", caddyfile_op)

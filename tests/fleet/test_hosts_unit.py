@@ -200,6 +200,36 @@ def test_plan_and_deploy_count_the_changed_operations_of_a_real_pyinfra_run(
     assert run_pyinfra(data=_data(tiny), **tiny).changed == 0
 
 
+def test_one_process_plans_then_executes_that_plan_or_ends_changing_nothing(
+    tiny: dict[str, Any],
+) -> None:
+    """HostRun: the plan, a pause (the deployer drains the host), then "go" executes the
+    prepared state; close() instead ends the process with nothing changed."""
+    d = tiny["inventory"].parent / "root" / "d"
+    options = {k: v for k, v in tiny.items() if k != "host"}
+    stopped = runner.HostRun(host="@local", data=_data(tiny), **options)
+    plan = stopped.plan()
+    assert plan.ok and plan.operations == ("a directory", "a file", "a link"), plan
+    stopped.close()
+    assert not d.exists() and not stopped.result.exists()  # ended without executing
+    run = runner.HostRun(host="@local", data=_data(tiny), **options)
+    assert run.plan().changed == 3 and not d.exists()  # planned, waiting: nothing yet
+    done = run.deploy()
+    assert done.ok and done.changed == 3 and (d / "hello.txt").read_text() == "hello\n"
+    assert "a directory" in done.log.read_text()  # plan and execution: one log
+    again = runner.HostRun(host="@local", data=_data(tiny), **options)
+    assert again.plan().changed == 0
+    again.close()
+
+
+def test_a_failed_plan_ends_its_process(tiny: dict[str, Any]) -> None:
+    options = {k: v for k, v in tiny.items() if k != "host"}
+    run = runner.HostRun(host="@local", data=_data(tiny, broken="1"), **options)
+    plan = run.plan()
+    assert not plan.ok and any("the deploy file is broken" in r for r in plan.reasons)
+    assert run._proc is not None and run._proc.poll() is not None
+
+
 def test_a_failed_operation_quotes_the_hosts_reason(tiny: dict[str, Any]) -> None:
     run = run_pyinfra(data=_data(tiny, fail="1"), **tiny)
     assert not run.ok

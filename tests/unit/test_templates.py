@@ -9,12 +9,7 @@ import pytest
 
 from jobtory_stack.hosts.release import source_files
 from jobtory_stack.hosts.settings import HostSettings, Manifest
-from jobtory_stack.render.templates import (
-    JINJA_OPTIONS,
-    TEMPLATES_DIR,
-    render_template,
-    template_path,
-)
+from jobtory_stack.render.templates import TEMPLATES_DIR, render_template
 from tests.helpers import ROOT
 from tests.unit.test_db_ca import spec_with_ca_bundle
 
@@ -41,18 +36,15 @@ def test_every_template_is_in_the_package_and_nowhere_else() -> None:
 
 
 @pytest.mark.parametrize("unit", UNITS)
-def test_pyinfra_renders_a_unit_exactly_as_the_helper_does(
+def test_the_host_deploy_renders_each_unit_with_the_helper(
     unit: str, settings: HostSettings
 ) -> None:
-    """pyinfra's files.template builds its own Environment: with JINJA_OPTIONS it is ours."""
-    from pyinfra.api.util import get_template
-
-    src = str(template_path(f"systemd/{unit}"))
-    via_pyinfra = get_template(src, dict(JINJA_OPTIONS)).render(settings.template_data)
-    via_helper = render_template(f"systemd/{unit}", **settings.template_data)
-    assert via_pyinfra == via_helper
-    assert "{{" not in via_helper and "}}" not in via_helper
-    assert via_helper.startswith("# Managed by the jobtory pyinfra deploy")
+    """pyinfra/tasks/services.py renders the units through render_template: one path."""
+    services = (ROOT / "pyinfra" / "tasks" / "services.py").read_text()
+    assert 'render_template(f"systemd/{unit}.j2", **s.template_data)' in services
+    text = render_template(f"systemd/{unit}", **settings.template_data)
+    assert "{{" not in text and "}}" not in text
+    assert text.startswith("# Managed by the jobtory pyinfra deploy")
 
 
 def test_a_missing_value_is_an_error_not_an_empty_string(settings: HostSettings) -> None:
