@@ -51,6 +51,8 @@ def file(
     have = host.get_fact(FileState, path=dest)
     if have is None or have["sha256"] != hashlib.sha256(data).hexdigest():
         tmp = f"{dest}.jobtory-new"
+        if have is None:  # a new file: its directory may be new too
+            yield f"mkdir -p {q(dest.rpartition('/')[0] or '/')}"
         yield FileUploadCommand(BytesIO(data), tmp)
         yield f"chown {q(user)}:{q(group)} {q(tmp)} && chmod {q(mode)} {q(tmp)}"
         yield f"mv -f {q(tmp)} {q(dest)}"
