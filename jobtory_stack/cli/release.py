@@ -50,11 +50,11 @@ Docs: docs/releases.md.
 
 
 def build(args: argparse.Namespace) -> Release:
+    from jobtory_stack.hosts import settings
     from jobtory_stack.hosts.release import build_named
-    from jobtory_stack.hosts.settings import REPO
 
-    source = Path(args.source) if args.source else REPO
-    return build_named(source, allow_dirty=args.allow_dirty)
+    source = Path(args.source) if args.source else settings.REPO
+    return build_named(source, settings.ARTIFACTS_DIR, settings.REPO, args.allow_dirty)
 
 
 def show_release(release: Release) -> None:

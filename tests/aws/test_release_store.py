@@ -3,7 +3,14 @@ real moto server process."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import boto3
 import httpx
@@ -14,8 +21,13 @@ from jobtory_stack.aws import reconcile, scaling, store
 from jobtory_stack.aws.core import READ_PREFIXES, Ctx, new_ctx
 from jobtory_stack.aws.family import Teardown
 from jobtory_stack.aws.plan import REFUSED
+from jobtory_stack.cli import main
+from jobtory_stack.hosts import settings
+from jobtory_stack.hosts import store as hosts_store
+from jobtory_stack.hosts.release import build_named
 from jobtory_stack.spec.loader import load_stack
 from tests.helpers import ROOT
+from tests.unit.test_release_build import commit_all, fake_checkout
 
 pytestmark = pytest.mark.aws
 
@@ -219,3 +231,168 @@ def test_the_instance_role_reads_only_the_releases_prefix(aws_env: str) -> None:
                 denied()
     finally:
         httpx.post(f"{aws_env}/moto-api/reset-auth", content=b"inf", timeout=10)
+
+
+# ---- publish / list / prune ---------------------------------------------------------------
+
+
+def put_objects(calls: list[tuple[str, str]]) -> list[str]:
+    return [key for op, key in calls if op == "PutObject"]
+
+
+@pytest.fixture
+def s3_calls(client_hook: Callable[[Callable[[Any], None]], None]) -> list[tuple[str, str]]:
+    """(operation, key) of every S3 call made through the deployer's clients."""
+    seen: list[tuple[str, str]] = []
+
+    def record(model: Any, params: dict[str, Any], **_: Any) -> None:
+        seen.append((model.name, str(params.get("Key", ""))))
+
+    client_hook(lambda c: c.meta.events.register("before-parameter-build.s3", record))
+    return seen
+
+
+def test_publishing_twice_uploads_once(
+    aws_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, s3_calls: list[tuple[str, str]]
+) -> None:
+    repo, out = fake_checkout(tmp_path, monkeypatch)
+    apply_store(ctx_for())
+    built = build_named(repo, out, repo)
+    code, wheels = built.objects
+    done = hosts_store.publish(ctx_for(), built)
+    manifest_key = f"releases/{built.name}/manifest.json"
+    assert put_objects(s3_calls) == [code["key"], wheels["key"], manifest_key]
+    assert done.uploaded_bytes == code["size"] + wheels["size"] + len(built.manifest)
+    client = boto3.client("s3", region_name="ap-northeast-2")
+    stored = client.get_object(Bucket=BUCKET, Key=manifest_key)["Body"].read()
+    assert hashlib.sha256(stored).hexdigest() == built.manifest_sha256 == done.manifest_sha256
+    body = client.get_object(Bucket=BUCKET, Key=code["key"])["Body"].read()
+    assert hashlib.sha256(body).hexdigest() == code["sha256"]
+
+    s3_calls.clear()
+    again = hosts_store.publish(ctx_for(), build_named(repo, out, repo))
+    assert put_objects(s3_calls) == [] and again.uploaded == ()
+    assert again.present == (code["key"], wheels["key"], manifest_key)
+
+
+def test_a_code_only_change_uploads_only_the_code_object(
+    aws_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, s3_calls: list[tuple[str, str]]
+) -> None:
+    repo, out = fake_checkout(tmp_path, monkeypatch)
+    apply_store(ctx_for())
+    hosts_store.publish(ctx_for(), build_named(repo, out, repo))
+    (repo / "app" / "manage.py").write_text("# a fix\n")
+    commit_all(repo)
+    s3_calls.clear()
+    built = build_named(repo, out, repo)
+    hosts_store.publish(ctx_for(), built)
+    code, _ = built.objects
+    assert put_objects(s3_calls) == [code["key"], f"releases/{built.name}/manifest.json"]
+
+
+def test_publish_needs_the_store_and_says_how(
+    aws_env: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    repo, out = fake_checkout(tmp_path, monkeypatch)
+    monkeypatch.setattr(settings, "ARTIFACTS_DIR", out)
+    code = main(["release", "publish", "--spec", str(SPEC), "--env", "staging",
+                 "--source", str(repo)])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.splitlines()[-1] == (
+        f"error: the release store s3://{BUCKET} does not exist: create it with "
+        "`deploy.py apply --env staging` first"
+    )
+    assert list(out.glob("src-*")) == []  # refused before the build
+
+
+def test_the_cli_publishes_lists_and_errors_in_one_line(
+    aws_env: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    repo, out = fake_checkout(tmp_path, monkeypatch)
+    monkeypatch.setattr(settings, "ARTIFACTS_DIR", out)
+    apply_store(ctx_for())
+    argv = ["--spec", str(SPEC), "--env", "staging"]
+    assert main(["release", "publish", *argv, "--source", str(repo)]) == 0
+    printed = capsys.readouterr().out
+    built = build_named(repo, out, repo)
+    assert f"manifest sha256 {built.manifest_sha256}" in printed
+    assert "3 uploaded" in printed
+    assert main(["release", "publish", *argv, "--source", str(repo), "--json"]) == 0
+    row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert row["uploaded"] == [] and row["manifest_sha256"] == built.manifest_sha256
+
+    assert main(["release", "list", *argv]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert listed[0] == f"# s3://{BUCKET}: 1 release(s), newest first"
+    assert listed[1].startswith(built.name) and "referenced" not in listed[1]
+    assert main(["release", "list", *argv, "--keep-release", built.name]) == 0
+    assert "referenced: --keep-release" in capsys.readouterr().out
+
+    # an AWS failure: one line, no traceback
+    unreachable = ["--endpoint-url", "http://127.0.0.1:9"]
+    assert main(["release", "list", *argv, *unreachable]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: cannot reach the AWS endpoint http://127.0.0.1:9")
+    assert not any("Traceback" in line for line in err)
+
+
+def publish_commits(repo: Path, out: Path, count: int, clock: list[datetime]) -> list[str]:
+    """`count` releases, one commit each, published in order."""
+    names = []
+    for i in range(count):
+        (repo / "app" / "manage.py").write_text(f"# release {i}\n")
+        commit_all(repo, f"release {i}")
+        built = build_named(repo, out, repo)
+        hosts_store.publish(ctx_for(), built)
+        names.append(built.name)
+        time.sleep(1.1)  # S3 dates have a resolution of a second: an order to go by
+    clock.append(datetime.now(UTC) + timedelta(hours=2))  # past prune's grace
+    return names
+
+
+def test_prune_keeps_the_newest_and_every_referenced_release(
+    aws_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo, out = fake_checkout(tmp_path, monkeypatch)
+    apply_store(ctx_for())
+    clock: list[datetime] = []
+    oldest, middle, second, newest = publish_commits(repo, out, 4, clock)
+    # the launch template still has a version booting the oldest (a scale-out boots it)
+    ec2 = boto3.client("ec2", region_name="ap-northeast-2")
+    script = f"#!/bin/bash\nVERSION={oldest}\n"
+    ec2.create_launch_template(
+        LaunchTemplateName="jobtory-staging-lt",
+        LaunchTemplateData={"UserData": base64.b64encode(script.encode()).decode()},
+    )
+    ctx = ctx_for()
+    plan = hosts_store.prune_plan(ctx, keep=1, also_referenced={second: "rollback target"},
+                                  now=clock[0])  # fmt: skip
+    assert [r.name for r in plan.releases] == [middle]
+    assert {r.name: r.referenced_by for r in plan.kept} == {
+        second: "rollback target",
+        oldest: "jobtory-staging-lt v1 (default)",
+    }
+    middle_code = f"releases/objects/sha256/{middle.split('-')[1]}"
+    (gone,) = [key for key, _ in plan.objects]  # only the middle one's code: no one else's
+    assert gone.startswith(middle_code)
+    hosts_store.prune(ctx, plan)
+
+    listed = hosts_store.stored_releases(ctx, BUCKET, {})
+    assert [r.name for r in listed] == [newest, second, oldest]
+    client = boto3.client("s3", region_name="ap-northeast-2")
+    keys = {o["Key"] for o in client.list_objects_v2(Bucket=BUCKET)["Contents"]}
+    assert gone not in keys
+    for r in listed:  # every remaining release still has all of its objects
+        assert {o["key"] for o in r.objects} <= keys
+    # the pruned objects are still there as noncurrent versions (recoverable)
+    assert client.list_object_versions(Bucket=BUCKET, Prefix=gone)["Versions"]
+
+    # within the grace period, an object no manifest lists yet is never deleted
+    assert hosts_store.prune_plan(ctx_for(), keep=1, also_referenced={second: "r"}).objects == ()
