@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -90,7 +91,9 @@ def context(args: argparse.Namespace, env: Environment | None = None) -> Ctx:
     from jobtory_stack.aws.core import new_ctx
 
     env = env or resolve_env(args)
-    ctx = new_ctx(env, args.endpoint_url, out)
+    # with --json, stdout holds the JSON alone: progress lines go to stderr
+    progress = (lambda line: print(line, file=sys.stderr)) if getattr(args, "json", False) else out
+    ctx = new_ctx(env, args.endpoint_url, progress)
     ctx.read_only = args.handler is cmd_list
     return ctx
 
