@@ -203,6 +203,9 @@ def test_the_instance_role_reads_only_the_releases_prefix(aws_env: str) -> None:
     apply_store(ctx)
     put(BUCKET, "releases/objects/sha256/abc", b"code")
     put(BUCKET, "secrets/elsewhere", b"not for hosts")
+    other = f"jobtory-prod-releases-{ACCOUNT}"  # another environment's store
+    apply_store(ctx_for("prod"))
+    put(other, "releases/objects/sha256/abc", b"prod's")
     (statement,) = [
         s for s in scaling.role_policy(ctx, ACCOUNT)["Statement"] if s["Sid"] == "ReadReleases"
     ]
@@ -223,6 +226,7 @@ def test_the_instance_role_reads_only_the_releases_prefix(aws_env: str) -> None:
         assert body == b"code"
         for denied in (
             lambda: role.get_object(Bucket=BUCKET, Key="secrets/elsewhere"),
+            lambda: role.get_object(Bucket=other, Key="releases/objects/sha256/abc"),
             lambda: role.put_object(Bucket=BUCKET, Key="releases/objects/sha256/x", Body=b"x"),
             lambda: role.list_objects_v2(Bucket=BUCKET, Prefix="releases/"),
             lambda: role.delete_object(Bucket=BUCKET, Key="releases/objects/sha256/abc"),
