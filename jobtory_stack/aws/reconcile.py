@@ -1,7 +1,7 @@
 """plan / apply / destroy / status over every resource family, in dependency order.
 
-plan:    network -> database -> params -> dns/certs -> loadbalancer -> dns aliases ->
-         scaling, in ONE pass that changes nothing. What an earlier family plans to
+plan:    release store -> network -> database -> params -> dns/certs -> loadbalancer ->
+         dns aliases -> scaling, in ONE pass that changes nothing. What an earlier family plans to
          create, a later one refers to as a Ref (known after apply): `ctx.planned` holds
          the keys the changes so far produce.
 apply:   executes exactly the changes of a plan, in order (planning first when given none):
@@ -19,7 +19,7 @@ from types import ModuleType
 
 from botocore.exceptions import ClientError
 
-from jobtory_stack.aws import database, dns, loadbalancer, network, params, scaling
+from jobtory_stack.aws import database, dns, loadbalancer, network, params, scaling, store
 from jobtory_stack.aws.client import error_code
 from jobtory_stack.aws.core import Ctx, refuse_takeovers
 from jobtory_stack.aws.family import Family, Teardown
@@ -42,6 +42,7 @@ def family(name: str, module: ModuleType) -> Family:
 
 
 FAMILIES = (
+    family("release store", store),  # needs nothing; hosts boot from it (scaling)
     family("network", network),
     family("database", database),
     family("params", params),
@@ -165,6 +166,7 @@ DESTROY_NAMES = (
     "database",
     "params",
     "network",
+    "release store",  # last: nothing the other families delete reads it
 )
 DESTROY_ORDER = tuple(next(f for f in FAMILIES if f.name == name) for name in DESTROY_NAMES)
 DESTROY_FAMILY = {r: f for f in DESTROY_ORDER for r in f.destroy_resources}

@@ -53,6 +53,7 @@ from jobtory_stack.aws.family import ADOPTED_KEPT, Handlers, Teardown, dispatch,
 from jobtory_stack.aws.plan import Change, Ref, field_diffs, fmt
 from jobtory_stack.errors import AwsError
 from jobtory_stack.render.user_data import render_user_data
+from jobtory_stack.spec.constants import RELEASES_PREFIX
 
 CONFIG_TAG = "launch-template-config"
 RELEASE_ENV = "JOBTORY_RELEASE_VERSION"
@@ -129,6 +130,12 @@ def role_policy(ctx: Ctx, account: str) -> dict[str, Any]:
                     "StringEquals": {"kms:ViaService": f"ssm.{region}.amazonaws.com"},
                     "ForAnyValue:StringEquals": {"kms:ResourceAliases": "alias/aws/ssm"},
                 },
+            },
+            {  # the release store (aws.store): objects under releases/ only, no listing
+                "Sid": "ReadReleases",
+                "Effect": "Allow",
+                "Action": "s3:GetObject",
+                "Resource": f"arn:aws:s3:::{ctx.d.release_bucket(account)}/{RELEASES_PREFIX}*",
             },
         ],
     }

@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from jobtory_stack.cli import aws, caddy, hosts, migrate, spec
+from jobtory_stack.cli import aws, caddy, hosts, migrate, release, spec
 from jobtory_stack.cli.common import EXIT_ERROR, EXIT_OK, Handler
 from jobtory_stack.errors import JobtoryError
 
@@ -30,6 +30,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     spec.register_render(sub)
     aws.register(sub)
     hosts.register(sub)
+    release.register(sub)
     caddy.register(sub)
     migrate.register(sub)
     return parser

@@ -62,6 +62,7 @@ def resolved_config(env: Environment) -> dict[str, Any]:
             "ssm_secrets": [d.parameter_name(k) + " (SecureString)" for k in d.secret_names],
             "tags": d.tags,
             "names": {kind: d.resource_name(kind) for kind in ("vpc", "alb", "tg", "asg", "db")},
+            "release_bucket": d.release_bucket("<account-id>"),
         },
     }
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import json
 import os
 import shlex
 import shutil
@@ -15,7 +16,9 @@ import sys
 import tarfile
 import tempfile
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from jobtory_stack.errors import HostsError
 from jobtory_stack.hosts.requirements import (
@@ -25,6 +28,7 @@ from jobtory_stack.hosts.requirements import (
     wheels_key,
 )
 from jobtory_stack.hosts.settings import ARTIFACTS_DIR, REPO, Manifest, check_version
+from jobtory_stack.spec.constants import RELEASE_MANIFEST_FORMAT, RELEASE_OBJECT_KEY
 
 # rds-ca/: the database CA bundles the spec names (rds.ca_bundle), for hosts booted
 # from a release (user data) as for those deployed over SSH
@@ -78,6 +82,18 @@ def source_files(source: Path) -> Iterator[tuple[str, Path]]:
 def deterministic_tar(dest: Path, members: Sequence[tuple[str, bytes, int]], compress: bool) -> str:
     """Write a tar whose bytes depend only on the members (sorted, mtime 0, root-owned);
     returns its sha256. The same content gives the same file, so pyinfra uploads nothing."""
+    payload = tar_bytes(members, compress)
+    write_atomic(dest, payload)
+    return hashlib.sha256(payload).hexdigest()
+
+
+def write_atomic(dest: Path, payload: bytes) -> None:
+    tmp = dest.with_suffix(dest.suffix + ".tmp")
+    tmp.write_bytes(payload)
+    tmp.replace(dest)
+
+
+def tar_bytes(members: Sequence[tuple[str, bytes, int]], compress: bool) -> bytes:
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for name, data, mode in sorted(members):
@@ -94,10 +110,7 @@ def deterministic_tar(dest: Path, members: Sequence[tuple[str, bytes, int]], com
         with gzip.GzipFile(fileobj=out, mode="wb", mtime=0, compresslevel=6) as gz:
             gz.write(payload)
         payload = out.getvalue()
-    tmp = dest.with_suffix(dest.suffix + ".tmp")
-    tmp.write_bytes(payload)
-    tmp.replace(dest)
-    return hashlib.sha256(payload).hexdigest()
+    return payload
 
 
 def _pip_command() -> list[str]:
@@ -164,6 +177,19 @@ def build_wheelhouse(requirements: str, host_requirements: str, out: Path) -> tu
     return name, key
 
 
+def source_members(
+    source: Path, requirements: str, host_requirements: str
+) -> list[tuple[str, bytes, int]]:
+    """The code object's members: the shipped files and the locked requirements."""
+    members: list[tuple[str, bytes, int]] = []
+    for name, path in source_files(source):
+        mode = 0o755 if os.access(path, os.X_OK) else 0o644
+        members.append((name, path.read_bytes(), mode))
+    members.append(("requirements.txt", requirements.encode(), 0o644))
+    members.append(("requirements-host.txt", host_requirements.encode(), 0o644))
+    return members
+
+
 def source_digest(source: Path) -> str:
     h = hashlib.sha256()
     for name, path in source_files(source):
@@ -194,14 +220,127 @@ def build_release(
         return existing
     requirements, host_requirements = runtime_requirements(repo)
     wheels, wheels_id = build_wheelhouse(requirements, host_requirements, out)
-    members: list[tuple[str, bytes, int]] = []
-    for name, path in source_files(source):
-        mode = 0o755 if os.access(path, os.X_OK) else 0o644
-        members.append((name, path.read_bytes(), mode))
-    members.append(("requirements.txt", requirements.encode(), 0o644))
-    members.append(("requirements-host.txt", host_requirements.encode(), 0o644))
+    members = source_members(source, requirements, host_requirements)
     src = f"src-{version}.tar.gz"
     digest = deterministic_tar(out / src, members, compress=True)
     manifest = Manifest(version, src, digest, wheels, wheels_id)
     manifest.save(out)
     return manifest
+
+
+# ---- a named release, for the store (`deploy.py release build`) ----------------------------
+
+# What the release is built from besides the shipped parts: a change there is a dirty tree
+RELEASE_INPUTS = ("uv.lock", "pyproject.toml")
+
+
+def git(source: Path, *args: str) -> str:
+    try:
+        proc = subprocess.run(
+            ["git", "-C", str(source), *args], capture_output=True, text=True, check=False
+        )
+    except OSError as exc:
+        raise HostsError(f"git is needed to build a release ({exc})") from None
+    if proc.returncode != 0:
+        why = proc.stderr.strip().splitlines()[-1:] or ["failed"]
+        raise HostsError(f"{source}: git {args[0]}: {why[0][:200]}; --source must be a checkout")
+    return proc.stdout
+
+
+def git_state(source: Path) -> tuple[str, list[str]]:
+    """The commit checked out in `source`, and the tracked files of the release that
+    differ from it (staged or not; untracked files never ship, so they do not count)."""
+    commit = git(source, "rev-parse", "--verify", "HEAD").strip()
+    status = git(
+        source, "status", "--porcelain=v1", "-z", "--untracked-files=no", "--",
+        *SOURCE_PARTS, *RELEASE_INPUTS,
+    )  # fmt: skip
+    changed = [entry[3:] for entry in status.split("\0") if len(entry) > 3 and entry[2] == " "]
+    return commit, sorted(changed)
+
+
+@dataclass(frozen=True)
+class Release:
+    """A named release: its local artifacts (what `deploy.py hosts --version NAME` ships)
+    and the manifest the store holds, exactly as published."""
+
+    name: str
+    commit: str
+    dirty: bool
+    artifacts: Manifest
+    manifest: bytes  # JSON: the key, size and sha256 of every object
+    out: Path
+
+    @property
+    def manifest_sha256(self) -> str:
+        return hashlib.sha256(self.manifest).hexdigest()
+
+    @property
+    def objects(self) -> list[dict[str, Any]]:
+        return list(json.loads(self.manifest)["objects"])
+
+
+def release_name(commit: str, code_sha256: str, dirty: bool) -> str:
+    """<commit>-<digest of the code object>[-dirty]: where it came from, and what it is."""
+    return f"{commit[:10]}-{code_sha256[:12]}" + ("-dirty" if dirty else "")
+
+
+def store_object(role: str, path: Path) -> dict[str, Any]:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    sha = digest.hexdigest()
+    return {
+        "role": role,
+        "file": path.name,
+        "key": RELEASE_OBJECT_KEY.format(sha256=sha),
+        "size": path.stat().st_size,
+        "sha256": sha,
+    }
+
+
+def manifest_bytes(
+    artifacts: Manifest, commit: str, dirty: bool, objects: list[dict[str, Any]]
+) -> bytes:
+    """Deterministic (no date in it): the same release gives the same bytes and sha256, so
+    a second publish finds it in the store. `wheels_id` names the hosts' venv."""
+    document = {
+        "format": RELEASE_MANIFEST_FORMAT,
+        "release": artifacts.version,
+        "commit": commit,
+        "dirty": dirty,
+        "wheels_id": artifacts.wheels_id,
+        "objects": objects,
+    }
+    return (json.dumps(document, indent=2, sort_keys=True) + "\n").encode()
+
+
+def build_named(
+    source: Path = REPO, out: Path = ARTIFACTS_DIR, repo: Path = REPO, allow_dirty: bool = False
+) -> Release:
+    """The release of what git tracks in `source`: the code object (sources + locked
+    requirements) and the wheelhouse, named by the commit and the code's digest. A tree
+    whose shipped files differ from the commit is refused (before anything is written)
+    unless `allow_dirty`, and the release is then named dirty."""
+    commit, changed = git_state(source)
+    if changed and not allow_dirty:
+        shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if changed[5:] else "")
+        raise HostsError(
+            f"the work tree differs from commit {commit[:10]} in {shown}: commit (or stash) "
+            "them so the release is that commit, or pass --allow-dirty (the release is then "
+            "named ...-dirty)"
+        )
+    requirements, host_requirements = runtime_requirements(repo)
+    code = tar_bytes(source_members(source, requirements, host_requirements), compress=True)
+    name = check_version(release_name(commit, hashlib.sha256(code).hexdigest(), bool(changed)))
+    out.mkdir(parents=True, exist_ok=True)
+    wheels, wheels_id = build_wheelhouse(requirements, host_requirements, out)
+    src = f"src-{name}.tar.gz"
+    write_atomic(out / src, code)
+    artifacts = Manifest(name, src, hashlib.sha256(code).hexdigest(), wheels, wheels_id)
+    artifacts.save(out)
+    objects = [store_object("code", out / src), store_object("wheels", out / wheels)]
+    manifest = manifest_bytes(artifacts, commit, bool(changed), objects)
+    write_atomic(out / f"manifest-{name}.json", manifest)
+    return Release(name, commit, bool(changed), artifacts, manifest, out)

@@ -110,6 +110,19 @@ HSTS_MIN_SECONDS = 31536000  # the app's default: one year
 ADMIN_CIDR_WIDEST = 16  # network.admin_cidr: at most a /16 (65,536 addresses)
 OAUTH_CALLBACK_PATH = "/auth/google/callback"
 
+# ---- the release store (aws.store, hosts.store) ------------------------------------------
+
+# Everything a host may read lives under this key prefix of the store: the instance role
+# may GetObject there and nowhere else in the bucket.
+RELEASES_PREFIX = "releases/"
+# A release's manifest (the sha256 of every object it needs), and its objects, stored
+# under the sha256 of their content: an object already in the store is never uploaded
+# again. A release name never collides with "objects" (it is <commit>-<digest>).
+RELEASE_MANIFEST_KEY = RELEASES_PREFIX + "{name}/manifest.json"
+RELEASE_OBJECT_KEY = RELEASES_PREFIX + "objects/sha256/{sha256}"
+RELEASE_MANIFEST_FORMAT = "jobtory-release/1"
+RELEASE_NONCURRENT_DAYS = range(1, 3651)  # releases.noncurrent_days
+
 # ---- ports -------------------------------------------------------------------------------
 
 POSTGRES_PORT = 5432

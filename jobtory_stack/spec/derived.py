@@ -121,6 +121,11 @@ class Derived:
     def resource_name(self, kind: str) -> str:
         return f"{self.env.stack_name}-{self.env.name}-{kind}"
 
+    def release_bucket(self, account: str) -> str:
+        """The release store's bucket. S3 names are global across every account, so the
+        account id makes it the stack's own (at most 21 + 16 + 22 = 59 of 63 characters)."""
+        return f"{self.resource_name('releases')}-{account}"
+
 
 def derive(env: Environment) -> Derived:
     return Derived(env)

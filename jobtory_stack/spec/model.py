@@ -137,6 +137,15 @@ class Hosts(Section):
     inventory: str | None = None
 
 
+class Releases(Section):
+    """The release store (aws.store) and `deploy.py release prune`."""
+
+    keep: int = 10  # releases `release prune` keeps (never one still referenced)
+    # an overwritten or pruned object stays recoverable this long (S3 versioning), then
+    # the bucket's lifecycle rule expires it
+    noncurrent_days: int = 30
+
+
 class EnvironmentDoc(Section):
     """One environment after merging the shared defaults with its overrides."""
 
@@ -154,6 +163,7 @@ class EnvironmentDoc(Section):
     ssm: Ssm = Ssm()
     aws: Aws = Aws()
     hosts: Hosts = Hosts()
+    releases: Releases = Releases()
 
 
 @dataclass(frozen=True)
@@ -217,6 +227,10 @@ class Environment:
     @property
     def hosts(self) -> Hosts:
         return self.doc.hosts
+
+    @property
+    def releases(self) -> Releases:
+        return self.doc.releases
 
     @property
     def alb_region(self) -> str:

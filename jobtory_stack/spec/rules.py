@@ -23,6 +23,7 @@ from jobtory_stack.spec.constants import (
     PROTECTED_MIN_BACKUP_DAYS,
     RDS_CA_BUNDLE_URL,
     REGION,
+    RELEASE_NONCURRENT_DAYS,
     RESERVED_NAMES,
     SECRET_KEY_INSECURE_PREFIX,
     SECRET_KEY_MIN_LENGTH,
@@ -56,6 +57,7 @@ def check(env: Environment) -> tuple[list[tuple[Path_, str]], list[tuple[Path_, 
     _check_scaling(env, bad)
     _check_caddy(env, bad)
     _check_ssm(env, bad)
+    _check_releases(env, bad)
     return problems, warnings
 
 
@@ -493,6 +495,19 @@ def _check_caddy(env: Environment, bad: Bad) -> None:
         bad(("caddy", "upstream"), f"{caddy.upstream!r}: write it as host:port of gunicorn")
     for i, cidr in enumerate(caddy.trusted_proxies or ()):
         parse_cidr(cidr, ("caddy", "trusted_proxies", i), bad)
+
+
+def _check_releases(env: Environment, bad: Bad) -> None:
+    releases = env.releases
+    if releases.keep < 1:
+        bad(("releases", "keep"), "prune keeps at least 1 release; set it to 1 or more")
+    days = RELEASE_NONCURRENT_DAYS
+    if releases.noncurrent_days not in days:
+        bad(
+            ("releases", "noncurrent_days"),
+            f"must be {days.start}-{days.stop - 1} days (how long a pruned object stays "
+            "recoverable)",
+        )
 
 
 def _check_ssm(env: Environment, bad: Bad) -> None:

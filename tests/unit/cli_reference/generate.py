@@ -66,6 +66,11 @@ INVOCATIONS: tuple[tuple[str, ...], ...] = (
     ("hosts", "--keep", "many"),
     ("hosts", "--caddy-mode", "sideways"),
     ("hosts", "--env", "local", "--version", "bad version!"),
+    # release: bad input and the confirmation rule, before any AWS call
+    ("release",),
+    ("release", "prune", "--env", "staging", "--keep", "0"),
+    ("release", "prune", "--env", "prod", "--yes"),
+    ("release", "list", "--env", "staging", "--keep-release", "bad name!"),
     ("caddy",),
     ("caddy", "render", "--mode", "alb", "--upstream", "127.0.0.1:8000", "--static-root", "/srv"),
     ("caddy", "render", "--mode", "alb"),
