@@ -21,11 +21,19 @@ for extra in (HERE / "lib", HERE.parent):  # our facts/operations, and jobtory_s
     if str(extra) not in sys.path:
         sys.path.insert(0, str(extra))
 
+from jobtory_facts import HostFingerprint  # noqa: E402
+
 from jobtory_stack.hosts.settings import HostSettings  # noqa: E402
-from pyinfra import host, local  # noqa: E402
+from pyinfra import host, local, logger  # noqa: E402
 
 settings = HostSettings.from_host_data(host.data, deploy_dir=HERE)
 host.data.jobtory = settings  # the task files read it from here
 
-for task in ("base", "release", "services", "activate"):
-    local.include(str(HERE / "tasks" / f"{task}.py"))
+# A host that reports exactly what this deploy would leave (release, files, env file,
+# services) needs no plan: one fact instead of every task's. Anything else plans in full.
+want = settings.fingerprint()
+if want and host.get_fact(HostFingerprint, **settings.fingerprint_query()) == want:
+    logger.info(f"{host.name}: runs {settings.version} with these files and services: in sync")
+else:
+    for task in ("base", "release", "services", "activate"):
+        local.include(str(HERE / "tasks" / f"{task}.py"))

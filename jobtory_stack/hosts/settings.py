@@ -7,6 +7,7 @@ Standard library and the spec only: the CLI imports this without pyinfra or boto
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -16,6 +17,7 @@ from typing import Any, cast
 from jobtory_stack.errors import HostsError
 from jobtory_stack.render.caddyfile import Mode, render_caddyfile
 from jobtory_stack.render.sites import host_site
+from jobtory_stack.render.templates import render_template
 from jobtory_stack.spec.constants import (
     CADDY_MODES,
     HOST_BIND,
@@ -102,6 +104,25 @@ def parse_kv(value: Any) -> dict[str, str]:
 
 
 @dataclass(frozen=True)
+class ManagedFile:
+    """A file the deploy writes whole on a host (not the env file: the host renders it)."""
+
+    dest: str
+    content: bytes
+    mode: str = "644"
+
+
+# The units whose state is part of a host's fingerprint: running and enabled.
+FINGERPRINT_UNITS = ("jobtory-gunicorn.socket", "jobtory-gunicorn.service", "jobtory-caddy.service")
+UNITS = (
+    "jobtory-gunicorn.socket",
+    "jobtory-gunicorn.service",
+    "jobtory-candidate@.service",
+    "jobtory-caddy.service",
+)
+
+
+@dataclass(frozen=True)
 class HostSettings:
     """Everything pyinfra/deploy.py needs for one host, from the spec and host data."""
 
@@ -181,6 +202,10 @@ class HostSettings:
         return f"{self.etc}/Caddyfile"
 
     @property
+    def activate_source(self) -> Path:
+        return self.deploy_dir / "files" / "activate.sh"
+
+    @property
     def activate_script(self) -> str:
         return "/usr/local/lib/jobtory/activate"
 
@@ -224,6 +249,44 @@ class HostSettings:
         lines = ["# Managed by the jobtory pyinfra deploy. No secrets here."]
         lines += [f"{k}={v}" for k, v in sorted(values.items())]
         return "\n".join(lines) + "\n"
+
+    def managed_files(self) -> dict[str, ManagedFile]:
+        """Every file the deploy writes whole, by name: the tasks write them from here, and
+        the fingerprint hashes the same bytes."""
+        files = {
+            "aws settings": ManagedFile(self.aws_env_file, self.aws_env_text.encode()),
+            "activate script": ManagedFile(
+                self.activate_script,
+                (self.deploy_dir / "files" / "activate.sh").read_bytes(),
+                "755",
+            ),
+            "Caddyfile": ManagedFile(self.caddyfile, self.caddyfile_text.encode()),
+        }
+        if self.db_ca_local is not None:
+            files["database CA bundle"] = ManagedFile(self.db_ca, self.db_ca_local.read_bytes())
+        for unit in UNITS:
+            text = render_template(f"systemd/{unit}.j2", **self.template_data)
+            files[unit] = ManagedFile(f"/etc/systemd/system/{unit}", text.encode())
+        return files
+
+    def fingerprint(self) -> list[str]:
+        """What a host in sync with this deploy reports (jobtory_facts.HostFingerprint):
+        the current release, each managed file's mode, owner and sha256, the env file's
+        (the hash the deployer rendered from SSM), and the services running and enabled.
+        Empty when the deployer sent no env hash (user data): then there is no shortcut."""
+        if not self.env_sha256:
+            return []
+        lines = [f"current={self.version}"]
+        files = sorted(self.managed_files().values(), key=lambda f: f.dest)
+        lines += [f"{f.dest} {f.mode} root {hashlib.sha256(f.content).hexdigest()}" for f in files]
+        lines.append(f"{self.env_file} 600 {self.app_user} {self.env_sha256}")
+        lines += [f"{unit} active enabled" for unit in FINGERPRINT_UNITS]
+        return lines
+
+    def fingerprint_query(self) -> dict[str, Any]:
+        """The arguments of the HostFingerprint fact that answers `fingerprint()`."""
+        paths = [*sorted(f.dest for f in self.managed_files().values()), self.env_file]
+        return {"root": self.root, "paths": paths, "units": list(FINGERPRINT_UNITS)}
 
     @property
     def template_data(self) -> dict[str, Any]:

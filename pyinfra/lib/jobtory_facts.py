@@ -193,3 +193,29 @@ class Account(FactBase[dict[str, Any]]):
             elif key == "groups":
                 found[key] = value.split()
         return found
+
+
+class HostFingerprint(FactBase[list[str]]):
+    """What the host runs, in one round trip: the current release, the mode, owner and
+    sha256 of each of `paths`, each of `units` running and enabled. Compared with
+    HostSettings.fingerprint(): equal means the deploy has nothing to do here."""
+
+    def command(self, root: str, paths: list[str], units: list[str]) -> str:
+        quoted_paths = " ".join(shlex.quote(p) for p in paths)
+        quoted_units = " ".join(shlex.quote(u) for u in units)
+        return (
+            f'echo "current=$(basename "$(readlink {shlex.quote(root)}/current)" 2>/dev/null)"; '
+            f"for p in {quoted_paths}; do "
+            'if [ -f "$p" ]; then echo "$p $(stat -c \'%a %U\' "$p") '
+            '$(sha256sum <"$p" | cut -c1-64)"; else echo "$p missing"; fi; done; '
+            f"for u in {quoted_units}; do "
+            'echo "$u $(systemctl is-active "$u" 2>/dev/null) '
+            '$(systemctl is-enabled "$u" 2>/dev/null)"; done; true'
+        )
+
+    @staticmethod
+    def default() -> list[str]:
+        return []
+
+    def process(self, output: list[str]) -> list[str]:
+        return [line.strip() for line in output]

@@ -11,7 +11,6 @@ import hashlib
 import shlex
 from collections.abc import Iterator
 from io import BytesIO
-from pathlib import Path
 from typing import Any
 
 from jobtory_facts import (
@@ -38,16 +37,11 @@ q = shlex.quote
 
 @operation()
 def file(
-    dest: str,
-    content: str | bytes | Path,
-    mode: str = "644",
-    user: str = "root",
-    group: str = "root",
+    dest: str, content: bytes, mode: str = "644", user: str = "root", group: str = "root"
 ) -> Iterator[Any]:
-    """`dest` holds `content` (text, bytes or a local file) with this mode and owner.
-    Uploaded (to a temporary name, then moved: never half written) only when it differs."""
-    data = content.read_bytes() if isinstance(content, Path) else content
-    data = data.encode() if isinstance(data, str) else data
+    """`dest` holds `content` with this mode and owner. Uploaded (to a temporary name,
+    then moved: never half written) only when it differs."""
+    data = content
     have = host.get_fact(FileState, path=dest)
     if have is None or have["sha256"] != hashlib.sha256(data).hexdigest():
         tmp = f"{dest}.jobtory-new"

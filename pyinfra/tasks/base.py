@@ -39,20 +39,7 @@ dirs = [s.root, f"{s.root}/releases", f"{s.root}/artifacts", f"{s.root}/wheels",
 if s.db_ca_local is not None:
     dirs.append(s.db_ca_dir)
 jobtory_ops.directories(name="directories " + ", ".join(dirs), paths=dirs)
-if s.db_ca_local is not None:
-    jobtory_ops.file(
-        name=f"database CA bundle {s.db_ca} (public certificates)",
-        dest=s.db_ca,
-        content=s.db_ca_local,
-    )
-jobtory_ops.file(
-    name="AWS settings of this host (region, endpoint; credentials: the instance's own)",
-    dest=s.aws_env_file,
-    content=s.aws_env_text,
-)
-jobtory_ops.file(
-    name="activate script (candidate /readyz, switch, rollback)",
-    dest=s.activate_script,
-    content=s.deploy_dir / "files" / "activate.sh",
-    mode="755",
-)
+files = s.managed_files()
+for label in ("database CA bundle", "aws settings", "activate script"):
+    if label in files:  # no CA bundle: the host has its database's CA already
+        jobtory_ops.file(name=f"{label} {files[label].dest}", **vars(files[label]))

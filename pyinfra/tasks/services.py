@@ -4,27 +4,14 @@ the Caddyfile."""
 import jobtory_ops
 from pyinfra.operations import systemd
 
-from jobtory_stack.render.templates import render_template
+from jobtory_stack.hosts.settings import UNITS
 from pyinfra import host
 
 s = host.data.jobtory
-units = {}
-UNITS = (
-    "jobtory-gunicorn.socket",
-    "jobtory-gunicorn.service",
-    "jobtory-candidate@.service",
-    "jobtory-caddy.service",
-)
-for unit in UNITS:
-    units[unit] = jobtory_ops.file(
-        name=f"unit {unit}",
-        dest=f"/etc/systemd/system/{unit}",
-        content=render_template(f"systemd/{unit}.j2", **s.template_data),
-    )
+files = s.managed_files()  # the units rendered from jobtory_stack/templates/systemd/
+units = {unit: jobtory_ops.file(name=f"unit {unit}", **vars(files[unit])) for unit in UNITS}
 caddyfile_op = jobtory_ops.file(
-    name=f"Caddyfile ({s.caddy_mode} mode) {s.caddyfile}",
-    dest=s.caddyfile,
-    content=s.caddyfile_text,
+    name=f"Caddyfile ({s.caddy_mode} mode) {s.caddyfile}", **vars(files["Caddyfile"])
 )
 jobtory_ops.remember("units", units)
 jobtory_ops.remember("caddyfile", caddyfile_op)

@@ -122,6 +122,10 @@ def test_two_deploys_at_once_the_second_refuses_naming_the_holder(
 
     lock_name, _ = parameter_names("jobtory", "local")
     client = ssm()
+    # A no-op deploy takes about two seconds: ec2-2 is paused (its SSH does not answer)
+    # so that the first deploy still holds the lock when the second asks for it.
+    subprocess.run(["docker", "pause", CONTAINERS["ec2-2"]], check=True, capture_output=True)
+    paused = True
     first = subprocess.Popen(
         [sys.executable, "deploy.py", "hosts", "--env", "local", "--version", fleet.old],
         cwd=ROOT,
@@ -144,6 +148,8 @@ def test_two_deploys_at_once_the_second_refuses_naming_the_holder(
         assert "another deploy holds the lock" in second.output
         assert "alice@" in second.output and f"pid {first.pid}" in second.output
     finally:
+        if paused:
+            subprocess.run(["docker", "unpause", CONTAINERS["ec2-2"]], check=True)
         out, _ = first.communicate(timeout=300)
         OUTPUTS.append(out)
     assert first.returncode == 0, out

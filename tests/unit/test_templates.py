@@ -39,10 +39,12 @@ def test_every_template_is_in_the_package_and_nowhere_else() -> None:
 def test_the_host_deploy_renders_each_unit_with_the_helper(
     unit: str, settings: HostSettings
 ) -> None:
-    """pyinfra/tasks/services.py renders the units through render_template: one path."""
-    services = (ROOT / "pyinfra" / "tasks" / "services.py").read_text()
-    assert 'render_template(f"systemd/{unit}.j2", **s.template_data)' in services
+    """The units the host deploy writes (HostSettings.managed_files, which
+    pyinfra/tasks/services.py and the fingerprint use) come from render_template."""
     text = render_template(f"systemd/{unit}", **settings.template_data)
+    written = settings.managed_files()[unit.removesuffix(".j2")]
+    assert written.content == text.encode()
+    assert written.dest == f"/etc/systemd/system/{unit.removesuffix('.j2')}"
     assert "{{" not in text and "}}" not in text
     assert text.startswith("# Managed by the jobtory pyinfra deploy")
 
