@@ -18,6 +18,7 @@ from tests.helpers import require
 
 SHARED_REPLICA = ("replica", "fleet")
 REPO = Path(__file__).resolve().parent.parent
+MOTO_START_SECONDS = 120
 
 
 @pytest.hookimpl(trylast=True)  # after xdist has put the group into the test ids
@@ -60,7 +61,9 @@ def run_moto(command: list[str]) -> Iterator[str]:
         cwd=REPO,  # python -m replica.emulator
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
+    # moto imports in seconds, the patches' EC2 / Auto Scaling models in a few more; on a
+    # loaded machine (parallel workers) that can take far longer: bounded generously
+    deadline = time.monotonic() + MOTO_START_SECONDS
     while time.monotonic() < deadline:
         try:
             httpx.get(f"{url}/moto-api/", timeout=1)
@@ -71,7 +74,7 @@ def run_moto(command: list[str]) -> Iterator[str]:
             time.sleep(0.2)
     else:
         proc.kill()
-        pytest.fail("moto server did not start within 30 s")
+        pytest.fail(f"moto server did not start within {MOTO_START_SECONDS} s")
     try:
         yield url
     finally:
