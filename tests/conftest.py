@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -16,6 +17,8 @@ import pytest
 from tests.helpers import require
 
 SHARED_REPLICA = ("replica", "fleet")
+REPO = Path(__file__).resolve().parent.parent
+MOTO_START_SECONDS = 120
 
 
 @pytest.hookimpl(trylast=True)  # after xdist has put the group into the test ids
@@ -42,38 +45,61 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture(scope="session")
-def moto_endpoint() -> Iterator[str]:
-    """A real moto server process on 127.0.0.1, for the whole session.
+def run_moto(command: list[str]) -> Iterator[str]:
+    """A moto server process on a free port of 127.0.0.1 until the generator is closed.
 
     moto issues a requested ACM certificate only after MOTO_ACM_VALIDATION_WAIT
     seconds (default 60, read at start); the deployer waits for ISSUED, so the
     server starts with the wait at 0, as the replica's `aws` service does.
     """
-    exe = shutil.which("moto_server", path=os.path.dirname(sys.executable))
-    require(exe is not None, "moto_server is not installed (uv sync)")
-    assert exe is not None
     port = free_port()
     proc = subprocess.Popen(
-        [exe, "-H", "127.0.0.1", "-p", str(port)],
+        [*command, "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env={**os.environ, "MOTO_ACM_VALIDATION_WAIT": "0"},
+        cwd=REPO,  # python -m replica.emulator
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
+    # moto imports in seconds, the patches' EC2 / Auto Scaling models in a few more; on a
+    # loaded machine (parallel workers) that can take far longer: bounded generously
+    deadline = time.monotonic() + MOTO_START_SECONDS
     while time.monotonic() < deadline:
         try:
             httpx.get(f"{url}/moto-api/", timeout=1)
             break
         except httpx.HTTPError:
+            if proc.poll() is not None:
+                pytest.fail(f"{' '.join(command)} exited with {proc.returncode}")
             time.sleep(0.2)
     else:
         proc.kill()
-        pytest.fail("moto server did not start within 30 s")
-    yield url
-    proc.terminate()
-    proc.wait(timeout=10)
+        pytest.fail(f"moto server did not start within {MOTO_START_SECONDS} s")
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """The replica's emulator, a real moto server process with the repository's patches
+    (`python -m replica.emulator`, as in the `aws` image), for the whole session."""
+    require(
+        shutil.which("moto_server", path=os.path.dirname(sys.executable)) is not None,
+        "moto_server is not installed (uv sync)",
+    )
+    yield from run_moto([sys.executable, "-m", "replica.emulator"])
+
+
+@pytest.fixture(scope="session")
+def unpatched_moto_endpoint() -> Iterator[str]:
+    """moto's own server without the patches: each patch's test shows the gap on it."""
+    exe = shutil.which("moto_server", path=os.path.dirname(sys.executable))
+    require(exe is not None, "moto_server is not installed (uv sync)")
+    assert exe is not None
+    yield from run_moto([exe])
 
 
 @pytest.fixture

@@ -5,7 +5,9 @@
   to), the keys an earlier change of the plan will produce (`planned`), the reporter,
   and a counter of mutating API calls (every operation not named Describe*/Get*/List*).
 - tag helpers: every resource carries {"stack": ..., "env": ...}; that is ownership.
-- bounded waits with progress, and `settle` for deletes AWS refuses while dependents drain.
+- bounded waits with progress (`wait_for`, on `ctx.sleep` / `ctx.clock`: tests inject
+  both), `settle` for deletes AWS refuses while dependents drain, and `propagated` for
+  calls AWS refuses until a new instance profile has propagated.
 
 The plan model (Change, Ref, Plan) is aws.plan; the reporter aws.report.
 """
@@ -36,7 +38,11 @@ from jobtory_stack.aws.client import (
 from jobtory_stack.aws.plan import ADOPTED_TAG, Change, Ref, adopts, resolve
 from jobtory_stack.aws.report import Reporter
 from jobtory_stack.errors import AwsError
-from jobtory_stack.spec.constants import AWS_WAIT_TIMEOUT
+from jobtory_stack.spec.constants import (
+    AWS_PROGRESS_SECONDS,
+    AWS_WAIT_TIMEOUT,
+    PROFILE_PROPAGATION_TIMEOUT,
+)
 from jobtory_stack.spec.derived import Derived, derive
 from jobtory_stack.spec.model import Environment
 
@@ -93,6 +99,15 @@ class Ctx:
     out: Callable[[str], None] = field(default=lambda line: print(line, flush=True))
     wait_timeout: float = float(os.environ.get("JOBTORY_WAIT_TIMEOUT", AWS_WAIT_TIMEOUT))
     poll_seconds: float | None = None
+    # a wait's status line at least this often, even unchanged
+    progress_seconds: float = float(
+        os.environ.get("JOBTORY_PROGRESS_SECONDS", AWS_PROGRESS_SECONDS)
+    )
+    sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
+    # the NS a domain's parent zone delegates it to (aws.delegation.delegated_ns when
+    # None, except on an emulator, whose zones public DNS does not know)
+    delegation: Callable[[str], list[str]] | None = field(default=None, repr=False)
+    clock: Callable[[], float] = field(default=time.monotonic, repr=False)
     ids: dict[str, str] = field(default_factory=dict)  # what Refs resolve to
     planned: set[str] = field(default_factory=set)  # ids an earlier planned change creates
     mutations: list[str] = field(default_factory=list)
@@ -213,15 +228,15 @@ class Ctx:
     ) -> None:
         """Poll `check` (None = done, else a status) with progress lines; bounded."""
         limit = self.wait_timeout if timeout is None else timeout
-        start = time.monotonic()
+        start = self.clock()
         last_status: str | None = None
         last_print = 0.0
         while True:
             status = check()
             if status is None:
                 return
-            elapsed = time.monotonic() - start
-            if status != last_status or elapsed - last_print >= 30:
+            elapsed = self.clock() - start
+            if status != last_status or elapsed - last_print >= self.progress_seconds:
                 self.report.progress(what, status, elapsed)
                 last_status, last_print = status, elapsed
             if elapsed >= limit:
@@ -229,7 +244,7 @@ class Ctx:
                     f"timed out after {limit:.0f}s waiting for {what} (still {status}); "
                     "re-run apply later: it resumes where it stopped"
                 )
-            time.sleep(self.poll)
+            self.sleep(self.poll)
 
 
 def refuse_takeovers(ctx: Ctx, changes: Iterable[Change]) -> None:
@@ -266,6 +281,41 @@ def settle(
         return None
 
     ctx.wait_for(what, attempt)
+
+
+PROFILE_NOT_YET = "invalid iam instance profile"  # AWS's words, in either error code
+
+
+def profile_not_propagated(exc: ClientError) -> bool:
+    """AWS refusing a new instance profile it has not propagated yet (seconds to minutes
+    after CreateInstanceProfile): ValidationError (Auto Scaling) or
+    InvalidParameterValue (EC2), "Invalid IAM Instance Profile name"."""
+    message = str(exc.response.get("Error", {}).get("Message", "")).lower()
+    code = error_code(exc)
+    return code in {"ValidationError", "InvalidParameterValue"} and PROFILE_NOT_YET in message
+
+
+def propagated(ctx: Ctx, what: str, call: Callable[[], Any]) -> Any:
+    """`call`, retried with backoff while AWS says the instance profile is not there yet
+    (bounded: PROFILE_PROPAGATION_TIMEOUT, JOBTORY_PROFILE_TIMEOUT), with progress."""
+    limit = float(os.environ.get("JOBTORY_PROFILE_TIMEOUT", PROFILE_PROPAGATION_TIMEOUT))
+    start = ctx.clock()
+    delay = ctx.poll
+    while True:
+        try:
+            return call()
+        except ClientError as exc:
+            if not profile_not_propagated(exc):
+                raise
+            elapsed = ctx.clock() - start
+            if elapsed >= limit:
+                raise AwsError(
+                    f"{what}: AWS still does not know the new instance profile after "
+                    f"{limit:.0f}s ({error_code(exc)}); re-run apply: it resumes here"
+                ) from None
+            ctx.report.progress(what, "the new instance profile is propagating, retrying", elapsed)
+            ctx.sleep(delay)
+            delay = min(delay * 2, 30.0)
 
 
 def new_ctx(

@@ -16,6 +16,7 @@ it to DB_HOST (a Ref while the instance is only planned).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -44,6 +45,7 @@ from jobtory_stack.aws.family import (
 )
 from jobtory_stack.aws.plan import REFUSED, Change, Secret, field_diffs, fmt
 from jobtory_stack.errors import AwsError
+from jobtory_stack.spec.constants import RDS_MULTI_AZ_WAIT_TIMEOUT
 from jobtory_stack.spec.rds_parameters import CATALOG
 
 PASSWORD_PARAMETER = "DB_PASSWORD"
@@ -486,9 +488,23 @@ def create_snapshot(ctx: Ctx, change: Change) -> None:
     ctx.report.line(f"  + db_snapshot {change.name} (before the engine upgrade)")
 
 
+def wait_timeout(ctx: Ctx) -> float:
+    """How long an instance may take to become available: a Multi-AZ create or change
+    (a standby in a second AZ) often outlasts the usual bound (RDS_MULTI_AZ_WAIT_TIMEOUT);
+    JOBTORY_RDS_WAIT_TIMEOUT overrides both."""
+    configured = os.environ.get("JOBTORY_RDS_WAIT_TIMEOUT")
+    if configured:
+        return float(configured)
+    if ctx.env.rds.multi_az:
+        return max(ctx.wait_timeout, RDS_MULTI_AZ_WAIT_TIMEOUT)
+    return ctx.wait_timeout
+
+
 def wait_available(ctx: Ctx, change: Change) -> None:
-    """Until the instance is available; records its endpoint (DB_HOST's Ref)."""
+    """Until the instance is available (its status every ctx.progress_seconds); records
+    its endpoint (DB_HOST's Ref)."""
     describe = ctx.resolve(change.params["DescribeDBInstances"])
+    limit = wait_timeout(ctx)
 
     def check() -> str | None:
         db = ctx.rds.describe_db_instances(**describe)["DBInstances"][0]
@@ -499,7 +515,9 @@ def wait_available(ctx: Ctx, change: Change) -> None:
             return None
         return status
 
-    ctx.wait_for(f"db_instance {describe['DBInstanceIdentifier']}", check)
+    multi_az = " (Multi-AZ)" if ctx.env.rds.multi_az else ""
+    what = f"db_instance {describe['DBInstanceIdentifier']}{multi_az}, up to {limit / 60:.0f} min"
+    ctx.wait_for(what, check, timeout=limit)
 
 
 # ---- the master password (`params set DB_PASSWORD`) ----------------------------------------

@@ -4,7 +4,10 @@
 - an ACM certificate IN THE ALB'S REGION for apex + aliases (DNS validation); its CNAME
   validation records are created in the zone and then read back from the zone by the
   deployer itself (moto issues certificates whether or not the records exist, so
-  ISSUED proves nothing there); then a bounded, reported wait for ISSUED
+  ISSUED proves nothing there); then the delegation is checked (the parent zone's NS
+  for the apex must be the zone's: ACM's resolvers find the records only through it) and,
+  when missing, apply stops printing exactly the NS records to set at the registrar
+  instead of waiting in vain; then a bounded, reported wait for ISSUED
 - apex / www A alias records pointing at the ALB (a separate family in the dependency
   order, after the load balancer: `alias_*`)
 
@@ -29,9 +32,10 @@ from jobtory_stack.aws.core import (
     tag_dict,
     tag_list,
 )
+from jobtory_stack.aws.delegation import delegated_ns, normalize_ns
 from jobtory_stack.aws.family import ADOPTED_KEPT, Handlers, Teardown, dispatch, keep, resources
 from jobtory_stack.aws.plan import Change, Ref, fmt
-from jobtory_stack.errors import AwsError
+from jobtory_stack.errors import AwsError, DnsError
 
 CERT_WAIT_HINT = (
     "ACM validates by DNS: the registrar's NS must point at the Route 53 zone "
@@ -269,7 +273,51 @@ def request_certificate(ctx: Ctx, change: Change) -> None:
 
 
 def wait_certificate(ctx: Ctx, change: Change) -> None:
+    check_delegation(ctx, ctx.ids.get("zone"))
     wait_issued(ctx, ctx.resolve(change.params["DescribeCertificate"])["CertificateArn"])
+
+
+def check_delegation(ctx: Ctx, zid: str | None) -> None:
+    """Before waiting for ACM: the parent zone must delegate the apex to this zone's name
+    servers, else validation never comes. Missing: the exact NS records to set, and stop.
+    Unknown (no network, an emulator's zone): said, and the wait goes on."""
+    apex = ctx.env.domain.apex
+    if zid is None:
+        return
+    lookup = ctx.delegation
+    if lookup is None:
+        if ctx.emulator:
+            ctx.report.line(
+                f"  NS delegation of {apex}: not checked (the {ctx.endpoint.emulator} "
+                "zone is not on public DNS)"
+            )
+            return
+        lookup = delegated_ns
+    zone_ns = normalize_ns(
+        ctx.route53.get_hosted_zone(Id=zid).get("DelegationSet", {}).get("NameServers", [])
+    )
+    try:
+        seen = normalize_ns(lookup(apex))
+    except DnsError as exc:
+        ctx.report.note(f"! NS delegation of {apex}: could not check ({exc}); waiting for ACM")
+        return
+    if seen and set(seen) <= set(zone_ns):
+        ctx.report.line(f"  NS delegation of {apex}: {' '.join(seen)} (the zone's)")
+        return
+    registrar = ctx.env.domain.registrar
+    ctx.report.line(
+        f"! {apex} is not delegated to its Route 53 zone {zid}: its parent zone answers NS "
+        f"[{' '.join(seen) or 'none'}]. Set exactly these NS records at the registrar "
+        f"({registrar}), replacing any others:"
+    )
+    for ns in zone_ns:
+        ctx.report.line(f"    {apex}. NS {ns}.")
+    raise AwsError(
+        f"ACM cannot validate the certificate until {apex} is delegated to the Route 53 "
+        f"zone: set the {len(zone_ns)} NS records above at {registrar}, then re-run apply "
+        "(the certificate request is kept; `deploy.py migrate --check --verify-delegation` "
+        "shows when the change is live)"
+    )
 
 
 def delete_certificate(ctx: Ctx, change: Change) -> None:
@@ -298,6 +346,7 @@ def create_validation_records(ctx: Ctx, change: Change) -> None:
         wanted = published_validation(ctx, arn)
     write_validation(ctx, zid, wanted)
     if "DescribeCertificate" in p:
+        check_delegation(ctx, zid)
         wait_issued(ctx, ctx.resolve(p["DescribeCertificate"])["CertificateArn"])
 
 

@@ -6,18 +6,18 @@
   required, user data that bootstraps the host with the project's own pyinfra deploy
 - the ASG spans the spec's subnets, registers in the target group, uses ELB health
   checks; a target-tracking policy keeps ASGAverageCPUUtilization at the spec's target
-- a changed launch template becomes a new default version and the ASG is moved to it;
-  old instances are replaced: on AWS by an instance refresh, against an emulator (moto
-  lacks the API) by our own rolling replacement, one instance at a time, each
-  replacement InService before the next. Instances carry a hash of the template settings
-  they were launched from in the `launch-template-config` tag (propagated by the ASG) to
-  tell old from new; a replacement cut short is planned again by the next apply.
-- moto stores a new launch template VERSION's user data in a form its own ASG cannot
-  launch from (an assertion in moto), so against an emulator a changed template is
-  planned as a delete and a create under the same name instead of a new version.
+- a changed launch template becomes a new default version. hosts.strategy says how it
+  reaches the running instances: `inplace` moves the group to it (new instances boot it;
+  the pyinfra rolling deploy updates the running ones), `refresh` starts an instance
+  refresh to it (aws.refresh) and follows it; AWS moves the group once it succeeds.
+  Instances carry a hash of the template settings they were launched from in the
+  `launch-template-config` tag (propagated by the ASG) to tell old from new; a refresh
+  cut short is started (or followed) again by the next apply.
+- a new instance profile takes AWS seconds to minutes to propagate: the calls that name
+  it are retried meanwhile (core.propagated).
 
-Both emulator workarounds are decided at plan time, only when the endpoint is declared
-an emulator (aws.client.Endpoint.emulator), and the plan prints them.
+The same API calls go to AWS and to the replica's emulator (moto with the repository's
+patches, replica/moto_patches): there is no emulator branch here.
 
 The release new instances boot is not in the spec: it is `--release V` / `--artifact-url
 URL` (or JOBTORY_RELEASE_VERSION / JOBTORY_ARTIFACT_URL), else the one the current launch
@@ -39,13 +39,15 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from jobtory_stack.aws.client import NO_RETRY_CONFIG, error_code
+from jobtory_stack.aws import refresh
+from jobtory_stack.aws.client import error_code
 from jobtory_stack.aws.core import (
     ADOPTION_SHOWN,
     Ctx,
     adopted,
     adoption_tags,
     owned,
+    propagated,
     tag_dict,
     tag_list,
 )
@@ -59,7 +61,6 @@ CONFIG_TAG = "launch-template-config"
 RELEASE_ENV = "JOBTORY_RELEASE_VERSION"
 ARTIFACT_ENV = "JOBTORY_ARTIFACT_URL"
 PLACEHOLDER_RELEASE = "unreleased"
-MOTO_AMI_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
 ASSUME_EC2 = {
     "Version": "2012-10-17",
     "Statement": [
@@ -84,6 +85,7 @@ class Desired:
     asg: str
     asg_fields: dict[str, Any]
     desired_capacity: int
+    strategy: str
     policy_name: str
     target_cpu: float
 
@@ -148,38 +150,24 @@ def account_id(ctx: Ctx) -> str:
 
 
 def resolve_ami(ctx: Ctx) -> str:
-    """asg.ami_id, else the public SSM AMI parameter; on an emulator without it, moto's."""
+    """asg.ami_id, else the public SSM AMI parameter (the replica's emulator has the
+    Debian ones too: replica/moto_patches/debian_ami_parameters.py)."""
     asg = ctx.env.asg
     if asg.ami_id:
         return asg.ami_id
     if "ami" in ctx.ids:
         return ctx.ids["ami"]
-    candidates = [asg.ami_ssm_parameter] + ([MOTO_AMI_PARAMETER] if ctx.emulator else [])
-    for name in candidates:
-        try:
-            ami = ctx.ssm.get_parameter(Name=name)["Parameter"]["Value"]
-        except ClientError as exc:
-            if error_code(exc) != "ParameterNotFound":
-                raise
-            continue
-        if name != asg.ami_ssm_parameter:
-            ctx.report.note(
-                f"! the emulator has no {asg.ami_ssm_parameter}; using its own AMI {ami} "
-                f"(from {name}) instead"
-            )
-        ctx.ids["ami"] = ami
-        return ami
-    if ctx.emulator:
-        images = ctx.ec2.describe_images(Owners=["amazon"])["Images"]
-        if images:
-            ami = sorted(i["ImageId"] for i in images)[0]
-            ctx.report.note(f"! the emulator has no {asg.ami_ssm_parameter}; using its AMI {ami}")
-            ctx.ids["ami"] = ami
-            return ami
-    raise AwsError(
-        f"the SSM AMI parameter {asg.ami_ssm_parameter} does not exist in {ctx.env.region}; "
-        "fix asg.ami_ssm_parameter or set asg.ami_id"
-    )
+    try:
+        ami = ctx.ssm.get_parameter(Name=asg.ami_ssm_parameter)["Parameter"]["Value"]
+    except ClientError as exc:
+        if error_code(exc) != "ParameterNotFound":
+            raise
+        raise AwsError(
+            f"the SSM AMI parameter {asg.ami_ssm_parameter} does not exist in "
+            f"{ctx.env.region}; fix asg.ami_ssm_parameter or set asg.ami_id"
+        ) from None
+    ctx.ids["ami"] = ami
+    return str(ami)
 
 
 def baked(encoded: str | None, key: str) -> str | None:
@@ -277,6 +265,7 @@ def desired(ctx: Ctx) -> Desired:
             "health_check_type": "ELB",
         },
         desired_capacity=asg.desired_capacity,
+        strategy=ctx.env.hosts.strategy,
         policy_name=d.resource_name("cpu"),
         target_cpu=float(asg.target_cpu_percent),
     )
@@ -379,11 +368,6 @@ def observe(ctx: Ctx, want: Desired) -> Observed:
 
 # ---- diff ----------------------------------------------------------------------------------
 
-REPLACED_TEMPLATE = (
-    "! moto cannot launch from a new launch template version (its ASG asserts on the stored "
-    "user data): replacing the template instead of versioning it"
-)
-
 
 def diff(want: Desired, have: Observed, ctx: Ctx) -> list[Change]:
     return [
@@ -432,8 +416,7 @@ def role_changes(want: Desired, have: Observed, ctx: Ctx) -> list[Change]:
 
 
 def template_changes(want: Desired, have: Observed, ctx: Ctx) -> list[Change]:
-    """A changed template gets a new default version; against an emulator (decided here,
-    so the plan says so) it is deleted and created again under the same name instead."""
+    """A changed template gets a new default version."""
     create: dict[str, Any] = {
         "CreateLaunchTemplate": {
             "LaunchTemplateName": want.template,
@@ -453,14 +436,6 @@ def template_changes(want: Desired, have: Observed, ctx: Ctx) -> list[Change]:
     )
     if not diffs:
         return []
-    if ctx.emulator:
-        delete = {"DeleteLaunchTemplate": {"LaunchTemplateId": have.template_id}}
-        why = ("the emulator cannot launch from a new version: replaced instead",)
-        notes = (REPLACED_TEMPLATE,)
-        return [
-            Change("delete", "launch_template", want.template, why, delete, (), notes),
-            Change("create", "launch_template", want.template, diffs, create, produces),
-        ]
     version = {
         "LaunchTemplateId": have.template_id,
         "LaunchTemplateData": want.template_data,
@@ -468,7 +443,8 @@ def template_changes(want: Desired, have: Observed, ctx: Ctx) -> list[Change]:
     }
     default = {"LaunchTemplateId": have.template_id, "DefaultVersion": Ref("lt_version")}
     update = {"CreateLaunchTemplateVersion": version, "ModifyLaunchTemplate": default}
-    diffs = (*diffs, "-> new version, rolling replacement")
+    how = "instance refresh" if want.strategy == "refresh" else "in place by `deploy.py hosts`"
+    diffs = (*diffs, f"-> new default version; running instances: {how}")
     return [Change("update", "launch_template", want.template, diffs, update, ("lt_version",))]
 
 
@@ -479,9 +455,8 @@ def template_moves(want: Desired, have: Observed) -> bool:
 
 def group_changes(want: Desired, have: Observed, ctx: Ctx) -> list[Change]:
     moves = template_moves(want, have)
-    created = have.template_id is None or (moves and ctx.emulator)  # see template_changes
     template: dict[str, Any] = {
-        "LaunchTemplateId": Ref("lt") if created else have.template_id,
+        "LaunchTemplateId": Ref("lt") if have.template_id is None else have.template_id,
         "Version": Ref("lt_version") if moves else str(have.template_version),
     }
     subnets = [ctx.ref(f"subnet:{n}") for n in want.asg_fields["subnets"]]
@@ -536,12 +511,17 @@ def group_update(
     if a["health_check_type"] != "ELB":
         update.update(HealthCheckType="ELB", HealthCheckGracePeriod=GRACE_SECONDS)
     current = a["launch_template_version"]
-    if template_moves(want, have):
-        diffs += (f"launch_template_version: {current} -> (new)",)
-        update["LaunchTemplate"] = template
-    elif current != template["Version"] or a["launch_template_id"] != have.template_id:
-        diffs += (f"launch_template: {current} -> {template['Version']}",)
-        update["LaunchTemplate"] = template
+    moves = template_moves(want, have)
+    moved = moves or current != template["Version"] or a["launch_template_id"] != have.template_id
+    old = sorted(i for i, (_, h) in have.instances.items() if h != want.config_hash)
+    # refresh: AWS moves the group to the refresh's desired configuration once it succeeds
+    by_refresh = want.strategy == "refresh" and bool(have.instances) and (moved or bool(old))
+    if moved:
+        diffs += (
+            f"launch_template_version: {current} -> {'(new)' if moves else template['Version']}",
+        )
+        if not by_refresh:
+            update["LaunchTemplate"] = template
     params: dict[str, Any] = {}
     if update:
         params["UpdateAutoScalingGroup"] = {"AutoScalingGroupName": want.asg, **update}
@@ -551,36 +531,23 @@ def group_update(
     if any(a["tags"].get(k) != v for k, v in asg_tags(want).items()):
         diffs += ("tags: -> stack, env, Name, launch-template-config",)
         params["CreateOrUpdateTags"] = {"Tags": tags}
-    old = sorted(i for i, (_, h) in have.instances.items() if h != want.config_hash)
-    if old:
-        how = (
-            f" one at a time: {ctx.endpoint.emulator} has no instance refresh"
-            if ctx.emulator
-            else ""
+    if by_refresh:
+        diffs += (f"instance refresh: {len(old)} of {len(have.instances)} instance(s) to replace",)
+        params["StartInstanceRefresh"] = refresh.request(
+            want.asg, template["LaunchTemplateId"], template["Version"]
         )
-        diffs += (f"instances on an older launch template: {len(old)} -> 0 (replace{how})",)
-        params.update(replacement(want.asg, old, ctx.emulator))
     if not diffs:
         return []
-    return [Change("update", "autoscaling_group", want.asg, diffs, params)]
+    notes = inplace_note(ctx, len(old)) if moved and old and not by_refresh else ()
+    return [Change("update", "autoscaling_group", want.asg, diffs, params, notes=notes)]
 
 
-def replacement(asg: str, old: list[str], emulator: bool) -> dict[str, Any]:
-    """An instance refresh on AWS; where the API is missing (moto) our own rolling
-    replacement: one instance at a time, each replacement InService before the next."""
-    if emulator:
-        return {
-            "TerminateInstanceInAutoScalingGroup": [
-                {"InstanceId": i, "ShouldDecrementDesiredCapacity": False} for i in old
-            ],
-            "DescribeAutoScalingGroups": {"AutoScalingGroupNames": [asg]},
-        }
-    refresh = {
-        "AutoScalingGroupName": asg,
-        "Strategy": "Rolling",
-        "Preferences": {"MinHealthyPercentage": 100, "MaxHealthyPercentage": 200},
-    }
-    return {"StartInstanceRefresh": refresh}
+def inplace_note(ctx: Ctx, old: int) -> tuple[str, ...]:
+    return (
+        f"! {old} running instance(s) keep their launch template until replaced: "
+        f"`deploy.py hosts --env {ctx.env.name}` updates them in place (hosts.strategy "
+        "inplace); a new AMI or instance type reaches them only with new instances",
+    )
 
 
 def policy_changes(want: Desired, have: Observed) -> list[Change]:
@@ -632,7 +599,10 @@ def write_profile(ctx: Ctx, change: Change) -> None:
 
 
 def create_template(ctx: Ctx, change: Change) -> None:
-    created = ctx.ec2.create_launch_template(**ctx.resolve(change.params["CreateLaunchTemplate"]))
+    args = ctx.resolve(change.params["CreateLaunchTemplate"])
+    created = propagated(
+        ctx, f"launch_template {change.name}", lambda: ctx.ec2.create_launch_template(**args)
+    )
     lt = created["LaunchTemplate"]
     ctx.ids["lt"] = lt["LaunchTemplateId"]
     ctx.ids["lt_version"] = str(lt.get("LatestVersionNumber", 1))
@@ -641,7 +611,11 @@ def create_template(ctx: Ctx, change: Change) -> None:
 
 def version_template(ctx: Ctx, change: Change) -> None:
     args = ctx.resolve(change.params["CreateLaunchTemplateVersion"])
-    created = ctx.ec2.create_launch_template_version(**args)["LaunchTemplateVersion"]
+    created = propagated(
+        ctx,
+        f"launch_template {change.name}",
+        lambda: ctx.ec2.create_launch_template_version(**args),
+    )["LaunchTemplateVersion"]
     ctx.ids["lt_version"] = str(created["VersionNumber"])
     ctx.ec2.modify_launch_template(**ctx.resolve(change.params["ModifyLaunchTemplate"]))
     ctx.report.line(f"  ~ launch_template {change.name} -> v{ctx.ids['lt_version']} (default)")
@@ -660,7 +634,11 @@ def joined_subnets(args: dict[str, Any]) -> dict[str, Any]:
 
 def create_group(ctx: Ctx, change: Change) -> None:
     args = joined_subnets(ctx.resolve(change.params["CreateAutoScalingGroup"]))
-    ctx.autoscaling.create_auto_scaling_group(**args)
+    propagated(
+        ctx,
+        f"autoscaling_group {change.name}",
+        lambda: ctx.autoscaling.create_auto_scaling_group(**args),
+    )
     sizes = f"min {args['MinSize']}, desired {args['DesiredCapacity']}, max {args['MaxSize']}"
     ctx.report.line(f"  + autoscaling_group {change.name} ({sizes})")
 
@@ -669,7 +647,11 @@ def update_group(ctx: Ctx, change: Change) -> None:
     p, autoscaling = change.params, ctx.autoscaling
     if "UpdateAutoScalingGroup" in p:
         args = joined_subnets(ctx.resolve(p["UpdateAutoScalingGroup"]))
-        autoscaling.update_auto_scaling_group(**args)
+        propagated(
+            ctx,
+            f"autoscaling_group {change.name}",
+            lambda: autoscaling.update_auto_scaling_group(**args),
+        )
         keys = sorted(k for k in args if k != "AutoScalingGroupName")
         ctx.report.line(f"  ~ autoscaling_group {change.name}: {', '.join(keys)}")
     if "AttachLoadBalancerTargetGroups" in p:
@@ -679,9 +661,8 @@ def update_group(ctx: Ctx, change: Change) -> None:
     if "CreateOrUpdateTags" in p:
         autoscaling.create_or_update_tags(**ctx.resolve(p["CreateOrUpdateTags"]))
     if "StartInstanceRefresh" in p:
-        start_refresh(ctx, change)
-    if "TerminateInstanceInAutoScalingGroup" in p:
-        replace_instances(ctx, change)
+        refresh_id = refresh.start(ctx, ctx.resolve(p["StartInstanceRefresh"]))
+        refresh.follow(ctx, change.name, refresh_id)
 
 
 def put_policy(ctx: Ctx, change: Change) -> None:
@@ -698,7 +679,6 @@ HANDLERS: Handlers = {
     ("iam_instance_profile", "update"): write_profile,
     ("launch_template", "create"): create_template,
     ("launch_template", "update"): version_template,
-    ("launch_template", "delete"): delete_template,
     ("autoscaling_group", "create"): create_group,
     ("autoscaling_group", "update"): update_group,
     ("scaling_policy", "create"): put_policy,
@@ -738,53 +718,6 @@ def instance_configs(ctx: Ctx, asg: str, group: Any | None = None) -> dict[str, 
             for inst in r["Instances"]:
                 versions[inst["InstanceId"]] = tag_dict(inst.get("Tags")).get(CONFIG_TAG, "?")
     return {i: (states[i], versions.get(i, "?")) for i in ids}
-
-
-def start_refresh(ctx: Ctx, change: Change) -> None:
-    """AWS: an instance refresh (tried once: a throttled retry would start a second)."""
-    args = ctx.resolve(change.params["StartInstanceRefresh"])
-    no_retry = ctx.client("autoscaling", config=NO_RETRY_CONFIG)
-    try:
-        refresh = no_retry.start_instance_refresh(**args)
-    except ClientError as exc:
-        if error_code(exc) != "InstanceRefreshInProgress":
-            raise
-        ctx.report.note(
-            f"! {change.name}: an instance refresh is already running; see `deploy.py status`"
-        )
-        return
-    ctx.report.line(
-        f"  ~ autoscaling_group {change.name}: instance refresh {refresh['InstanceRefreshId']} "
-        "started for the instances on an older launch template "
-        "(follow it with `deploy.py status`)"
-    )
-
-
-def replace_instances(ctx: Ctx, change: Change) -> None:
-    """The emulator (no instance refresh): terminate the old instances one at a time, each
-    replacement InService (tagged with the group's current template config) before the
-    next. A replacement cut short is planned again by the next apply."""
-    p = change.params
-    terminations = ctx.resolve(p["TerminateInstanceInAutoScalingGroup"])
-    describe = ctx.resolve(p["DescribeAutoScalingGroups"])
-    ctx.report.note(
-        f"! instance refresh is not available here ({ctx.endpoint.emulator} lacks it): "
-        f"replacing {len(terminations)} instance(s) one at a time instead"
-    )
-    for args in terminations:
-        ctx.autoscaling.terminate_instance_in_auto_scaling_group(**args)
-        ctx.report.line(f"  ~ autoscaling_group {change.name}: replacing {args['InstanceId']}")
-
-        def replaced(gone: str = args["InstanceId"]) -> str | None:
-            group = ctx.autoscaling.describe_auto_scaling_groups(**describe)["AutoScalingGroups"][0]
-            config = {t["Key"]: t.get("Value", "") for t in group.get("Tags", [])}.get(CONFIG_TAG)
-            members = instance_configs(ctx, change.name, group)
-            fresh = [i for i, (s, v) in members.items() if s == "InService" and v == config]
-            if gone not in members and fresh:
-                return None
-            return f"{len(fresh)} new instance(s) InService"
-
-        ctx.wait_for(f"the replacement of {args['InstanceId']}", replaced)
 
 
 # ---- destroy / status ----------------------------------------------------------------------
@@ -928,15 +861,8 @@ def status(ctx: Ctx) -> list[str]:
 
 
 def refresh_status(ctx: Ctx, asg: str) -> list[str]:
-    """The latest instance refresh (AWS); nothing where the API is missing (moto)."""
-    if ctx.emulator:
+    """The latest instance refresh, if any."""
+    latest = refresh.latest(ctx, asg)
+    if latest is None:
         return []
-    refreshes = ctx.autoscaling.describe_instance_refreshes(AutoScalingGroupName=asg, MaxRecords=1)
-    lines = []
-    for r in refreshes.get("InstanceRefreshes", []):
-        line = f"  instance refresh {r['InstanceRefreshId']}: {r.get('Status')} "
-        line += f"{r.get('PercentageComplete', 0)}%"
-        if r.get("StatusReason"):
-            line += f" ({r['StatusReason']})"
-        lines.append(line)
-    return lines
+    return [f"  instance refresh {latest['InstanceRefreshId']}: {refresh.progress(latest)}"]

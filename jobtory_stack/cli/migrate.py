@@ -35,8 +35,8 @@ Runbook: docs/runbook-migrate.md.
 
 
 def migration_from_args(args: argparse.Namespace) -> Migration:
+    from jobtory_stack.aws.delegation import parse_resolver
     from jobtory_stack.hosts.balancers import static_balancer
-    from jobtory_stack.migrate.delegation import parse_resolver
     from jobtory_stack.migrate.flow import new_migration
 
     env = resolve_env(args)

@@ -31,6 +31,7 @@ from typing import Any
 from jobtory_stack.aws import dns, loadbalancer, network, params, reconcile, scaling
 from jobtory_stack.aws.client import aws_errors
 from jobtory_stack.aws.core import Ctx, new_ctx, tag_list
+from jobtory_stack.aws.delegation import delegated_ns, normalize_ns
 from jobtory_stack.aws.plan import Change
 from jobtory_stack.caddy.admin import CaddyAdmin, bridge_config, config_mode
 from jobtory_stack.errors import CaddyError, HostsError, MigrateError
@@ -38,7 +39,6 @@ from jobtory_stack.hosts.balancers import Balancer, ElbBalancer
 from jobtory_stack.hosts.lock import parameter_names, read_audit
 from jobtory_stack.hosts.rolling import deploy
 from jobtory_stack.hosts.settings import DeployOptions
-from jobtory_stack.migrate.delegation import delegated_ns, normalize_ns
 from jobtory_stack.migrate.guideline import CLOUDFLARE_REFUSAL, STEP_NAMES
 from jobtory_stack.render.caddyfile import CaddySite, Mode
 from jobtory_stack.render.sites import host_site

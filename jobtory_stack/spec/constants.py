@@ -160,6 +160,16 @@ LOCK_STALE_AFTER = 30 * 60.0  # seconds; a rolling deploy of a few hosts takes m
 READY_TIMEOUT = 180.0  # seconds a host may take to pass the balancer's health checks
 PYINFRA_TIMEOUT = 1800.0  # seconds one host's deploy may take
 AWS_WAIT_TIMEOUT = 900.0  # seconds of each AWS wait (certificate, database, replacement)
+AWS_PROGRESS_SECONDS = 30.0  # a wait prints its status at least this often
+# A Multi-AZ RDS create (a standby in a second AZ, its first backup) often takes well over
+# 15 minutes, and a big allocation longer: its wait is an hour (JOBTORY_RDS_WAIT_TIMEOUT).
+RDS_MULTI_AZ_WAIT_TIMEOUT = 3600.0
+# A new instance profile is refused by CreateAutoScalingGroup / RunInstances for seconds
+# to minutes ("Invalid IAM Instance Profile name"): retried this long (JOBTORY_PROFILE_TIMEOUT).
+PROFILE_PROPAGATION_TIMEOUT = 300.0
+# An instance refresh replaces one batch at a time, each waiting for its warmup and the
+# checkpoints' delays: it is followed this long (JOBTORY_REFRESH_TIMEOUT).
+REFRESH_TIMEOUT = 3600.0
 
 # ---- retries -----------------------------------------------------------------------------
 

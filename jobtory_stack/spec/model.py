@@ -135,6 +135,10 @@ class Hosts(Section):
     # A static pyinfra inventory file (relative to the spec), e.g. the fleet replica's;
     # unset: the environment's EC2 instances, found by tags and ASG membership.
     inventory: str | None = None
+    # How a new launch-template version reaches the running instances: `inplace` (the
+    # pyinfra rolling deploy updates them where they run) or `refresh` (an ASG instance
+    # refresh replaces them, AWS keeping 100% healthy; docs/spec.md, docs/aws.md).
+    strategy: Literal["inplace", "refresh"] = "inplace"
 
 
 class Releases(Section):

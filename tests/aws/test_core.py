@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from jobtory_stack.aws import database
 from jobtory_stack.aws.client import Endpoint, resolve_endpoint
 from jobtory_stack.aws.core import Ctx
 from jobtory_stack.aws.plan import Change, field_diffs, render_plan
@@ -53,6 +54,30 @@ def test_wait_is_bounded_and_reports_progress() -> None:
         "creating",
         "backing-up",
     ]
+
+
+def test_a_long_wait_prints_its_status_every_progress_interval() -> None:
+    lines: list[str] = []
+    ctx = Ctx(env(), Endpoint("http://127.0.0.1:1", "moto"), out=lines.append, poll_seconds=10)
+    now = [0.0]
+    ctx.clock = lambda: now[0]
+    ctx.sleep = lambda seconds: now.__setitem__(0, now[0] + seconds)
+    ctx.progress_seconds = 60
+    with pytest.raises(AwsError, match="timed out after 300s"):
+        ctx.wait_for("db_instance x", lambda: "creating", timeout=300)
+    assert [line.rsplit("(", 1)[1] for line in lines] == [
+        f"{t}s)" for t in (0, 60, 120, 180, 240, 300)
+    ]
+
+
+def test_the_database_wait_is_sized_for_multi_az(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("JOBTORY_RDS_WAIT_TIMEOUT", raising=False)
+    prod, staging = Ctx(env("prod")), Ctx(env("staging"))
+    assert prod.env.rds.multi_az and not staging.env.rds.multi_az
+    assert database.wait_timeout(prod) == 3600  # a Multi-AZ create outlasts 15 min
+    assert database.wait_timeout(staging) == staging.wait_timeout
+    monkeypatch.setenv("JOBTORY_RDS_WAIT_TIMEOUT", "5400")
+    assert database.wait_timeout(prod) == database.wait_timeout(staging) == 5400
 
 
 def test_endpoint_precedence(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -317,44 +317,45 @@ def test_ipv6_and_all_traffic_rules_are_drift_too(applied: str, run: Run) -> Non
     assert out.strip().endswith("No changes.")
 
 
-def test_launch_template_change_rolls_the_instances(
+def test_a_new_template_version_moves_the_group_and_launches_from_it(
     applied: str, run: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """hosts.strategy inplace (the default): a new version, the group moved to it, the
+    running instances left to `deploy.py hosts`; the patched emulator launches from it."""
     autoscaling, ec2 = client("autoscaling"), client("ec2")
     name = f"jobtory-{ENV}-asg"
-    before = {
-        i["InstanceId"]
-        for i in autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[name])[
+
+    def group() -> Any:
+        return autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[name])[
             "AutoScalingGroups"
-        ][0]["Instances"]
-    }
+        ][0]
+
+    before = {i["InstanceId"] for i in group()["Instances"]}
     monkeypatch.setenv("JOBTORY_RELEASE_VERSION", "v2")  # a new release -> new user data
     code, out, _ = run("plan")
-    # the plan announces the template change; on the emulator (moto cannot launch from a
-    # new template version) as a replacement under the same name, decided at plan time
-    assert f"- delete launch_template jobtory-{ENV}-lt" in out
-    assert f"+ create launch_template jobtory-{ENV}-lt" in out
+    assert f"~ update launch_template jobtory-{ENV}-lt" in out  # a version, not a replacement
     assert "user_data: changed" in out
+    assert "running instances: in place by `deploy.py hosts`" in out
+    assert "launch_template_version: 1 -> (new)" in out
     code, out, err = run("apply")
     assert code == 0, err
-    assert "instance refresh is not available here" in out
-    assert "replacing" in out
-    group = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[name])[
-        "AutoScalingGroups"
-    ][0]
-    after = {i["InstanceId"] for i in group["Instances"] if i["LifecycleState"] == "InService"}
-    assert len(after) == 1 and not after & before
-    tags = ec2.describe_instances(InstanceIds=list(after))["Reservations"][0]["Instances"][0][
-        "Tags"
-    ]
-    config = {t["Key"]: t["Value"] for t in group["Tags"]}["launch-template-config"]
-    assert {"Key": "launch-template-config", "Value": config} in tags
+    assert "updates them in place" in out
+    assert group()["LaunchTemplate"]["Version"] == "2"
+    assert {i["InstanceId"] for i in group()["Instances"]} == before  # not replaced
     lt = ec2.describe_launch_template_versions(
         LaunchTemplateName=f"jobtory-{ENV}-lt", Versions=["$Default"]
-    )["LaunchTemplateVersions"][0]["LaunchTemplateData"]
-    assert "\nVERSION=v2\n" in base64.b64decode(lt["UserData"]).decode()
+    )["LaunchTemplateVersions"][0]
+    assert lt["VersionNumber"] == 2
+    assert "\nVERSION=v2\n" in base64.b64decode(lt["LaunchTemplateData"]["UserData"]).decode()
     code, out, _ = run("plan")
     assert out.strip().endswith("No changes.")
+
+    autoscaling.set_desired_capacity(AutoScalingGroupName=name, DesiredCapacity=2)  # scale out
+    added = {i["InstanceId"] for i in group()["Instances"]} - before
+    assert len(added) == 1
+    tags = ec2.describe_instances(InstanceIds=list(added))["Reservations"][0]["Instances"][0]
+    config = {t["Key"]: t["Value"] for t in group()["Tags"]}["launch-template-config"]
+    assert {"Key": "launch-template-config", "Value": config} in tags["Tags"]
 
 
 # ---- destroy -------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Step 2's delegation check (jobtory_stack.migrate.delegation, on dnspython) against the
+"""Step 2's delegation check (jobtory_stack.aws.delegation, on dnspython) against the
 local authoritative responder on 127.0.0.1: referrals, the answer section, TCP after a
 truncated or missing UDP answer, NXDOMAIN, and bounded one-line errors."""
 
@@ -10,8 +10,8 @@ import time
 import dns.resolver
 import pytest
 
+from jobtory_stack.aws.delegation import delegated_ns, normalize_ns, parse_resolver
 from jobtory_stack.errors import DnsError, MigrateError
-from jobtory_stack.migrate.delegation import delegated_ns, normalize_ns, parse_resolver
 from tests.migrate.conftest import DnsQuery, DnsResponder
 
 ROUTE53_NS = ["ns-1.awsdns-01.org", "NS-2.awsdns-02.co.uk."]

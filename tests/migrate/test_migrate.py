@@ -20,9 +20,9 @@ import pytest
 
 from jobtory_stack.aws import params
 from jobtory_stack.aws.core import new_ctx
+from jobtory_stack.aws.delegation import parse_resolver
 from jobtory_stack.caddy.admin import CaddyAdmin, bridge_config
 from jobtory_stack.errors import MigrateError
-from jobtory_stack.migrate.delegation import parse_resolver
 from jobtory_stack.migrate.flow import (
     STEPS,
     Migration,

@@ -1,4 +1,5 @@
-"""Step 2's delegation check: which name servers the parent zone delegates the domain to.
+"""Which name servers the parent zone delegates a domain to: step 2 of `migrate`, and
+`apply` before it waits for ACM's DNS validation (aws.dns).
 
 The question goes to the PARENT zone's own servers (for jobtory.com: the `com.` servers),
 not to a recursive resolver, so a stale cache can neither fake nor hide a delegation:
