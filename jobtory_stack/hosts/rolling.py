@@ -4,8 +4,10 @@ First every host's plan (pyinfra's diff, side by side: a plan changes nothing); 
 host's pyinfra process then waits with its prepared state. Then one host at a time:
 nothing to change -> leave the host alone; else take it out of the load balancer
 (drain), execute its plan (pyinfra/deploy.py), put it back and wait until the
-balancer's health checks pass, then the next host. A deploy lock in SSM (hosts.lock)
-keeps two deploys apart; every deploy appends one audit line there.
+balancer's health checks pass, then the next host. A deploy lock in SSM (hosts.lock,
+renewed by a heartbeat) keeps two deploys apart; every deploy appends one audit line
+there. Safety: whatever the drain changed is undone in a `finally` (errors, Ctrl-C,
+SIGTERM); the only healthy target is never drained; docs/hosts.md "Safety".
 
 Docs: docs/hosts.md. The pyinfra side (facts, operations, tasks): pyinfra/.
 """
