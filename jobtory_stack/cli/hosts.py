@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 from pathlib import Path
 from typing import Any
 
@@ -90,15 +89,11 @@ def cmd_hosts(args: argparse.Namespace) -> int:
     from jobtory_stack.hosts.launch import prepare_release
     from jobtory_stack.hosts.rolling import DeployFailed, deploy
 
-    def terminated(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt  # unwinds: the lock is released, the audit line written
-
-    signal.signal(signal.SIGTERM, terminated)
     env = resolve_env(args)
     # with an Auto Scaling group: publish the release, move the launch template to it
     options = prepare_release(env, options_from(args), out, allow_dirty=args.allow_dirty)
-    try:
-        report = deploy(env, options, out)
+    try:  # SIGTERM interrupts the deploy as Ctrl-C does (hosts.rolling.deploy)
+        report = deploy(env, options, out, allow_downtime=args.allow_downtime)
     except DeployFailed as exc:
         if args.json:
             out(json.dumps(exc.report.as_dict()))
@@ -129,7 +124,8 @@ def register(sub: Any) -> None:
         "--lock-timeout",
         type=float,
         default=LOCK_STALE_AFTER,
-        help="seconds after which a held deploy lock is stale (default: %(default).0f)",
+        help="seconds without a heartbeat after which a held deploy lock is stale "
+        "(default: %(default).0f; a running deploy renews it every 30 s)",
     )
     p.add_argument(
         "--ready-timeout",
@@ -142,6 +138,11 @@ def register(sub: Any) -> None:
         choices=CADDY_MODES,
         help="Caddy's mode on the hosts (default: the spec's caddy.mode); direct = no "
         "balancer to drain from (today's single host)",
+    )
+    p.add_argument(
+        "--allow-downtime",
+        action="store_true",
+        help="a single-host fleet: drain its only healthy target anyway (never with others)",
     )
     p.add_argument("--json", action="store_true", help="print a JSON summary line at the end")
     p.add_argument("--audit", action="store_true", help="print the deploy audit log and exit")

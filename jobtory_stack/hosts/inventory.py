@@ -44,20 +44,22 @@ def static_inventory(path: Path) -> tuple[list[Target], dict[str, Any]]:
     return targets, dict(group)
 
 
-def ec2_inventory(env: Environment) -> list[tuple[str, dict[str, Any]]]:
+def ec2_inventory(
+    env: Environment, skipped: list[tuple[str, str]] | None = None
+) -> list[tuple[str, dict[str, Any]]]:
     """pyinfra hosts of an environment on EC2: running instances tagged with the stack's
-    ownership tags, members of the env's ASG first."""
+    ownership tags, members of the env's ASG first. An ASG member not InService (still
+    booting: Pending, Pending:Wait; leaving: Terminating, Detaching; Standby) is left
+    out, and `(instance id, lifecycle state)` appended to `skipped`: a booting instance
+    deploys itself from its user data, one leaving is no concern of the deploy."""
     d = derive(env)
     ec2 = client_for(env, "ec2")
     asg = client_for(env, "autoscaling")
-    members: list[str] = []
+    states: dict[str, str] = {}
     groups = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[d.resource_name("asg")])
     for group in groups.get("AutoScalingGroups", []):
-        members += [
-            i["InstanceId"]
-            for i in group.get("Instances", [])
-            if i["LifecycleState"] == "InService"
-        ]
+        states.update({i["InstanceId"]: i["LifecycleState"] for i in group.get("Instances", [])})
+    members = [i for i, state in states.items() if state == "InService"]
     filters: list[Any] = [{"Name": f"tag:{k}", "Values": [v]} for k, v in d.tags.items()]
     filters.append({"Name": "instance-state-name", "Values": ["running"]})
     found: dict[str, Any] = {}
@@ -65,7 +67,10 @@ def ec2_inventory(env: Environment) -> list[tuple[str, dict[str, Any]]]:
         for reservation in page["Reservations"]:
             for inst in reservation["Instances"]:
                 found[inst["InstanceId"]] = inst
-    ids = [i for i in members if i in found] + sorted(i for i in found if i not in members)
+    if skipped is not None:  # EC2 may not call a booting one "running" yet: name it anyway
+        skipped.extend(sorted((i, s) for i, s in states.items() if s != "InService"))
+    loose = sorted(i for i in found if i not in states)  # tagged, in no ASG
+    ids = [i for i in members if i in found] + loose
     via_public = os.environ.get("JOBTORY_SSH_VIA", "private") == "public"
     hosts: list[tuple[str, dict[str, Any]]] = []
     for instance_id in ids:

@@ -225,13 +225,16 @@ def daemon_reloaded(after: list[Any]) -> Iterator[str]:
 
 
 @operation()
-def restarted_if_running(unit: str, after: list[Any], unless: list[Any]) -> Iterator[str]:
+def restarted_if_running(
+    unit: str, after: list[Any], unless: list[Any], command: str = ""
+) -> Iterator[str]:
     """Restart `unit` when one of `after` changed (its env file, unit, config) and none of
-    `unless` did (activation restarts it itself), and only if it is running."""
+    `unless` did (activation restarts it itself), and only if it is running. `command`
+    restarts it instead of systemctl (gunicorn: `activate --restart` waits for /readyz)."""
     if not any(_changed(m) for m in after) or any(_changed(m) for m in unless):
         return
     if host.get_fact(UnitActive, unit=unit):
-        yield f"systemctl restart {q(unit)}"
+        yield command or f"systemctl restart {q(unit)}"
 
 
 @operation()

@@ -18,10 +18,11 @@ activate_op = jobtory_ops.activated(
     script=s.activate_script,
 )
 jobtory_ops.restarted_if_running(
-    name="restart gunicorn: its env file or unit changed",
+    name="restart gunicorn: its env file or unit changed (then /readyz)",
     unit="jobtory-gunicorn.service",
     after=[env_op, units["jobtory-gunicorn.service"]],
     unless=[activate_op],
+    command=f"{s.activate_script} --restart",
 )
 systemd.service(
     name="gunicorn running",

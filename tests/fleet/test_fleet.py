@@ -161,10 +161,13 @@ def test_a_stale_lock_is_taken_over(fleet: Fleet, first_deploy: Deploy) -> None:
     lock_name, _ = parameter_names("jobtory", "local")
     crashed = DeployLock(ssm(), lock_name, "v0", owner="bob@gone pid 1")
     crashed.acquire()
-    # back-date it: a deploy that crashed an hour ago
+    # back-date it: a deploy that crashed an hour ago (its heartbeat stopped then)
+    hour_ago = time.time() - 3600
     crashed.ssm.put_parameter(  # type: ignore[attr-defined]
         Name=lock_name,
-        Value=json.dumps({**json.loads(crashed.info.to_json()), "since": time.time() - 3600}),
+        Value=json.dumps(
+            {**json.loads(crashed.info.to_json()), "since": hour_ago, "heartbeat": hour_ago}
+        ),
         Type="String",
         Overwrite=True,
     )

@@ -7,20 +7,23 @@ No Docker and no hosts: these run everywhere (no `fleet` marker).
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import subprocess
 import tarfile
+import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import boto3
 import pytest
 
 from jobtory_stack.errors import HostsError
-from jobtory_stack.hosts import runner
+from jobtory_stack.hosts import rolling, runner
 from jobtory_stack.hosts.balancers import ElbBalancer
-from jobtory_stack.hosts.inventory import ec2_inventory
+from jobtory_stack.hosts.inventory import Target, ec2_inventory
 from jobtory_stack.hosts.lock import (
     AuditRecord,
     DeployLock,
@@ -32,6 +35,7 @@ from jobtory_stack.hosts.lock import (
 )
 from jobtory_stack.hosts.release import deterministic_tar
 from jobtory_stack.hosts.requirements import for_python
+from jobtory_stack.hosts.rolling import DeployReport
 from jobtory_stack.hosts.runner import PYINFRA_DIR, read_result, run_pyinfra
 from jobtory_stack.hosts.settings import HostSettings, Manifest, check_version
 from jobtory_stack.render.user_data import render_user_data
@@ -83,6 +87,7 @@ def test_stale_lock_is_taken_over(ssm: Any) -> None:
     old.acquire()
     info = json.loads(old.info.to_json())
     info["since"] = time.time() - 7200
+    del info["heartbeat"]  # an older deployer's lock: its age is `since`
     ssm.put_parameter(Name=name, Value=json.dumps(info), Type="String", Overwrite=True)
     fresh = DeployLock(ssm, name, "v1", owner="new", stale_after=600)
     replaced = fresh.acquire()
@@ -402,3 +407,300 @@ def test_elb_balancer_drains_and_restores_a_target(aws_env: str) -> None:
     assert not balancer.healthy(instance)
     balancer.restore(instance, timeout=30)
     assert balancer.healthy(instance)
+
+
+# ---- rolling-deploy safety: heartbeat, never the last healthy target, put back always ----
+
+
+def test_a_running_deploy_keeps_its_lock_past_the_timeout(ssm: Any) -> None:
+    """The heartbeat, not the age, makes a lock stale: a live deploy keeps it; one whose
+    heartbeat stopped (a crashed deployer) is taken over."""
+    name, _ = parameter_names("jobtory", "local")
+    running = DeployLock(ssm, name, "v1", stale_after=1.2, owner="long deploy")
+    with running:
+        assert running.every == pytest.approx(0.4)
+        time.sleep(2.0)  # past the timeout, the heartbeat renewed it
+        with pytest.raises(LockHeld, match="long deploy"):
+            DeployLock(ssm, name, "v2", stale_after=1.2, owner="second").acquire()
+        running.stop_heartbeat()  # the deployer hangs or dies: no heartbeat any more
+        second = DeployLock(ssm, name, "v2", stale_after=1.2, owner="second")
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                replaced = second.acquire()
+                break
+            except LockHeld:
+                assert time.monotonic() < deadline, "a lock without heartbeat stays held"
+                time.sleep(0.2)
+        assert replaced is not None and replaced.owner == "long deploy"
+        assert running.beat() is False and running.lost and "second" in running.lost
+        with pytest.raises(HostsError, match="held by second"):
+            running.check()  # the deploy stops before its next host
+    holder = second.holder()  # leaving the block never removed the new holder's lock
+    assert holder is not None and holder.owner == "second"
+
+
+class FakeBalancer:
+    """A balancer whose targets' health the test sets; it records drains and restores."""
+
+    name = "fake balancer"
+
+    def __init__(self, health: dict[str, str], on_restore: Any = None) -> None:
+        self.states = dict(health)
+        self.calls: list[tuple[str, str, float]] = []
+        self.on_restore = on_restore
+
+    def health(self) -> dict[str, str]:
+        return dict(self.states)
+
+    def healthy(self, target: str) -> bool:
+        return self.states.get(target) == "healthy"
+
+    def drain(self, target: str) -> None:
+        self.calls.append(("drain", target, 0))
+        self.states[target] = "unused"
+
+    def restore(self, target: str, timeout: float) -> None:
+        if self.on_restore is not None:
+            self.on_restore()
+        self.calls.append(("restore", target, timeout))
+        self.states[target] = "healthy"
+
+
+class FakeRun:
+    """A host's pyinfra process: a plan with one change; deploy() does `action`."""
+
+    runs: ClassVar[dict[str, FakeRun]] = {}
+    action: ClassVar[Any] = None
+
+    def __init__(self, inventory: Path, host: str, data: Any, env: Any = None) -> None:
+        self.host, self.closed, self.deployed = host, False, False
+        FakeRun.runs[host] = self
+
+    def plan(self) -> runner.RunResult:
+        return runner.RunResult(True, 1, 0.0, (), Path("plan.log"), ("op",))
+
+    def deploy(self) -> runner.RunResult:
+        self.deployed = True
+        if FakeRun.action is not None:
+            FakeRun.action()
+        return runner.RunResult(True, 1, 0.0, (), Path("run.log"), ("op",))
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.fixture
+def fake_runs(monkeypatch: pytest.MonkeyPatch) -> type[FakeRun]:
+    FakeRun.runs, FakeRun.action = {}, None
+    monkeypatch.setattr(rolling, "HostRun", FakeRun)
+    return FakeRun
+
+
+def roll(balancer: Any, hosts: list[str], **kwargs: Any) -> tuple[DeployReport, list[str]]:
+    lines: list[str] = []
+    report = DeployReport("local", "v2")
+    targets = [Target(h, h) for h in hosts]
+    try:
+        rolling.rolling_deploy(
+            targets, balancer, Path("inv.py"), {}, report, lines.append, **kwargs
+        )
+    finally:
+        report.seconds = 0
+    return report, lines
+
+
+def signal_self(sig: int) -> None:
+    """Deliver `sig` to this process and let Python run its handler (main thread)."""
+    os.kill(os.getpid(), sig)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        time.sleep(0.01)  # the handler runs between bytecodes of the main thread
+    raise AssertionError(f"signal {sig} was not turned into an exception")
+
+
+main_thread_only = pytest.mark.skipif(
+    threading.current_thread() is not threading.main_thread(),
+    reason="signal handlers run in the main thread only",
+)
+
+
+@main_thread_only
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_an_interrupted_deploy_puts_the_drained_host_back(
+    fake_runs: type[FakeRun], sig: int
+) -> None:
+    """Ctrl-C or SIGTERM while a host executes: that host goes back in the balancer, the
+    next host is neither drained nor deployed, every pyinfra process is ended."""
+    balancer = FakeBalancer({"ec2-1": "healthy", "ec2-2": "healthy"})
+    fake_runs.action = lambda: signal_self(sig)
+    with rolling.sigterm_interrupts(), pytest.raises(KeyboardInterrupt):
+        roll(balancer, ["ec2-1", "ec2-2"])
+    assert balancer.calls == [("drain", "ec2-1", 0), ("restore", "ec2-1", 0)]
+    assert balancer.states == {"ec2-1": "healthy", "ec2-2": "healthy"}
+    assert fake_runs.runs["ec2-1"].deployed and not fake_runs.runs["ec2-2"].deployed
+    assert all(run.closed for run in fake_runs.runs.values())
+    assert signal.getsignal(signal.SIGTERM) is not None  # the handler was put back
+
+
+@main_thread_only
+def test_a_second_ctrl_c_waits_until_the_host_is_back(fake_runs: type[FakeRun]) -> None:
+    sent: list[int] = []
+
+    def ctrl_c_again() -> None:
+        if not sent:
+            sent.append(1)
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.2)  # held: the restore goes on
+
+    balancer = FakeBalancer({"ec2-1": "healthy", "ec2-2": "healthy"}, on_restore=ctrl_c_again)
+    fake_runs.action = lambda: signal_self(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        roll(balancer, ["ec2-1", "ec2-2"])
+    assert sent and balancer.calls[-1] == ("restore", "ec2-1", 0)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_failing_balancer_call_still_puts_the_host_back(fake_runs: type[FakeRun]) -> None:
+    """An error after the drain (here: the host's deploy dies with an AWS error) puts the
+    host back before it propagates."""
+
+    def aws_down() -> None:
+        raise HostsError("describe_target_health failed")
+
+    balancer = FakeBalancer({"ec2-1": "healthy", "ec2-2": "healthy"})
+    fake_runs.action = aws_down
+    with pytest.raises(HostsError):
+        roll(balancer, ["ec2-1", "ec2-2"])
+    assert ("restore", "ec2-1", 180.0) in balancer.calls  # a failed deploy: waited for
+    assert not any(call[1] == "ec2-2" for call in balancer.calls)
+
+
+@pytest.mark.parametrize(
+    ("health", "allow", "refused"),
+    [
+        ({"ec2-1": "healthy", "ec2-2": "unhealthy"}, False, "others: ec2-2 unhealthy"),
+        ({"ec2-1": "healthy", "ec2-2": "draining"}, True, "others: ec2-2 draining"),
+        ({"ec2-1": "healthy"}, False, "--allow-downtime"),
+        ({"ec2-1": "healthy"}, True, None),  # a single host, downtime asked for
+        ({"ec2-1": "initial", "ec2-2": "unhealthy"}, False, None),  # not serving: fine
+        ({"ec2-1": "healthy", "ec2-2": "healthy"}, False, None),
+    ],
+    ids=["other-unhealthy", "other-draining", "alone", "alone-allowed", "fresh", "two-healthy"],
+)
+def test_the_last_healthy_target_is_never_drained(
+    fake_runs: type[FakeRun], health: dict[str, str], allow: bool, refused: str | None
+) -> None:
+    balancer = FakeBalancer(health)
+    if refused is None:
+        report, lines = roll(balancer, ["ec2-1"], allow_downtime=allow)
+        assert report.hosts[0].result == "ok" and balancer.calls[0] == ("drain", "ec2-1", 0)
+        assert ("DOWNTIME" in "\n".join(lines)) is (len(health) == 1)
+        return
+    with pytest.raises(HostsError, match="only healthy target") as caught:
+        roll(balancer, ["ec2-1"], allow_downtime=allow)
+    assert refused in str(caught.value)
+    assert balancer.calls == [] and not fake_runs.runs["ec2-1"].deployed
+
+
+# ---- EC2: instances not in service, draining through the Auto Scaling group's standby ----
+
+
+def asg_fleet(min_size: int, desired: int) -> tuple[Any, Any, str, list[str]]:
+    """A target group and an ASG attached to it (as `apply` makes them), in moto."""
+    ec2 = boto3.client("ec2", region_name="ap-northeast-2")
+    elbv2 = boto3.client("elbv2", region_name="ap-northeast-2")
+    asg = boto3.client("autoscaling", region_name="ap-northeast-2")
+    vpc = ec2.create_vpc(CidrBlock="10.31.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(
+        VpcId=vpc, CidrBlock="10.31.1.0/24", AvailabilityZone="ap-northeast-2a"
+    )["Subnet"]["SubnetId"]
+    ami = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    arn = elbv2.create_target_group(
+        Name="jobtory-staging-tg", Protocol="HTTP", Port=80, VpcId=vpc, TargetType="instance"
+    )["TargetGroups"][0]["TargetGroupArn"]
+    ec2.create_launch_template(
+        LaunchTemplateName="jobtory-staging-lt", LaunchTemplateData={"ImageId": ami}
+    )
+    tags = [
+        {"Key": k, "Value": v, "PropagateAtLaunch": True}
+        for k, v in {"stack": "jobtory", "env": "staging"}.items()
+    ]
+    asg.create_auto_scaling_group(
+        AutoScalingGroupName="jobtory-staging-asg",
+        LaunchTemplate={"LaunchTemplateName": "jobtory-staging-lt"},
+        MinSize=min_size,
+        MaxSize=4,
+        DesiredCapacity=desired,
+        VPCZoneIdentifier=subnet,
+        TargetGroupARNs=[arn],
+        HealthCheckType="ELB",
+        Tags=tags,
+    )
+    group = asg.describe_auto_scaling_groups(AutoScalingGroupNames=["jobtory-staging-asg"])
+    ids = sorted(i["InstanceId"] for i in group["AutoScalingGroups"][0]["Instances"])
+    elbv2.register_targets(TargetGroupArn=arn, Targets=[{"Id": i, "Port": 80} for i in ids])
+    return elbv2, asg, arn, ids
+
+
+def group_of(asg: Any) -> dict[str, Any]:
+    found = asg.describe_auto_scaling_groups(AutoScalingGroupNames=["jobtory-staging-asg"])
+    return dict(found["AutoScalingGroups"][0])
+
+
+def lifecycle(asg: Any, instance: str) -> str:
+    found = asg.describe_auto_scaling_instances(InstanceIds=[instance])
+    return str(found["AutoScalingInstances"][0]["LifecycleState"])
+
+
+def test_instances_not_in_service_are_skipped_and_named(aws_env: str) -> None:
+    _, asg, _, (first, second) = asg_fleet(min_size=1, desired=2)
+    asg.enter_standby(
+        AutoScalingGroupName="jobtory-staging-asg",
+        InstanceIds=[second],
+        ShouldDecrementDesiredCapacity=True,
+    )
+    skipped: list[tuple[str, str]] = []
+    found = ec2_inventory(load_stack(ROOT / "stack.toml").env("staging"), skipped)
+    assert [name for name, _ in found] == [first]
+    assert skipped == [(second, "Standby")]
+
+
+@pytest.mark.parametrize("min_size", [1, 2], ids=["min-below-desired", "min-equals-desired"])
+def test_an_asg_member_is_drained_through_standby_and_put_back(aws_env: str, min_size: int) -> None:
+    """AWS's way to update an instance in place: standby with the desired capacity
+    decremented (no replacement launched); MinSize lowered for it only when min =
+    desired (AWS refuses the decrement below MinSize), and put back after."""
+    elbv2, asg, arn, (first, _) = asg_fleet(min_size=min_size, desired=2)
+    lines: list[str] = []
+    balancer = ElbBalancer(elbv2, arn, autoscaling=asg, say=lines.append)
+    balancer.drain(first)
+    group = group_of(asg)
+    assert lifecycle(asg, first) == "Standby" and group["DesiredCapacity"] == 1
+    assert group["MinSize"] == 1 and group["MinSize"] <= group["DesiredCapacity"]
+    assert not balancer.healthy(first)
+    assert ("MinSize 1 while it is on standby" in " ".join(lines)) is (min_size == 2)
+    balancer.restore(first, timeout=30)
+    group = group_of(asg)
+    assert lifecycle(asg, first) == "InService"
+    assert (group["MinSize"], group["DesiredCapacity"]) == (min_size, 2)
+    assert balancer.healthy(first) and balancer.drained == {}
+
+
+def test_a_drain_interrupted_after_lowering_min_size_is_undone(aws_env: str) -> None:
+    """Each step of the drain is recorded before it is asked for: an interruption
+    between lowering MinSize and EnterStandby still gets MinSize back."""
+    elbv2, asg, arn, (first, _) = asg_fleet(min_size=2, desired=2)
+
+    class Interrupted:
+        def __getattr__(self, name: str) -> Any:
+            if name == "enter_standby":
+                raise KeyboardInterrupt
+            return getattr(asg, name)
+
+    balancer = ElbBalancer(elbv2, arn, autoscaling=Interrupted())
+    with pytest.raises(KeyboardInterrupt):
+        balancer.drain(first)
+    assert group_of(asg)["MinSize"] == 1
+    balancer.restore(first, timeout=0)
+    assert group_of(asg)["MinSize"] == 2 and lifecycle(asg, first) == "InService"
