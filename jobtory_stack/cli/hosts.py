@@ -90,7 +90,8 @@ def cmd_hosts(args: argparse.Namespace) -> int:
     from jobtory_stack.hosts.rolling import DeployFailed, deploy
 
     env = resolve_env(args)
-    # with an Auto Scaling group: publish the release, move the launch template to it
+    # with an Auto Scaling group: publish the release; the deploy moves the launch
+    # template to it under its lock (a static inventory: nothing published)
     options = prepare_release(env, options_from(args), out, allow_dirty=args.allow_dirty)
     try:  # SIGTERM interrupts the deploy as Ctrl-C does (hosts.rolling.deploy)
         report = deploy(env, options, out, allow_downtime=args.allow_downtime)

@@ -1,10 +1,15 @@
 """Every deploy moves the launch template: the release `deploy.py hosts` deploys is
-published to the release store, then becomes the release the launch template's user data
-boots (a new default version, the Auto Scaling group moved to it), so a scale-out or a
-replacement instance boots what the fleet runs (aws.scaling.move_template).
+published to the release store (`prepare_release`, before the deploy lock: publishing is
+idempotent by hash), then, under the deploy lock (hosts.rolling), becomes the release the
+launch template's user data boots (a new default version, the Auto Scaling group moved to
+it: `move_launch_template`), so a scale-out or a replacement instance boots what the
+fleet runs (aws.scaling.move_template).
 
-An environment without an Auto Scaling group (the static fleet replica, unless the
-emulator has the group) keeps deploying over SSH alone, as before.
+An environment whose hosts come from a static inventory (`hosts.inventory`: the fleet
+replica) is deployed over SSH alone: nothing is built for the store, published or moved,
+and no AWS call is made for it (the replica's emulator has no release store; it may have
+a group, `deploy.py migrate`'s step 6). An environment without an Auto Scaling group
+likewise.
 """
 
 from __future__ import annotations
@@ -18,9 +23,8 @@ from jobtory_stack.aws import scaling
 from jobtory_stack.aws.client import aws_errors
 from jobtory_stack.aws.core import Ctx, new_ctx
 from jobtory_stack.hosts import store
-from jobtory_stack.hosts.inventory import static_inventory
 from jobtory_stack.hosts.release import Release, build_named
-from jobtory_stack.hosts.settings import ARTIFACTS_DIR, REPO, DeployOptions, Manifest, parse_kv
+from jobtory_stack.hosts.settings import ARTIFACTS_DIR, REPO, DeployOptions, Manifest
 from jobtory_stack.spec.model import Environment
 
 Out = Callable[[str], None]
@@ -51,9 +55,13 @@ def move_launch_template(
     out: Out = print,
     ctx: Ctx | None = None,
 ) -> int | None:
-    """Publish `release` (idempotent: what the store has is not uploaded again; a name
-    alone must be published already), then make the launch template boot it and move the
-    group to that version. The version, or None without an Auto Scaling group."""
+    """Make the launch template boot `release` and move the group to that version; a
+    Release is published first (idempotent: what the store has is not uploaded again), a
+    name alone must be published already (its manifest's sha256 is read from the store).
+    The version, or None without an Auto Scaling group or with a static inventory (then
+    without any AWS call). `rolling.deploy` calls it under the deploy lock."""
+    if env.hosts.inventory:
+        return None
     ctx = ctx or new_ctx(env, out=out)
     with aws_errors():
         if not has_group(ctx):
@@ -70,38 +78,35 @@ def move_launch_template(
     return moved.version
 
 
-def hosts_aws_env(env: Environment, spec: Path) -> dict[str, str] | None:
-    """The AWS settings the hosts need (a static inventory's `jobtory_aws_env`: the
-    replica's emulator as the hosts reach it); None on EC2, where they need none."""
-    if not env.hosts.inventory:
-        return None
-    _, group = static_inventory((spec.resolve().parent / env.hosts.inventory).resolve())
-    return parse_kv(group.get("jobtory_aws_env")) or None
-
-
 def prepare_release(
     env: Environment, options: DeployOptions, out: Out = print, allow_dirty: bool = False
 ) -> DeployOptions:
-    """Before the rolling part of `deploy.py hosts`: in an environment with an Auto
-    Scaling group, the release to deploy is a store release (built from what git tracks
-    unless --version names one), published, and the launch template moved to it; the
-    options then name it, so the hosts get the same release over SSH."""
+    """Before the rolling part of `deploy.py hosts` (and before its lock): in an
+    environment with an Auto Scaling group, the release to deploy is a store release
+    (built from what git tracks unless --version names one), published. The options then
+    name it, so the hosts get the same release over SSH, and ask the deploy to move the
+    launch template to it once it holds the lock. A static inventory (the fleet replica):
+    the options as they are, no AWS call, nothing built or published."""
+    if env.hosts.inventory:
+        return options
     ctx = new_ctx(env, out=out)
     with aws_errors():
         if not has_group(ctx):
             return options
-    release: Release | str
-    if options.version:
-        release = local_release(options.version) or options.version
+    if options.version and local_release(options.version) is None:
+        name = options.version  # a name alone: it must be in the store already
+        with aws_errors():
+            scaling.manifest_sha256(ctx, name)
     else:
-        release = build_named(options.source.resolve() if options.source else REPO,
-                              allow_dirty=allow_dirty)  # fmt: skip
-        out(f"release {release.name}: manifest sha256 {release.manifest_sha256}")
-    name = release if isinstance(release, str) else release.name
-    version = move_launch_template(env, release, hosts_aws_env(env, options.spec), out, ctx)
-    if version is not None:
-        out(f"launch template: v{version} boots {name}")
-    return replace(options, version=name)
+        release = local_release(options.version) if options.version else None
+        if release is None:
+            source = options.source.resolve() if options.source else REPO
+            release = build_named(source, allow_dirty=allow_dirty)
+            out(f"release {release.name}: manifest sha256 {release.manifest_sha256}")
+        with aws_errors():
+            store.publish(ctx, release)
+        name = release.name
+    return replace(options, version=name, launch_template=True)
 
 
 def user_data_for(env: Environment, release: str, aws_env: Mapping[str, str] | None) -> str:

@@ -13,8 +13,12 @@ import pytest
 
 from jobtory_stack.aws import reconcile
 from jobtory_stack.cli import main
+from jobtory_stack.errors import HostsError
+from jobtory_stack.hosts import launch, rolling
 from jobtory_stack.hosts.launch import move_launch_template
+from jobtory_stack.hosts.lock import parameter_names
 from jobtory_stack.hosts.release import build_named
+from jobtory_stack.hosts.settings import DeployOptions
 from jobtory_stack.spec.loader import load_stack
 from tests.aws.test_release_store import ctx_for
 from tests.helpers import ROOT
@@ -116,3 +120,76 @@ def test_no_group_no_move(aws_env: str, tmp_path: Path, monkeypatch: pytest.Monk
     repo, out = fake_checkout(tmp_path, monkeypatch)
     assert move_launch_template(env, build_named(repo, out, repo), ctx=ctx) is None
     assert ctx.mutations == []
+
+
+def test_a_static_inventory_publishes_nothing_and_makes_no_aws_call(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The fleet replica (`local`: hosts from a static inventory) is deployed over SSH
+    alone: its emulator has no release store (and may have a group: migrate's step 6), so
+    nothing is built for the store, published or moved, and no AWS client is made."""
+    env = load_stack(SPEC).env("local")
+    assert env.hosts.inventory
+
+    def refused(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a static inventory made an AWS call or published")
+
+    for name in ("new_ctx", "build_named", "has_group", "local_release"):
+        monkeypatch.setattr(launch, name, refused)
+    monkeypatch.setattr(launch.store, "publish", refused)
+    for options in (DeployOptions(spec=SPEC), DeployOptions(spec=SPEC, version="r0123456789")):
+        assert launch.prepare_release(env, options, out=refused) is options
+    assert move_launch_template(env, "r0123456789", out=refused) is None
+
+
+def test_the_deploy_moves_the_launch_template_once_it_holds_the_lock(
+    aws_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """prepare_release publishes before the lock and moves nothing; rolling.deploy moves
+    the launch template after it took the lock, before any host."""
+    assert main(["apply", "--spec", str(SPEC), "--env", "staging"]) == 0
+    before_version, before_script = default_script()
+    repo, out = fake_checkout(tmp_path, monkeypatch)
+    built = build_named(repo, out, repo)
+    monkeypatch.setattr(launch, "local_release", lambda name: built if name == built.name else None)
+    env = load_stack(SPEC).env("staging")
+    lines: list[str] = []
+
+    options = launch.prepare_release(
+        env, DeployOptions(spec=SPEC, version=built.name), lines.append
+    )
+    assert options.version == built.name and options.launch_template
+    store = ctx_for()
+    assert launch.scaling.manifest_sha256(store, built.name) == built.manifest_sha256  # published
+    assert default_script() == (before_version, before_script)  # not moved before the lock
+
+    lock_name, _ = parameter_names(env.stack_name, env.name)
+    ssm = client("ssm")
+    seen: dict[str, Any] = {}
+    real_move = rolling.move_launch_template
+
+    def move(*args: Any, **kwargs: Any) -> int | None:
+        seen["lock"] = ssm.get_parameter(Name=lock_name)["Parameter"]["Value"]
+        return real_move(*args, **kwargs)
+
+    def no_hosts(*args: Any, **kwargs: Any) -> Any:
+        seen["template"] = default_script()
+        raise HostsError("stop before any host")
+
+    monkeypatch.setattr(rolling, "move_launch_template", move)
+    monkeypatch.setattr(rolling, "fleet_of", no_hosts)
+    monkeypatch.setattr(rolling, "db_ca_bundle", lambda env, spec: None)  # not the subject
+    with pytest.raises(rolling.DeployFailed, match="stop before any host"):
+        rolling.deploy(env, options, lines.append)
+    assert built.name in seen["lock"]  # the lock was held when the template moved
+    number, script = seen["template"]  # moved before the hosts were looked up
+    assert number == before_version + 1 and f"\nVERSION={built.name}\n" in script
+    assert f"launch template: v{number} boots {built.name}" in lines
+    with pytest.raises(ssm.exceptions.ParameterNotFound):
+        ssm.get_parameter(Name=lock_name)  # released
+
+    # without launch_template (an env without a group, migrate's step 7): never moved
+    seen.clear()
+    with pytest.raises(rolling.DeployFailed):
+        rolling.deploy(env, DeployOptions(spec=SPEC, version=built.name), lines.append)
+    assert "lock" not in seen and default_script()[0] == number
