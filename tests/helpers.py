@@ -50,3 +50,21 @@ def private_key_pem() -> str:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     ).decode()
+
+
+def stub_release(name: str, env: str = "staging") -> str:
+    """A manifest named `name` in the env's release store (which `apply` created), so a
+    launch template can name the release and its sha256; no instance boots from it in
+    the tests that use this (tests/aws/test_user_data_verify.py boots a real one)."""
+    import hashlib
+    import json
+
+    import boto3
+
+    body = json.dumps({"format": "jobtory-release/1", "release": name, "objects": []}).encode()
+    boto3.client("s3", region_name="ap-northeast-2").put_object(
+        Bucket=f"jobtory-{env}-releases-123456789012",  # moto's account
+        Key=f"releases/{name}/manifest.json",
+        Body=body,
+    )
+    return hashlib.sha256(body).hexdigest()

@@ -34,13 +34,15 @@ import os
 import re
 import shlex
 import urllib.parse
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from jobtory_stack.aws import refresh
-from jobtory_stack.aws.client import error_code
+from jobtory_stack.aws.client import RETRY_CONFIG, error_code
 from jobtory_stack.aws.core import (
     ADOPTION_SHOWN,
     Ctx,
@@ -55,7 +57,7 @@ from jobtory_stack.aws.family import ADOPTED_KEPT, Handlers, Teardown, dispatch,
 from jobtory_stack.aws.plan import Change, Ref, field_diffs, fmt
 from jobtory_stack.errors import AwsError
 from jobtory_stack.render.user_data import render_user_data
-from jobtory_stack.spec.constants import RELEASES_PREFIX
+from jobtory_stack.spec.constants import RELEASE_MANIFEST_KEY, RELEASES_PREFIX, VERSION_RE
 
 CONFIG_TAG = "launch-template-config"
 RELEASE_ENV = "JOBTORY_RELEASE_VERSION"
@@ -72,6 +74,8 @@ ASSUME_EC2 = {
     ],
 }
 GRACE_SECONDS = 300
+# as aws.store's client: path-style addressing when an endpoint is given (an emulator)
+PATH_STYLE = RETRY_CONFIG.merge(Config(s3={"addressing_style": "path"}))
 
 
 @dataclass(frozen=True)
@@ -197,22 +201,78 @@ def current_user_data(ctx: Ctx) -> str | None:
     return versions[0]["LaunchTemplateData"].get("UserData") if versions else None
 
 
+def manifest_sha256(ctx: Ctx, release: str) -> str:
+    """The sha256 of a published release's manifest, read from the release store: the
+    value the user data checks the manifest it downloads against."""
+    bucket = ctx.d.release_bucket(account_id(ctx))
+    key = RELEASE_MANIFEST_KEY.format(name=release)
+    s3 = ctx.client("s3", config=PATH_STYLE if ctx.endpoint_url else None)
+    try:
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"]
+    except ClientError as exc:
+        if error_code(exc) not in ("NoSuchKey", "NoSuchBucket", "404", "403", "AccessDenied"):
+            raise
+        raise AwsError(
+            f"release {release} is not in the release store s3://{bucket} "
+            f"({error_code(exc)}): publish it first with `deploy.py release publish --env "
+            f"{ctx.env.name}` (or `deploy.py hosts`, which publishes what it deploys)"
+        ) from None
+    return hashlib.sha256(body.read()).hexdigest()
+
+
+def release_user_data(
+    ctx: Ctx, release: str, sha256: str, aws_env: Mapping[str, str] | None = None
+) -> str:
+    return render_user_data(
+        ctx.env.name,
+        release,
+        bucket=ctx.d.release_bucket(account_id(ctx)),
+        region=ctx.env.region,
+        manifest_sha256=sha256,
+        aws_env=aws_env,
+    )
+
+
 def user_data(ctx: Ctx) -> str:
-    """The project's own bootstrap (`deploy.py hosts --user-data`): fetch the release's
-    artifacts and run pyinfra/deploy.py against @local. The release is --release /
-    JOBTORY_RELEASE_VERSION, else the one the current template already boots."""
+    """The project's own bootstrap (`deploy.py hosts --user-data`): fetch the release from
+    the store, verify it, run pyinfra/deploy.py against @local. The release is --release /
+    JOBTORY_RELEASE_VERSION (it must be published: its manifest's sha256 goes into the user
+    data), else the one the current template already boots (with its sha256 and settings)."""
+    if ctx.artifact_url or os.environ.get(ARTIFACT_ENV):
+        raise AwsError(
+            "--artifact-url / JOBTORY_ARTIFACT_URL are gone: instances fetch their release "
+            "from the release store (`deploy.py release publish`), verified; pass --release"
+        )
     current = current_user_data(ctx)
-    version = ctx.release or os.environ.get(RELEASE_ENV) or baked(current, "VERSION")
-    url = ctx.artifact_url or os.environ.get(ARTIFACT_ENV) or baked(current, "ARTIFACT_URL")
-    if not version:
-        if not ctx.emulator:
-            raise AwsError(
-                "the launch template needs the release new instances boot: pass --release V "
-                "and --artifact-url URL (artifacts built by `deploy.py hosts`)"
-            )
-        version = PLACEHOLDER_RELEASE
-        ctx.report.note(f"! no --release given: the emulator's launch template boots '{version}'")
-    return render_user_data(ctx.env.name, version, url or "")
+    aws_env = parse_settings(baked(current, "AWS_ENV") or "")
+    asked = ctx.release or os.environ.get(RELEASE_ENV)
+    if asked:
+        check_release(asked)  # before any call: a bad name is the user's error
+        return release_user_data(ctx, asked, manifest_sha256(ctx, asked), aws_env)
+    version, sha256 = baked(current, "VERSION"), baked(current, "MANIFEST_SHA256")
+    if version:
+        return release_user_data(ctx, version, sha256 or "", aws_env)
+    if not ctx.emulator:
+        raise AwsError(
+            "the launch template needs the release new instances boot: publish one "
+            "(`deploy.py release publish`) and pass --release NAME"
+        )
+    ctx.report.note(
+        f"! no --release given: the emulator's launch template boots '{PLACEHOLDER_RELEASE}'"
+    )
+    return release_user_data(ctx, PLACEHOLDER_RELEASE, "", aws_env)
+
+
+def parse_settings(text: str) -> dict[str, str]:
+    """`K=V,K=V` (the user data's AWS_ENV) as a dict."""
+    pairs = (part.partition("=") for part in text.split(",") if part.strip())
+    return {k.strip(): v.strip() for k, _, v in pairs}
+
+
+def check_release(name: str) -> str:
+    if not VERSION_RE.match(name):
+        raise AwsError(f"version {name!r}: use 1-64 letters, digits, '.', '_' or '-'")
+    return name
 
 
 def desired(ctx: Ctx) -> Desired:
@@ -847,17 +907,216 @@ def status(ctx: Ctx) -> list[str]:
     o = observe(ctx, want)
     if o.asg is None:
         return ["scaling: no autoscaling group"]
-    states = ", ".join(
-        f"{i} {s}{'' if v == want.config_hash else ' (old template)'}"
-        for i, (s, v) in sorted(o.instances.items())
-    )
     return [
         f"scaling: {want.asg} min {o.asg['min_size']} desired {o.asg['desired']} max "
         f"{o.asg['max_size']}, template v{o.template_version}, CPU target "
         f"{o.target_cpu if o.target_cpu is not None else '-'}",
-        f"  instances: {states or 'none'}",
+        *instance_status(ctx, want, o),
         *refresh_status(ctx, want.asg),
     ]
+
+
+LT_VERSION_TAG = "aws:ec2launchtemplate:version"  # EC2 tags an instance with what it launched
+
+
+def instance_status(ctx: Ctx, want: Desired, o: Observed) -> list[str]:
+    """One line per instance: lifecycle, the group's and the target group's health, the
+    launch-template version it launched from and the release that version boots."""
+    group = describe_group(ctx, want.asg)
+    members = {i["InstanceId"]: i for i in group.get("Instances", [])}
+    if not members:
+        return ["  instances: none"]
+    launched: dict[str, str] = {}
+    for r in ctx.ec2.describe_instances(InstanceIds=sorted(members))["Reservations"]:
+        for inst in r["Instances"]:
+            version = tag_dict(inst.get("Tags")).get(LT_VERSION_TAG)
+            if version:
+                launched[inst["InstanceId"]] = version
+    for i, m in members.items():  # the group's view when EC2 has no tag
+        launched.setdefault(i, str(m.get("LaunchTemplate", {}).get("Version", "?")))
+    releases = template_releases(ctx, o.template_id, set(launched.values()))
+    health = target_health(ctx)
+    lines = ["  instances:"]
+    for i, m in sorted(members.items()):
+        version = launched[i]
+        old = "" if o.instances.get(i, ("", ""))[1] == want.config_hash else " (old template)"
+        lines.append(
+            f"    {i} {m['LifecycleState']}, {m.get('HealthStatus', '?')}, target "
+            f"{health.get(i, 'not registered')}, lt v{version}, release "
+            f"{releases.get(version, '?')}{old}"
+        )
+    return lines
+
+
+def template_releases(ctx: Ctx, template_id: str | None, versions: set[str]) -> dict[str, str]:
+    """{launch-template version: the release its user data boots}."""
+    numbers = sorted(v for v in versions if v.isdigit())
+    if template_id is None or not numbers:
+        return {}
+    found = ctx.ec2.describe_launch_template_versions(
+        LaunchTemplateId=template_id, Versions=numbers
+    )["LaunchTemplateVersions"]
+    return {
+        str(v["VersionNumber"]): baked(v["LaunchTemplateData"].get("UserData"), "VERSION") or "?"
+        for v in found
+    }
+
+
+def target_health(ctx: Ctx) -> dict[str, str]:
+    """{instance id: its state in the environment's target group}."""
+    arn = ctx.ids.get("tg")
+    if arn is None:
+        try:
+            groups = ctx.elbv2.describe_target_groups(Names=[ctx.d.resource_name("tg")])
+        except ClientError as exc:
+            if error_code(exc) != "TargetGroupNotFound":
+                raise
+            return {}
+        arn = groups["TargetGroups"][0]["TargetGroupArn"]
+    described = ctx.elbv2.describe_target_health(TargetGroupArn=arn)["TargetHealthDescriptions"]
+    return {t["Target"]["Id"]: t["TargetHealth"].get("State", "?") for t in described}
+
+
+# ---- a deploy moves the launch template ----------------------------------------------------
+
+# What the deployer puts in a template, in the request's shape (describe answers more keys,
+# some only in its own shape). Anything else the source version has, AWS carries over to
+# the new version itself (SourceVersion).
+METADATA_REQUEST_KEYS = (
+    "HttpTokens",
+    "HttpPutResponseHopLimit",
+    "HttpEndpoint",
+    "HttpProtocolIpv6",
+    "InstanceMetadataTags",
+)
+
+
+def request_data(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A version's LaunchTemplateData (as described) as CreateLaunchTemplateVersion takes it."""
+    out: dict[str, Any] = {
+        k: data[k] for k in ("ImageId", "InstanceType", "KeyName", "SecurityGroupIds") if k in data
+    }
+    profile = data.get("IamInstanceProfile") or {}
+    if profile.get("Name") or profile.get("Arn"):
+        out["IamInstanceProfile"] = (
+            {"Name": profile["Name"]} if profile.get("Name") else {"Arn": profile["Arn"]}
+        )
+    if data.get("MetadataOptions"):
+        meta = data["MetadataOptions"]
+        out["MetadataOptions"] = {k: meta[k] for k in METADATA_REQUEST_KEYS if k in meta}
+    if data.get("TagSpecifications"):
+        out["TagSpecifications"] = [
+            {"ResourceType": t["ResourceType"], "Tags": t.get("Tags", [])}
+            for t in data["TagSpecifications"]
+        ]
+    return out
+
+
+@dataclass(frozen=True)
+class Moved:
+    """Where `move_template` left the launch template and the group."""
+
+    template: str
+    version: int
+    created: bool  # a new version was made (else the default already booted the release)
+    group_moved: bool
+
+
+def move_template(
+    ctx: Ctx, release: str, sha256: str, aws_env: Mapping[str, str] | None = None
+) -> Moved | None:
+    """A new default launch-template version whose user data boots `release` (the rest of
+    the template as it is: a deploy never changes the AMI), and the group moved to it, so
+    scale-out and replacement instances boot what the fleet runs. Idempotent. None when
+    the environment has no Auto Scaling group. `aws_env`: the hosts' AWS settings (the
+    replica's emulator endpoint), else the ones the template carries."""
+    check_release(release)
+    groups = ctx.autoscaling.describe_auto_scaling_groups(
+        AutoScalingGroupNames=[ctx.d.resource_name("asg")]
+    )["AutoScalingGroups"]
+    if not groups:
+        return None
+    group, name = groups[0], ctx.d.resource_name("lt")
+    try:
+        lt = ctx.ec2.describe_launch_templates(LaunchTemplateNames=[name])["LaunchTemplates"][0]
+    except ClientError as exc:
+        if not error_code(exc).startswith("InvalidLaunchTemplateName"):
+            raise
+        raise AwsError(
+            f"{group['AutoScalingGroupName']} has no launch template {name}: "
+            f"`deploy.py apply --env {ctx.env.name}` first"
+        ) from None
+    template_id, default = lt["LaunchTemplateId"], int(lt["DefaultVersionNumber"])
+    current = ctx.ec2.describe_launch_template_versions(
+        LaunchTemplateId=template_id, Versions=[str(default)]
+    )["LaunchTemplateVersions"][0]["LaunchTemplateData"]
+    if aws_env is None:
+        aws_env = parse_settings(baked(current.get("UserData"), "AWS_ENV") or "")
+    text = release_user_data(ctx, release, sha256, aws_env)
+    version, created = default, False
+    if baked_text(current.get("UserData")) != text:
+        data: Any = {**request_data(current), "UserData": base64.b64encode(text.encode()).decode()}
+        made = ctx.ec2.create_launch_template_version(
+            LaunchTemplateId=template_id,
+            SourceVersion=str(default),
+            LaunchTemplateData=data,
+            VersionDescription=f"release {release} (deploy.py hosts)",
+        )["LaunchTemplateVersion"]
+        version, created = int(made["VersionNumber"]), True
+        ctx.ec2.modify_launch_template(LaunchTemplateId=template_id, DefaultVersion=str(version))
+        ctx.report.line(f"launch_template {name} -> v{version} (default): boots {release}")
+    spec = group.get("LaunchTemplate", {})
+    moved = spec.get("LaunchTemplateId") != template_id or spec.get("Version") != str(version)
+    if moved:
+        ctx.autoscaling.update_auto_scaling_group(
+            AutoScalingGroupName=group["AutoScalingGroupName"],
+            LaunchTemplate={"LaunchTemplateId": template_id, "Version": str(version)},
+        )
+        ctx.report.line(f"autoscaling_group {group['AutoScalingGroupName']} -> {name} v{version}")
+    retag(ctx, group, template_id, version)
+    return Moved(name, version, created, moved)
+
+
+def baked_text(encoded: str | None) -> str | None:
+    try:
+        return base64.b64decode(encoded or "").decode()
+    except ValueError:
+        return None
+
+
+def retag(ctx: Ctx, group: Mapping[str, Any], template_id: str, version: int) -> None:
+    """The group's launch-template-config tag (what `apply` tells old instances from new
+    by) follows the new version when that version is what the spec makes for this release;
+    a template that differs otherwise (a new AMI) is apply's to change, and says so."""
+    ctx.ids["lt"] = template_id
+    want = desired(ctx)
+    data = ctx.ec2.describe_launch_template_versions(
+        LaunchTemplateId=template_id, Versions=[str(version)]
+    )["LaunchTemplateVersions"][0]["LaunchTemplateData"]
+    have = template_fields(dict(data), ctx)
+    differs = sorted(
+        k
+        for k, v in want.template_fields.items()
+        if k != "security_groups" and have.get(k) != v  # ids here, names in the spec
+    )
+    if differs:
+        ctx.report.note(
+            f"! the launch template differs from the spec in {', '.join(differs)}: "
+            f"`deploy.py plan --env {ctx.env.name}` shows it, apply changes it"
+        )
+        return
+    if tag_dict(group.get("Tags")).get(CONFIG_TAG) != want.config_hash:
+        ctx.autoscaling.create_or_update_tags(
+            Tags=[
+                {
+                    "ResourceId": group["AutoScalingGroupName"],
+                    "ResourceType": "auto-scaling-group",
+                    "Key": CONFIG_TAG,
+                    "Value": want.config_hash,
+                    "PropagateAtLaunch": True,
+                }
+            ]
+        )
 
 
 def refresh_status(ctx: Ctx, asg: str) -> list[str]:

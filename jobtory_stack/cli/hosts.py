@@ -13,7 +13,6 @@ from typing import Any
 from jobtory_stack.cli.common import EXIT_ERROR, EXIT_OK, env_options, out, resolve_env
 from jobtory_stack.errors import HostsError
 from jobtory_stack.hosts.settings import DeployOptions, parse_kv
-from jobtory_stack.render.user_data import render_user_data
 from jobtory_stack.spec.constants import (
     CADDY_MODES,
     KEEP_RELEASES,
@@ -27,8 +26,10 @@ DESCRIPTION = """\
     deploy.py hosts --env local [--version V]       the fleet replica (compose profile fleet)
     deploy.py hosts --env prod --version V          EC2 hosts found by tags + ASG membership
     deploy.py hosts --env prod --audit              who deployed what, when, with what result
-    deploy.py hosts --env prod --user-data --version V --artifact-url URL   ASG bootstrap
+    deploy.py hosts --env prod --user-data --version NAME   the ASG's user data for a release
 
+With an Auto Scaling group, the release is first published to the release store and
+the launch template moved to it (scale-out and replacement instances boot it).
 One host at a time: plan (pyinfra --dry); nothing to change -> leave the host alone;
 else take it out of the load balancer (drain), deploy (pyinfra/deploy.py), put it back
 and wait until the balancer's health checks pass, then the next host. A deploy lock in
@@ -53,11 +54,13 @@ def options_from(args: argparse.Namespace) -> DeployOptions:
 
 
 def cmd_user_data(args: argparse.Namespace) -> int:
+    from jobtory_stack.hosts.launch import user_data_for
+
     env = resolve_env(args)
     if not args.version:
-        raise HostsError("--user-data needs --version (the release new instances run)")
-    aws_env = parse_kv(args.aws_env) if args.aws_env else {}
-    print(render_user_data(env.name, args.version, args.artifact_url or "", aws_env), end="")
+        raise HostsError("--user-data needs --version (a published release new instances boot)")
+    aws_env = parse_kv(args.aws_env) if args.aws_env else None
+    print(user_data_for(env, args.version, aws_env), end="")
     return EXIT_OK
 
 
@@ -83,11 +86,15 @@ def cmd_hosts(args: argparse.Namespace) -> int:
         return cmd_user_data(args)
     if args.audit or args.unlock:
         return cmd_audit_or_unlock(args)
+    from jobtory_stack.hosts.launch import prepare_release
     from jobtory_stack.hosts.rolling import DeployFailed, deploy
 
     env = resolve_env(args)
+    # with an Auto Scaling group: publish the release; the deploy moves the launch
+    # template to it under its lock (a static inventory: nothing published)
+    options = prepare_release(env, options_from(args), out, allow_dirty=args.allow_dirty)
     try:  # SIGTERM interrupts the deploy as Ctrl-C does (hosts.rolling.deploy)
-        report = deploy(env, options_from(args), out, allow_downtime=args.allow_downtime)
+        report = deploy(env, options, out, allow_downtime=args.allow_downtime)
     except DeployFailed as exc:
         if args.json:
             out(json.dumps(exc.report.as_dict()))
@@ -142,6 +149,10 @@ def register(sub: Any) -> None:
     p.add_argument("--audit", action="store_true", help="print the deploy audit log and exit")
     p.add_argument("--unlock", action="store_true", help="remove a (stale) deploy lock and exit")
     p.add_argument("--user-data", action="store_true", help="print the ASG user data and exit")
-    p.add_argument("--artifact-url", help="with --user-data: where instances fetch artifacts")
+    p.add_argument(
+        "--allow-dirty",
+        action="store_true",
+        help="with an Auto Scaling group: publish a release of a dirty tree (named ...-dirty)",
+    )
     p.add_argument("--aws-env", help="with --user-data: extra AWS settings K=V,K=V (emulators)")
     p.set_defaults(handler=cmd_hosts)

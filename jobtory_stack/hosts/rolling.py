@@ -32,6 +32,7 @@ from jobtory_stack.aws.client import aws_errors, client_for, explain
 from jobtory_stack.errors import HostsError, JobtoryError
 from jobtory_stack.hosts.balancers import Balancer, NoBalancer, balancer_for
 from jobtory_stack.hosts.inventory import Target, ec2_inventory, static_inventory
+from jobtory_stack.hosts.launch import move_launch_template
 from jobtory_stack.hosts.lock import (
     AuditRecord,
     DeployLock,
@@ -373,6 +374,8 @@ def deploy(
     env: Environment, options: DeployOptions, out: Out, allow_downtime: bool = False
 ) -> DeployReport:
     """`deploy.py hosts`: build, lock, roll, audit. Raises DeployFailed with the report.
+    With `options.launch_template` (hosts.launch.prepare_release published the release),
+    the launch template is moved to it once the lock is held, before any host.
     SIGTERM interrupts it as Ctrl-C does; either way the drained host goes back in the
     balancer and the lock is released. `allow_downtime`: a single-host fleet's only
     target may be drained."""
@@ -401,6 +404,10 @@ def _deploy(
         if stale is not None:
             age = f"no heartbeat for {options.lock_timeout:.0f}s"
             out(f"lock: replaced a stale lock of {stale.owner} ({age})")
+        if options.launch_template:  # under the lock: two deploys never move it at once
+            moved = move_launch_template(env, version, out=out)
+            if moved is not None:
+                out(f"launch template: v{moved} boots {version}")
         with aws_errors():
             fleet = fleet_of(env, options.spec, options.only, out)
         t = time.monotonic()

@@ -53,6 +53,9 @@ class DeployOptions:
     lock_timeout: float = LOCK_STALE_AFTER
     ready_timeout: float = READY_TIMEOUT
     caddy_mode: Mode | None = None  # default: the spec's caddy.mode
+    # the release is published (hosts.launch.prepare_release): the deploy moves the Auto
+    # Scaling group's launch template to it once it holds the deploy lock
+    launch_template: bool = False
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from jobtory_stack.cli import main
-from tests.helpers import ROOT
+from tests.helpers import ROOT, stub_release
 
 pytestmark = pytest.mark.aws
 
@@ -331,6 +331,7 @@ def test_a_new_template_version_moves_the_group_and_launches_from_it(
         ][0]
 
     before = {i["InstanceId"] for i in group()["Instances"]}
+    stub_release("v2", ENV)  # published: its manifest's sha256 goes into the user data
     monkeypatch.setenv("JOBTORY_RELEASE_VERSION", "v2")  # a new release -> new user data
     code, out, _ = run("plan")
     assert f"~ update launch_template jobtory-{ENV}-lt" in out  # a version, not a replacement
@@ -639,8 +640,11 @@ def test_admin_cidr_opens_ssh_to_that_block_only(aws_env: str, run: Run, tmp_pat
     assert ingress(groups()["ec2"]) == {(80, groups()["alb"]["GroupId"]), (22, "203.0.113.7/32")}
 
 
-def test_release_flag_and_a_release_kept_across_applies(aws_env: str, run: Run) -> None:
-    code, _, err = run("apply", "--release", "v7", "--artifact-url", "https://a.example/r")
+def test_release_flag_and_a_release_kept_across_applies(applied: str, run: Run) -> None:
+    code, _, err = run("apply", "--release", "v7")  # not published
+    assert code == 1 and "release v7 is not in the release store" in err
+    sha256 = stub_release("v7", ENV)
+    code, _, err = run("apply", "--release", "v7")
     assert code == 0, err
     ec2 = client("ec2")
 
@@ -650,11 +654,13 @@ def test_release_flag_and_a_release_kept_across_applies(aws_env: str, run: Run) 
         )["LaunchTemplateVersions"][0]["LaunchTemplateData"]
         return base64.b64decode(data["UserData"]).decode()
 
-    assert "\nVERSION=v7\n" in script() and "ARTIFACT_URL=https://a.example/r" in script()
+    assert "\nVERSION=v7\n" in script() and f"\nMANIFEST_SHA256={sha256}\n" in script()
     code, out, _ = run("plan")  # no --release: the template's release is kept
     assert out.strip().endswith("No changes.")
     code, _, err = run("plan", "--release", "bad version!")
     assert code == 1 and "version 'bad version!'" in err
+    code, _, err = run("plan", "--release", "v7", "--artifact-url", "https://a.example/r")
+    assert code == 1 and "instances fetch their release from the release store" in err
 
 
 # ---- destroy: protection is a property, and destroy asks ---------------------------------

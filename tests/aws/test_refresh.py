@@ -20,7 +20,7 @@ from jobtory_stack.cli import main
 from jobtory_stack.errors import AwsError
 from jobtory_stack.spec.loader import load_stack
 from replica.moto_patches.instance_refresh import ENDPOINT
-from tests.helpers import ROOT
+from tests.helpers import ROOT, stub_release
 
 pytestmark = pytest.mark.aws
 
@@ -76,6 +76,7 @@ def apply_v2(spec: Path, steps: list[Step]) -> tuple[list[str], AwsError | None]
     """apply with a new release; each poll of the follow loop runs the next step."""
     lines: list[str] = []
     ctx = new_ctx(load_stack(spec).env(ENV), out=lines.append)
+    stub_release("v2", ENV)  # the release must be in the store: its sha256 is in the user data
     ctx.release = "v2"
     pending: Iterator[Step] = iter(steps)
 

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -422,18 +423,93 @@ def inspect(host: str, template: str) -> str:
     return out.stdout.strip()
 
 
-def test_user_data_bootstraps_a_new_host_identical_to_its_peers(fleet: Fleet) -> None:
-    """A third stand-in host, not in any inventory, runs the rendered user data (pyinfra
-    against @local) with the artifacts placed where a baked AMI would have them."""
+def publish_the_fleets_release(version: str) -> tuple[Any, Any]:
+    """The release store of `local` in the replica's emulator (made as `apply` makes it:
+    the store family; the replica has none otherwise), holding the release the hosts run,
+    published under the version they run (`deploy.py hosts` built its code object and
+    wheelhouse into .local/releases). Returns (ctx, release)."""
+    from jobtory_stack.aws import store as bucket
+    from jobtory_stack.aws.core import new_ctx
+    from jobtory_stack.hosts import store
+    from jobtory_stack.hosts.release import Release, manifest_bytes, store_object
     from jobtory_stack.hosts.settings import ARTIFACTS_DIR, Manifest
+    from jobtory_stack.spec.constants import RELEASE_MANIFEST_KEY
+    from jobtory_stack.spec.loader import load_stack
+
+    env = load_stack(ROOT / "stack.toml").env("local")
+    ctx = new_ctx(env, endpoint_flag=AWS_URL, out=lambda line: None)
+    for change in bucket.plan(ctx):
+        bucket.apply(ctx, change)
+    artifacts = Manifest.load(ARTIFACTS_DIR, version)
+    objects = [
+        store_object("code", ARTIFACTS_DIR / artifacts.source),
+        store_object("wheels", ARTIFACTS_DIR / artifacts.wheels),
+    ]
+    commit = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    manifest = manifest_bytes(artifacts, commit, True, objects)
+    release = Release(version, commit, True, artifacts, manifest, ARTIFACTS_DIR)
+    # a run from another commit published this version with another manifest: replace it
+    # (a test's store; a real release never changes once published)
+    name = bucket.bucket_name(ctx)
+    bucket.s3(ctx).delete_object(Bucket=name, Key=RELEASE_MANIFEST_KEY.format(name=version))
+    store.publish(ctx, release)
+    return ctx, release
+
+
+def run_user_data(name: str, user_data: str, timeout: float) -> tuple[int, str]:
+    """The user data on host container `name`, as cloud-init runs it: (exit code, output)."""
+    boot = subprocess.run(
+        ["docker", "exec", "-i", name, "bash", "-s"],
+        input=user_data,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    output = boot.stdout + boot.stderr
+    OUTPUTS.append(output)
+    return boot.returncode, output
+
+
+def test_user_data_bootstraps_a_new_host_identical_to_its_peers(fleet: Fleet) -> None:
+    """A third stand-in host, not in any inventory, runs the rendered user data: it
+    fetches the release its peers run from the release store and verifies it (a tampered
+    object stops the boot before anything is unpacked), then runs pyinfra against @local.
+    One host boots: the tampered store first, then the store restored."""
+    from jobtory_stack.aws import store as bucket_family
+    from jobtory_stack.hosts import store
 
     version = current_version("ec2-1")
-    manifest = Manifest.load(ARTIFACTS_DIR, version)
+    ctx, release = publish_the_fleets_release(version)
     network = inspect("ec2-1", "{{range $k, $v := .NetworkSettings.Networks}}{{$k}}{{end}}")
     # the replica's db CA, mounted where the spec's DB_SSLROOTCERT points, as on its peers
     mount = '{{range .Mounts}}{{if eq .Destination "/etc/jobtory/db-ca"}}{{.Name}}{{end}}{{end}}'
     db_ca = inspect("ec2-1", mount)
     assert db_ca, "ec2-1 has no /etc/jobtory/db-ca mount"
+    user_data = subprocess.run(
+        [
+            sys.executable,
+            "deploy.py",
+            "hosts",
+            "--env",
+            "local",
+            "--user-data",
+            "--version",
+            version,
+            "--aws-env",
+            "AWS_ENDPOINT_URL=http://aws:4566,"
+            "AWS_SHARED_CREDENTIALS_FILE=/etc/jobtory-instance/aws-credentials",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+        env={**os.environ, "AWS_ENDPOINT_URL": AWS_URL},
+    ).stdout
+    assert f"\nMANIFEST_SHA256={release.manifest_sha256}\n" in user_data
     name = f"jobtory-ec2-userdata-{os.getpid()}"
     cgroup_ro = "ro" if not os.path.exists("/sys/fs/cgroup/cgroup.controllers") else "rw"
     subprocess.run(
@@ -468,6 +544,8 @@ def test_user_data_bootstraps_a_new_host_identical_to_its_peers(fleet: Fleet) ->
         check=True,
         capture_output=True,
     )
+    code = next(o for o in release.objects if o["role"] == "code")
+    s3, bucket = bucket_family.s3(ctx), bucket_family.bucket_name(ctx)
     try:
         deadline = time.monotonic() + 60
         while host_exec(name, "systemctl is-system-running").stdout.strip() not in (
@@ -476,48 +554,40 @@ def test_user_data_bootstraps_a_new_host_identical_to_its_peers(fleet: Fleet) ->
         ):
             assert time.monotonic() < deadline, "the new host did not boot"
             time.sleep(0.5)
-        host_exec(name, "mkdir -p /var/lib/jobtory/artifacts")
-        for artifact in (f"release-{version}.json", manifest.source, manifest.wheels):
-            subprocess.run(
-                [
-                    "docker",
-                    "cp",
-                    str(ARTIFACTS_DIR / artifact),
-                    f"{name}:/var/lib/jobtory/artifacts/{artifact}",
-                ],
-                check=True,
-                capture_output=True,
-            )
-        user_data = subprocess.run(
-            [
-                sys.executable,
-                "deploy.py",
-                "hosts",
-                "--env",
-                "local",
-                "--user-data",
-                "--version",
-                version,
-                "--aws-env",
-                "AWS_ENDPOINT_URL=http://aws:4566,"
-                "AWS_SHARED_CREDENTIALS_FILE=/etc/jobtory-instance/aws-credentials",
-            ],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        boot = subprocess.run(
-            ["docker", "exec", "-i", name, "bash", "-s"],
-            input=user_data,
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
+        assert host_exec(name, "python3 -c 'import boto3'").returncode == 0, (
+            "jobtory/ec2 has no python3-boto3: rebuild it (scripts/build-images ec2-1)"
         )
-        OUTPUTS.append(boot.stdout + boot.stderr)
-        assert boot.returncode == 0, boot.stdout[-3000:] + boot.stderr[-3000:]
-        assert f"jobtory: bootstrap of {version} done" in boot.stdout
+
+        # a tampered object in the store (other bytes at the code object's key, even its
+        # sha256 metadata kept): the boot stops before anything is unpacked
+        s3.put_object(
+            Bucket=bucket,
+            Key=code["key"],
+            Body=b"not the release",
+            Metadata={"sha256": code["sha256"]},
+        )
+        try:
+            status, output = run_user_data(name, user_data, timeout=180)
+        finally:  # the store as published again, whatever happened
+            with (release.out / code["file"]).open("rb") as body:
+                store.upload(ctx, bucket, code["key"], body, code["sha256"])
+        output += host_exec(name, "cat /var/log/jobtory-bootstrap.log").stdout
+        assert status != 0, output[-3000:]
+        assert f"jobtory: {code['file']} ({code['key']}) sha256 mismatch" in output, output[-3000:]
+        assert "bootstrap of" not in output
+        left = host_exec(
+            name,
+            f"test ! -e /srv/jobtory/releases/{version} && test ! -e /srv/jobtory/current"
+            " && ls -A /var/lib/jobtory/artifacts",
+        )
+        assert left.returncode == 0, f"the release was unpacked: {left.stdout}{left.stderr}"
+        assert left.stdout.strip() == "", f"the artifacts dir holds {left.stdout!r}"
+
+        # the store restored: the same user data boots the host, identical to its peers
+        status, output = run_user_data(name, user_data, timeout=600)
+        assert status == 0, output[-6000:]
+        assert f"jobtory: {code['file']} fetched, sha256 verified" in output
+        assert f"jobtory: bootstrap of {version} done" in output
         served = host_exec(
             name, f"curl -fsS {APP}/api/version && curl -fsS -o /dev/null http://127.0.0.1/healthz"
         )

@@ -321,7 +321,12 @@ def test_versions_name_a_directory_and_a_unit(bad: str) -> None:
 
 def test_user_data_is_valid_bash_and_runs_the_same_deploy_against_local() -> None:
     script = render_user_data(
-        "prod", "v42", "https://artifacts.example/jobtory", {"AWS_ENDPOINT_URL": "http://aws:4566"}
+        "prod",
+        "v42",
+        bucket="jobtory-prod-releases-123456789012",
+        region="ap-northeast-2",
+        manifest_sha256="0" * 64,
+        aws_env={"AWS_ENDPOINT_URL": "http://aws:4566"},
     )
     assert script.startswith("#!/bin/bash")
     assert "@local pyinfra/deploy.py" in script and "VERSION=v42" in script

@@ -58,7 +58,14 @@ def test_a_missing_value_is_an_error_not_an_empty_string(settings: HostSettings)
 
 def test_values_are_not_html_escaped_and_the_trailing_newline_stays() -> None:
     text = render_template(
-        "user-data.sh.j2", env_name="a&b", version="v1", artifact_url="", aws_env="K=<v>"
+        "user-data.sh.j2",
+        env_name="a&b",
+        version="v1",
+        manifest_sha256="",
+        bucket="b",
+        region="r",
+        aws_env="K=<v>",
+        fetch_program="",
     )
     assert "ENV_NAME='a&b'" in text and "AWS_ENV='K=<v>'" in text  # shquote, no &amp;
     assert text.endswith('echo "jobtory: bootstrap of $VERSION done"\n')
