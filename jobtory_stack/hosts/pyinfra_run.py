@@ -292,6 +292,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=Path,
         help="plan first and write the plan here, then execute only after 'go' on stdin",
     )
+    parser.add_argument(
+        "--planned-fd",
+        type=int,
+        help="with --plan-result: a pipe told once the plan is written (the runner waits on it)",
+    )
     parser.add_argument("--data", action="append", default=[], help="host data KEY=VALUE")
     args = parser.parse_args(argv)
     data = parse_data(args.data)
@@ -306,17 +311,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         error = guarded(start)
-        if args.dry or args.plan_result is None:
-            if not args.dry and run is not None and error is None and not outcome.reasons:
-                error = guarded(lambda: run.execute(outcome) if run else None)
-            finish(run, outcome, error, args.result)
+        prepared = run if error is None and not outcome.reasons else None
+        if prepared is not None and not plan_first:  # one pass, as `pyinfra -y`
+            error = guarded(lambda: prepared.execute(outcome))
+        finish(run, outcome, error, args.plan_result or args.result)
+        if args.planned_fd is not None:  # the runner's wait ends: the plan is there
+            # a write, not a close: gevent defers closing a pipe to its hub, which does
+            # not run while this process blocks on stdin below
+            os.write(args.planned_fd, b"planned\n")
+        if args.plan_result is None or prepared is None or not outcome.ok:
             return 0 if outcome.ok else 1
         # The plan, then (as the pyinfra CLI after its prompt) the same state executes it.
-        finish(run, outcome, error, args.plan_result)
-        if not outcome.ok or run is None or sys.stdin.readline().strip() != "go":
-            return 0 if outcome.ok else 1  # not asked to go: nothing changed
+        if sys.stdin.readline().strip() != "go":
+            return 0  # not asked to go: nothing changed
         executed = Outcome(args.host, dry=False)
-        error = guarded(lambda: run.execute(executed) if run else None)
+        error = guarded(lambda: prepared.execute(executed))
         finish(run, executed, error, args.result)
         return 0 if executed.ok else 1
     finally:

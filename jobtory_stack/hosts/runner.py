@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import subprocess
 import sys
 import time
@@ -159,27 +160,30 @@ class HostRun:
         self._started = 0.0
 
     def plan(self) -> RunResult:
-        """Start the process and wait for its plan (it writes the file, then reads stdin)."""
+        """Start the process and wait for its plan: the child writes to a pipe once the
+        plan is written (or the pipe closes because the child ended), then reads stdin."""
         self._started = time.monotonic()
-        with self.log.open("w") as out:
-            self._proc = subprocess.Popen(
-                self._cmd,
-                cwd=REPO,
-                stdin=subprocess.PIPE,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=self._env,
-                text=True,
-            )
-        deadline = self._started + self.timeout
-        while not self.plan_result.exists():  # written whole (renamed into place)
-            if self._proc.poll() is not None:
-                break
-            if time.monotonic() > deadline:
-                self.close()
-                reason = f"jobtory: the pyinfra plan timed out after {self.timeout:.0f}s"
-                return RunResult(False, 0, self.timeout, (reason,), self.log)
-            time.sleep(0.05)
+        planned, child_end = os.pipe()
+        try:
+            with self.log.open("w") as out:
+                self._proc = subprocess.Popen(
+                    [*self._cmd, "--planned-fd", str(child_end)],
+                    cwd=REPO,
+                    stdin=subprocess.PIPE,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    env=self._env,
+                    text=True,
+                    pass_fds=(child_end,),
+                )
+            os.close(child_end)  # the child holds the only write end now
+            ready, _, _ = select.select([planned], [], [], self.timeout)
+        finally:
+            os.close(planned)
+        if not ready:
+            self.close()
+            reason = f"jobtory: the pyinfra plan timed out after {self.timeout:.0f}s"
+            return RunResult(False, 0, self.timeout, (reason,), self.log)
         seconds = time.monotonic() - self._started
         ok, changed, reasons = read_result(self.plan_result, self.host, True, self.log)
         if not ok:
