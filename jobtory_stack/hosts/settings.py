@@ -11,6 +11,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any, cast
 
@@ -253,9 +254,10 @@ class HostSettings:
         lines += [f"{k}={v}" for k, v in sorted(values.items())]
         return "\n".join(lines) + "\n"
 
+    @cached_property
     def managed_files(self) -> dict[str, ManagedFile]:
         """Every file the deploy writes whole, by name: the tasks write them from here, and
-        the fingerprint hashes the same bytes."""
+        the fingerprint hashes the same bytes (rendered once per settings)."""
         files = {
             "aws settings": ManagedFile(self.aws_env_file, self.aws_env_text.encode()),
             "activate script": ManagedFile(
@@ -280,7 +282,7 @@ class HostSettings:
         if not self.env_sha256:
             return []
         lines = [f"current={self.version}"]
-        files = sorted(self.managed_files().values(), key=lambda f: f.dest)
+        files = sorted(self.managed_files.values(), key=lambda f: f.dest)
         lines += [f"{f.dest} {f.mode} root {hashlib.sha256(f.content).hexdigest()}" for f in files]
         lines.append(f"{self.env_file} 600 {self.app_user} {self.env_sha256}")
         lines += [f"{unit} active enabled" for unit in FINGERPRINT_UNITS]
@@ -288,7 +290,7 @@ class HostSettings:
 
     def fingerprint_query(self) -> dict[str, Any]:
         """The arguments of the HostFingerprint fact that answers `fingerprint()`."""
-        paths = [*sorted(f.dest for f in self.managed_files().values()), self.env_file]
+        paths = [*sorted(f.dest for f in self.managed_files.values()), self.env_file]
         return {"root": self.root, "paths": paths, "units": list(FINGERPRINT_UNITS)}
 
     @property

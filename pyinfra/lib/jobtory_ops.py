@@ -41,13 +41,12 @@ def file(
 ) -> Iterator[Any]:
     """`dest` holds `content` with this mode and owner. Uploaded (to a temporary name,
     then moved: never half written) only when it differs."""
-    data = content
     have = host.get_fact(FileState, path=dest)
-    if have is None or have["sha256"] != hashlib.sha256(data).hexdigest():
+    if have is None or have["sha256"] != hashlib.sha256(content).hexdigest():
         tmp = f"{dest}.jobtory-new"
         if have is None:  # a new file: its directory may be new too
             yield f"mkdir -p {q(dest.rpartition('/')[0] or '/')}"
-        yield FileUploadCommand(BytesIO(data), tmp)
+        yield FileUploadCommand(BytesIO(content), tmp)
         yield f"chown {q(user)}:{q(group)} {q(tmp)} && chmod {q(mode)} {q(tmp)}"
         yield f"mv -f {q(tmp)} {q(dest)}"
         return

@@ -39,7 +39,7 @@ dirs = [s.root, f"{s.root}/releases", f"{s.root}/artifacts", f"{s.root}/wheels",
 if s.db_ca_local is not None:
     dirs.append(s.db_ca_dir)
 jobtory_ops.directories(name="directories " + ", ".join(dirs), paths=dirs)
-files = s.managed_files()
+files = s.managed_files
 for label in ("database CA bundle", "aws settings", "activate script"):
     if label in files:  # no CA bundle: the host has its database's CA already
         jobtory_ops.file(name=f"{label} {files[label].dest}", **vars(files[label]))

@@ -8,7 +8,7 @@ from jobtory_stack.hosts.settings import UNITS
 from pyinfra import host
 
 s = host.data.jobtory
-files = s.managed_files()  # the units rendered from jobtory_stack/templates/systemd/
+files = s.managed_files  # the units rendered from jobtory_stack/templates/systemd/
 units = {unit: jobtory_ops.file(name=f"unit {unit}", **vars(files[unit])) for unit in UNITS}
 caddyfile_op = jobtory_ops.file(
     name=f"Caddyfile ({s.caddy_mode} mode) {s.caddyfile}", **vars(files["Caddyfile"])

@@ -47,14 +47,14 @@ def test_the_host_gets_the_bundle_the_spec_names(tmp_path: Path) -> None:
     s = HostSettings.from_host_data(host_data(tmp_path, spec), deploy_dir=ROOT / "pyinfra")
     assert s.db_ca_local == tmp_path / BUNDLE
     assert s.db_ca == "/etc/jobtory/db-ca/ca.pem"  # DB_SSLROOTCERT (spec.derived)
-    bundle = s.managed_files()["database CA bundle"]  # what pyinfra/tasks/base.py writes
+    bundle = s.managed_files["database CA bundle"]  # what pyinfra/tasks/base.py writes
     assert bundle.dest == s.db_ca and bundle.content == (tmp_path / BUNDLE).read_bytes()
     # local names none: the replica mounts its db's own CA at that path
     local = HostSettings.from_host_data(
         host_data(tmp_path, spec, "local"), deploy_dir=ROOT / "pyinfra"
     )
     assert local.db_ca_local is None
-    assert "database CA bundle" not in local.managed_files()
+    assert "database CA bundle" not in local.managed_files
 
 
 @pytest.mark.parametrize(

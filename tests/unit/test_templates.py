@@ -42,7 +42,7 @@ def test_the_host_deploy_renders_each_unit_with_the_helper(
     """The units the host deploy writes (HostSettings.managed_files, which
     pyinfra/tasks/services.py and the fingerprint use) come from render_template."""
     text = render_template(f"systemd/{unit}", **settings.template_data)
-    written = settings.managed_files()[unit.removesuffix(".j2")]
+    written = settings.managed_files[unit.removesuffix(".j2")]
     assert written.content == text.encode()
     assert written.dest == f"/etc/systemd/system/{unit.removesuffix('.j2')}"
     assert "{{" not in text and "}}" not in text
