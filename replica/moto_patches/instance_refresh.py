@@ -197,24 +197,25 @@ def set_status(
     return refresh
 
 
-def cancel(backend: AutoScalingBackend, name: str) -> InstanceRefresh:
+def _active_or_refused(backend: AutoScalingBackend, name: str) -> InstanceRefresh:
+    """The group's refresh in progress, else AWS's ActiveInstanceRefreshNotFound."""
     _group(backend, name)
     refresh = _active(backend, name)
     if refresh is None:
         raise ActiveInstanceRefreshNotFound(
             f"No in progress or pending Instance Refresh found for Auto Scaling group {name}"
         )
+    return refresh
+
+
+def cancel(backend: AutoScalingBackend, name: str) -> InstanceRefresh:
+    refresh = _active_or_refused(backend, name)
     # moto replaces nothing itself: there is nothing to wait for in Cancelling
     return set_status(backend, name, "Cancelled", refresh.id, reason="Cancelled by request")
 
 
 def rollback(backend: AutoScalingBackend, name: str) -> InstanceRefresh:
-    _group(backend, name)
-    refresh = _active(backend, name)
-    if refresh is None:
-        raise ActiveInstanceRefreshNotFound(
-            f"No in progress or pending Instance Refresh found for Auto Scaling group {name}"
-        )
+    refresh = _active_or_refused(backend, name)
     if not refresh.desired_configuration:
         raise IrreversibleInstanceRefresh(
             "A rollback needs an instance refresh started with a desired configuration."
