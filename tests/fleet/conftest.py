@@ -34,6 +34,19 @@ HOST_HEADER = "jobtory.localhost"
 CONTAINERS = {"ec2-1": "jobtory-ec2-1-1", "ec2-2": "jobtory-ec2-2-1"}
 
 
+def ssm() -> Any:
+    """An SSM client of the replica's emulator (its dummy credentials)."""
+    import boto3
+
+    return boto3.client(
+        "ssm",
+        endpoint_url=AWS_URL,
+        region_name="ap-northeast-2",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
 def cgroup_env() -> dict[str, str]:
     """cgroup v2 hosts need systemd's subtree writable (see compose/fleet.yaml)."""
     v2 = os.path.exists("/sys/fs/cgroup/cgroup.controllers")

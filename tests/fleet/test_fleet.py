@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
 from tests.fleet.conftest import (
@@ -29,6 +28,7 @@ from tests.fleet.conftest import (
     alb_versions,
     host_exec,
     run_deploy,
+    ssm,
     wait_targets,
 )
 from tests.helpers import ON_THE_REPLICA_WORKER
@@ -42,16 +42,6 @@ def deploy(*args: str) -> Deploy:
     result = run_deploy(*args)
     OUTPUTS.append(result.output)
     return result
-
-
-def ssm() -> object:
-    return boto3.client(
-        "ssm",
-        endpoint_url=AWS_URL,
-        region_name="ap-northeast-2",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
 
 
 def local_env() -> object:
@@ -140,8 +130,8 @@ def test_two_deploys_at_once_the_second_refuses_naming_the_holder(
         holder = None
         while time.monotonic() < deadline and holder is None:
             try:
-                holder = client.get_parameter(Name=lock_name)["Parameter"]["Value"]  # type: ignore[attr-defined]
-            except client.exceptions.ParameterNotFound:  # type: ignore[attr-defined]
+                holder = client.get_parameter(Name=lock_name)["Parameter"]["Value"]
+            except client.exceptions.ParameterNotFound:
                 time.sleep(0.1)
         assert holder is not None, "the first deploy never took the lock"
         second = deploy("--version", fleet.old)
@@ -273,7 +263,7 @@ def test_changed_ssm_value_is_rolled_out_without_a_new_release(
     name = local_env().ssm_prefix + "JOBTORY_FLEET_TEST_MARK"  # type: ignore[attr-defined]
     client = ssm()
     version = current_version("ec2-1")  # whatever the earlier tests left: no new release
-    client.put_parameter(Name=name, Value=f"mark-{time.time():.0f}", Type="String", Overwrite=True)  # type: ignore[attr-defined]
+    client.put_parameter(Name=name, Value=f"mark-{time.time():.0f}", Type="String", Overwrite=True)
     try:
         with Load(workers=2, max_requests=20000, max_seconds=300) as load:
             result = deploy("--version", version)
@@ -287,7 +277,7 @@ def test_changed_ssm_value_is_rolled_out_without_a_new_release(
             assert current_version(host) == version
         assert load.failures == []
     finally:
-        client.delete_parameter(Name=name)  # type: ignore[attr-defined]
+        client.delete_parameter(Name=name)
     cleanup = deploy("--version", version)
     assert cleanup.code == 0 and cleanup.summary["changed_operations"] >= 4, cleanup.output
 
@@ -380,11 +370,11 @@ def test_secrets_absent_from_process_arguments_logs_and_repo(first_deploy: Deplo
     secrets: dict[str, str] = {}
     for name in derive(env).secret_names:  # type: ignore[arg-type]
         try:
-            param = client.get_parameter(  # type: ignore[attr-defined]
+            param = client.get_parameter(
                 Name=env.ssm_prefix + name,
-                WithDecryption=True,  # type: ignore[attr-defined]
+                WithDecryption=True,
             )
-        except client.exceptions.ParameterNotFound:  # type: ignore[attr-defined]
+        except client.exceptions.ParameterNotFound:
             continue
         if len(param["Parameter"]["Value"]) >= 8:
             secrets[name] = param["Parameter"]["Value"]

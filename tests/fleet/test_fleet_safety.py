@@ -15,9 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any
 
-import boto3
 import pytest
 
 from tests.fleet.conftest import (
@@ -27,6 +25,7 @@ from tests.fleet.conftest import (
     Fleet,
     alb_versions,
     run_deploy,
+    ssm,
     wait_targets,
 )
 from tests.helpers import ON_THE_REPLICA_WORKER
@@ -34,16 +33,6 @@ from tests.helpers import ON_THE_REPLICA_WORKER
 pytestmark = [pytest.mark.fleet, ON_THE_REPLICA_WORKER, pytest.mark.timeout(900)]
 
 LOCK_TIMEOUT = "3"  # seconds: far below a deploy's duration, the heartbeat (1 s) keeps it
-
-
-def ssm() -> Any:
-    return boto3.client(
-        "ssm",
-        endpoint_url=AWS_URL,
-        region_name="ap-northeast-2",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
 
 
 class Running:
